@@ -1,0 +1,18 @@
+/**
+ * @sollol/gguf: read what a planner needs from a GGUF model file, and write small deterministic
+ * test models that llama.cpp loads.
+ *
+ * @example
+ * ```ts
+ * import { writeTestModel, readModelInfo } from '@sollol/gguf'
+ * writeTestModel('/tmp/m.gguf', { ...DEFAULT_TEST_MODEL, layers: 16 })
+ * const info = await readModelInfo('/tmp/m.gguf') // info.layerCount === 16
+ * ```
+ */
+export { describeModel, kvBytesPerLayer, tensorByteSizes, GgufFormatError } from './model-info.js'
+export type { GgufHeader, ModelInfo, TensorEntry } from './model-info.js'
+export { readGgufHeader, readModelInfo } from './read.js'
+export { buildTestModel, writeTestModel, testVocabulary, validateTestModelOptions, testModelDataBytes, DEFAULT_TEST_MODEL, TestModelOptionError } from './test-model.js'
+export type { TestModel, TestModelOptions } from './test-model.js'
+export { writeGguf, encodeHeader, toFloat16Bits, TensorType, ValueType } from './writer.js'
+export type { MetadataEntry, TensorSpec } from './writer.js'

@@ -1,0 +1,31 @@
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { gguf } from '@huggingface/gguf'
+import { describeModel, GgufFormatError, type GgufHeader, type ModelInfo } from './model-info.js'
+
+/** Reads the header of a GGUF file on disk (not the weights) with @huggingface/gguf. */
+export async function readGgufHeader (path: string): Promise<GgufHeader> {
+  const absolute = resolve(path)
+  const { size } = await stat(absolute)
+  let parsed
+  try {
+    parsed = await gguf(absolute, { allowLocalFile: true })
+  } catch (err) {
+    throw new GgufFormatError(`Expected \`${path}\` to be a GGUF model file, got an unreadable file (${(err as Error).message})`)
+  }
+  return {
+    metadata: parsed.metadata as Record<string, unknown>,
+    tensors: parsed.tensorInfos.map((info) => ({
+      name: info.name,
+      shape: info.shape.map(Number),
+      ggmlType: info.dtype,
+      offset: Number(info.offset)
+    })),
+    tensorDataOffset: Number(parsed.tensorDataOffset),
+    fileSize: size
+  }
+}
+
+export async function readModelInfo (path: string): Promise<ModelInfo> {
+  return describeModel(await readGgufHeader(path))
+}

@@ -1,0 +1,197 @@
+/**
+ * Generates a small llama-architecture GGUF with deterministic random weights and a tiny
+ * SentencePiece-style vocabulary. llama-server loads it and completes text with it, so tests,
+ * benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
+ */
+import { TensorType, ValueType, writeGguf, tensorByteLength, type MetadataEntry, type TensorSpec } from './writer.js'
+
+export interface TestModelOptions {
+  /** Repeating transformer blocks. */
+  readonly layers: number
+  /** Hidden size; must be a multiple of `heads`. */
+  readonly embd: number
+  /** Feed-forward size. */
+  readonly ff: number
+  readonly heads: number
+  readonly contextLength: number
+  readonly type: 'f32' | 'f16'
+  readonly seed: number
+  /** Standard deviation of the random weights: large values give varied greedy output. */
+  readonly weightStd: number
+}
+
+/** About 1.5 MB with 8 layers: loads in well under a second, fast enough for every test. */
+export const DEFAULT_TEST_MODEL: TestModelOptions = {
+  layers: 8,
+  embd: 64,
+  ff: 128,
+  heads: 4,
+  contextLength: 4096,
+  type: 'f32',
+  seed: 42,
+  weightStd: 0.5
+}
+
+export class TestModelOptionError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'TestModelOptionError'
+  }
+}
+
+export function validateTestModelOptions (options: TestModelOptions): TestModelOptions {
+  const positive = (name: string, value: number, max: number): void => {
+    if (!Number.isInteger(value) || value < 1 || value > max) throw new TestModelOptionError(`Expected --${name} to be an integer 1-${max}, got \`${value}\``)
+  }
+  positive('layers', options.layers, 512)
+  positive('embd', options.embd, 16384)
+  positive('ff', options.ff, 65536)
+  positive('heads', options.heads, 256)
+  positive('seed', options.seed + 1, 2 ** 32)
+  if (options.embd % options.heads !== 0 || (options.embd / options.heads) % 2 !== 0) {
+    throw new TestModelOptionError(`Expected --embd to be a multiple of 2 x heads (${2 * options.heads}), got \`${options.embd}\``)
+  }
+  if (options.type !== 'f32' && options.type !== 'f16') throw new TestModelOptionError(`Expected --type to be f32 or f16, got \`${String(options.type)}\``)
+  return options
+}
+
+const WORDS = [
+  'the', 'of', 'and', 'to', 'in', 'is', 'it', 'that', 'for', 'on', 'with', 'as', 'was', 'at', 'by', 'be', 'this', 'from',
+  'or', 'an', 'are', 'not', 'but', 'have', 'all', 'can', 'one', 'will', 'more', 'when', 'there', 'which', 'their',
+  'time', 'about', 'up', 'out', 'so', 'what', 'some', 'into', 'them', 'other', 'than', 'then', 'now', 'only', 'its',
+  'over', 'also', 'new', 'after', 'first', 'two', 'way', 'many', 'these', 'may', 'like', 'use', 'each', 'how', 'our',
+  'work', 'well', 'even', 'back', 'good', 'any', 'through', 'very', 'where', 'most', 'after', 'model', 'layer', 'node',
+  'cluster', 'machine', 'memory', 'speed', 'token', 'server', 'mesh', 'agent', 'network', 'light', 'river', 'stone',
+  'green', 'blue', 'red', 'small', 'large', 'quick', 'slow', 'bright', 'quiet', 'north', 'south', 'east', 'west',
+  'hello', 'world', 'once', 'upon', 'story', 'long', 'ago', 'far', 'away', 'land', 'sea', 'sky', 'tree', 'house'
+]
+
+interface VocabEntry { readonly text: string, readonly score: number, readonly type: number }
+
+// llama.cpp token types
+const NORMAL = 1
+const UNKNOWN = 2
+const CONTROL = 3
+const BYTE = 6
+
+/** `<unk>`, `<s>`, `</s>`, 256 byte tokens, single characters, then words (with SentencePiece's `▁` for a leading space). */
+export function testVocabulary (): VocabEntry[] {
+  const vocab: VocabEntry[] = [
+    { text: '<unk>', score: 0, type: UNKNOWN },
+    { text: '<s>', score: 0, type: CONTROL },
+    { text: '</s>', score: 0, type: CONTROL }
+  ]
+  for (let b = 0; b < 256; b++) vocab.push({ text: `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, score: 0, type: BYTE })
+  const seen = new Set<string>()
+  const add = (text: string, score: number): void => {
+    if (seen.has(text)) return
+    seen.add(text)
+    vocab.push({ text, score, type: NORMAL })
+  }
+  add('▁', -1)
+  for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?\'-') add(c, -2)
+  WORDS.forEach((word, i) => add(`▁${word}`, -3 - i / 1000))
+  return vocab
+}
+
+/** mulberry32: a tiny, fast, well-distributed seeded PRNG. */
+function seededRandom (seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Gaussian values by Box-Muller from a seed derived from the model seed and the tensor index. */
+function normalValues (count: number, std: number, seed: number): Float32Array {
+  const random = seededRandom(seed)
+  const out = new Float32Array(count)
+  for (let i = 0; i < count; i += 2) {
+    const u = Math.max(random(), 1e-12)
+    const v = random()
+    const r = Math.sqrt(-2 * Math.log(u)) * std
+    out[i] = r * Math.cos(2 * Math.PI * v)
+    if (i + 1 < count) out[i + 1] = r * Math.sin(2 * Math.PI * v)
+  }
+  return out
+}
+
+export interface TestModel {
+  readonly metadata: Map<string, MetadataEntry>
+  readonly tensors: TensorSpec[]
+}
+
+export function buildTestModel (options: TestModelOptions = DEFAULT_TEST_MODEL): TestModel {
+  const o = validateTestModelOptions(options)
+  const vocab = testVocabulary()
+  const headDim = o.embd / o.heads
+  const weightType = o.type === 'f32' ? TensorType.F32 : TensorType.F16
+  const u32 = (value: number): MetadataEntry => ({ type: ValueType.UINT32, value })
+  const suppressed = vocab.flatMap((entry, id) => (entry.type === BYTE || entry.type === UNKNOWN ? [id] : []))
+
+  const metadata = new Map<string, MetadataEntry>([
+    ['general.architecture', { type: ValueType.STRING, value: 'llama' }],
+    ['general.name', { type: ValueType.STRING, value: `sollol-test-${o.layers}x${o.embd}-${o.type}` }],
+    ['general.file_type', u32(o.type === 'f32' ? 0 : 1)],
+    ['llama.context_length', u32(o.contextLength)],
+    ['llama.embedding_length', u32(o.embd)],
+    ['llama.block_count', u32(o.layers)],
+    ['llama.feed_forward_length', u32(o.ff)],
+    ['llama.attention.head_count', u32(o.heads)],
+    ['llama.attention.head_count_kv', u32(o.heads)],
+    ['llama.attention.layer_norm_rms_epsilon', { type: ValueType.FLOAT32, value: 1e-5 }],
+    ['llama.rope.dimension_count', u32(headDim)],
+    ['llama.vocab_size', u32(vocab.length)],
+    ['tokenizer.ggml.model', { type: ValueType.STRING, value: 'llama' }],
+    ['tokenizer.ggml.tokens', { type: ValueType.ARRAY, itemType: ValueType.STRING, value: vocab.map((v) => v.text) }],
+    ['tokenizer.ggml.scores', { type: ValueType.ARRAY, itemType: ValueType.FLOAT32, value: vocab.map((v) => v.score) }],
+    ['tokenizer.ggml.token_type', { type: ValueType.ARRAY, itemType: ValueType.INT32, value: vocab.map((v) => v.type) }],
+    ['tokenizer.ggml.unknown_token_id', u32(0)],
+    ['tokenizer.ggml.bos_token_id', u32(1)],
+    ['tokenizer.ggml.eos_token_id', u32(2)],
+    // Random weights can emit lone bytes that are not valid UTF-8, which llama-server answers with HTTP 500.
+    ['tokenizer.ggml.suppress_tokens', { type: ValueType.ARRAY, itemType: ValueType.INT32, value: suppressed }]
+  ])
+
+  let tensorSeed = o.seed >>> 0
+  const tensors: TensorSpec[] = []
+  const random = (name: string, shape: number[], type = weightType): void => {
+    const seed = (tensorSeed = (Math.imul(tensorSeed, 1664525) + 1013904223) >>> 0)
+    const count = shape.reduce((a, b) => a * b, 1)
+    tensors.push({ name, shape, type, values: () => normalValues(count, o.weightStd, seed) })
+  }
+  const ones = (name: string, length: number): void => {
+    tensors.push({ name, shape: [length], type: TensorType.F32, values: () => new Float32Array(length).fill(1) })
+  }
+
+  random('token_embd.weight', [o.embd, vocab.length])
+  ones('output_norm.weight', o.embd)
+  for (let layer = 0; layer < o.layers; layer++) {
+    const p = `blk.${layer}.`
+    ones(`${p}attn_norm.weight`, o.embd)
+    random(`${p}attn_q.weight`, [o.embd, o.embd])
+    random(`${p}attn_k.weight`, [o.embd, o.embd])
+    random(`${p}attn_v.weight`, [o.embd, o.embd])
+    random(`${p}attn_output.weight`, [o.embd, o.embd])
+    ones(`${p}ffn_norm.weight`, o.embd)
+    random(`${p}ffn_gate.weight`, [o.embd, o.ff])
+    random(`${p}ffn_up.weight`, [o.embd, o.ff])
+    random(`${p}ffn_down.weight`, [o.ff, o.embd])
+  }
+  return { metadata, tensors }
+}
+
+/** Bytes of tensor data the model will have (without the header). */
+export function testModelDataBytes (model: TestModel): number {
+  return model.tensors.reduce((sum, t) => sum + tensorByteLength(t), 0)
+}
+
+/** Writes the model to `path` and returns the file size in bytes. */
+export function writeTestModel (path: string, options: TestModelOptions = DEFAULT_TEST_MODEL): number {
+  const model = buildTestModel(options)
+  return writeGguf(path, model.metadata, model.tensors)
+}

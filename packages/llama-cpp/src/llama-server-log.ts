@@ -1,0 +1,111 @@
+/**
+ * Reads what llama-server really did from its log (needs `-lv 5` for the per-layer lines). Pure: feed
+ * it lines. With `--fit` llama.cpp loads twice (a dry run, then the real load), so later lines win.
+ */
+import type { LayerDevice } from './layer-split.js'
+
+export interface LoadReport {
+  /** Device name (RPC0, CPU, CUDA0...) to endpoint, for RPC devices. */
+  readonly deviceEndpoints: ReadonlyMap<string, string>
+  /** Device name per layer index (the last index is the output layer). */
+  readonly layerDevices: ReadonlyMap<number, string>
+  /** Model weight bytes per buffer, keyed by endpoint for RPC buffers and by name (CPU_Mapped...) otherwise. */
+  readonly modelBufferMiB: ReadonlyMap<string, number>
+  readonly kvBufferMiB: ReadonlyMap<string, number>
+  readonly offloaded: { readonly layers: number, readonly of: number } | undefined
+  readonly listening: string | undefined
+}
+
+const DEVICE = /llama_prepare_model_devices: using device (\S+) \(([^)]+)\)/
+const LAYER = /load_tensors: layer\s+(\d+) assigned to device ([^,\s]+)/
+const OFFLOADED = /load_tensors: offloaded (\d+)\/(\d+) layers/
+const BUFFER = /(load_tensors|llama_kv_cache):\s+(\S+?)(?:\[([^\]]+)\])? (model|KV) buffer size =\s+([\d.]+) MiB/
+const LISTENING = /server is listening on (\S+)/
+
+export class LoadLogParser {
+  private readonly deviceEndpoints = new Map<string, string>()
+  private readonly layerDevices = new Map<number, string>()
+  private readonly modelBufferMiB = new Map<string, number>()
+  private readonly kvBufferMiB = new Map<string, number>()
+  private offloaded: { layers: number, of: number } | undefined
+  private listening: string | undefined
+
+  /** Feeds one line. Cheap for the many lines that match nothing (a substring test first). */
+  push (line: string): void {
+    if (line.includes('load_tensors:')) {
+      const layer = LAYER.exec(line)
+      if (layer !== null) { this.layerDevices.set(Number(layer[1]), layer[2] ?? ''); return }
+      const offloaded = OFFLOADED.exec(line)
+      if (offloaded !== null) { this.offloaded = { layers: Number(offloaded[1]), of: Number(offloaded[2]) }; return }
+    }
+    if (line.includes('buffer size')) {
+      const buffer = BUFFER.exec(line)
+      if (buffer !== null) {
+        const key = buffer[3] ?? buffer[2] ?? ''
+        ;(buffer[4] === 'model' ? this.modelBufferMiB : this.kvBufferMiB).set(key, Number(buffer[5]))
+      }
+      return
+    }
+    if (line.includes('using device')) {
+      const device = DEVICE.exec(line)
+      if (device !== null) this.deviceEndpoints.set(device[1] ?? '', device[2] ?? '')
+      return
+    }
+    if (line.includes('server is listening')) this.listening = LISTENING.exec(line)?.[1]
+  }
+
+  report (): LoadReport {
+    return {
+      deviceEndpoints: new Map(this.deviceEndpoints),
+      layerDevices: new Map(this.layerDevices),
+      modelBufferMiB: new Map(this.modelBufferMiB),
+      kvBufferMiB: new Map(this.kvBufferMiB),
+      offloaded: this.offloaded,
+      listening: this.listening
+    }
+  }
+}
+
+/** The endpoint (or 'cpu' for the host) each layer ran on, from a report. Index = layer; last = output. */
+export function layerEndpoints (report: LoadReport): Array<string | 'cpu'> {
+  const result: Array<string | 'cpu'> = []
+  const count = report.layerDevices.size
+  for (let il = 0; il < count; il++) {
+    const device = report.layerDevices.get(il)
+    if (device === undefined || device === 'CPU') result.push('cpu')
+    else result.push(report.deviceEndpoints.get(device) ?? device)
+  }
+  return result
+}
+
+/** The same shape from a planned assignment, for comparison with what the log says. */
+export function plannedLayerEndpoints (devices: readonly LayerDevice[], endpoints: readonly string[]): Array<string | 'cpu'> {
+  return devices.map((d) => (d === 'cpu' ? 'cpu' : endpoints[d] ?? `device${d}`))
+}
+
+/** Contiguous runs `{ endpoint, first, last }` (inclusive), for humans and status. */
+export function layerRanges (perLayer: ReadonlyArray<string>): Array<{ endpoint: string, first: number, last: number }> {
+  const ranges: Array<{ endpoint: string, first: number, last: number }> = []
+  perLayer.forEach((endpoint, layer) => {
+    const current = ranges[ranges.length - 1]
+    if (current !== undefined && current.endpoint === endpoint && current.last === layer - 1) current.last = layer
+    else ranges.push({ endpoint, first: layer, last: layer })
+  })
+  return ranges
+}
+
+export type LlamaServerExitKind = 'stopped' | 'rpc-peer-lost' | 'model-load-failed' | 'port-in-use' | 'crashed'
+
+/**
+ * Why llama-server ended. Exit 134 (abort) with llama.cpp's RPC message is a lost rpc-server: the
+ * remedy is a new plan without it, not a restart with the same list.
+ */
+export function classifyExit (exitCode: number | undefined, signal: string | undefined, output: readonly string[], stopRequested: boolean): LlamaServerExitKind {
+  const said = (text: string): boolean => output.some((line) => line.includes(text))
+  if (said('Remote RPC server crashed') || said('RPC server crashed') || (exitCode === 134 && said('ggml-rpc'))) return 'rpc-peer-lost'
+  if (stopRequested && (signal === 'SIGTERM' || signal === 'SIGKILL' || exitCode === 0 || exitCode === 143)) return 'stopped'
+  if (said("couldn't bind HTTP server socket") || said('Address already in use')) return 'port-in-use'
+  if (said('failed to load model') || said('error loading model')) return 'model-load-failed'
+  if (stopRequested) return 'stopped'
+  return 'crashed'
+}

@@ -1,0 +1,190 @@
+/**
+ * Runs `llama-server --rpc ...` with a given split and tells the truth about it: readiness is a real
+ * completion (llama.cpp's /health answers 200 while an RPC peer is dead or frozen), the split it really
+ * used is read back from its log, and an exit for a lost rpc-server is its own kind.
+ */
+import { EventEmitter } from 'node:events'
+import { OutputRing, spawnChild, stopChild, type Child } from './child.js'
+import { classifyExit, LoadLogParser, type LlamaServerExitKind, type LoadReport } from './llama-server-log.js'
+import { silentLogger, type Logger } from './log.js'
+import { isPortInUse } from './net-util.js'
+import { PortInUseError, ProcessStartError } from './rpc-server.js'
+import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
+
+export interface LlamaServerOptions {
+  readonly binary: string
+  readonly model: string
+  /** rpc-server endpoints `host:port`, in device order (RPC0 first). */
+  readonly rpc: readonly string[]
+  /** `-ngl`: 'all' offloads every layer and the output; a number offloads the last N. */
+  readonly gpuLayers?: number | 'all' | 'auto'
+  /** One share per device in `rpc` order; omitted = llama.cpp's default (by free memory). */
+  readonly tensorSplit?: readonly number[]
+  readonly contextSize?: number
+  readonly host?: string
+  readonly port: number
+  /** CPU threads of the llama-server host. */
+  readonly threads?: number
+  /** Concurrent request slots. */
+  readonly parallel?: number
+  readonly apiKey?: string
+  /** More arguments, appended after ours (never before `--rpc`). */
+  readonly extraArgs?: readonly string[]
+  readonly timings?: SupervisorTimings
+  readonly logger?: Logger
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export type LlamaServerState =
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'loading', readonly since: number }
+  | { readonly kind: 'ready', readonly pid: number, readonly url: string, readonly loadMs: number }
+  | { readonly kind: 'exited', readonly reason: LlamaServerExitKind, readonly exitCode: number | undefined, readonly signal: string | undefined, readonly lastOutput: readonly string[] }
+
+export interface LlamaServerEvents {
+  'state': [LlamaServerState]
+  'exit': [LlamaServerExitKind]
+}
+
+/** Formats a share for `--tensor-split` without float noise. */
+const formatShare = (share: number): string => String(Math.round(share * 1e6) / 1e6)
+
+export function llamaServerArgs (o: LlamaServerOptions): string[] {
+  // --rpc is processed while arguments are parsed: it must come before anything naming an RPC device.
+  const args: string[] = []
+  if (o.rpc.length > 0) args.push('--rpc', o.rpc.join(','))
+  args.push('--model', o.model)
+  args.push('--host', o.host ?? '127.0.0.1', '--port', String(o.port))
+  args.push('--n-gpu-layers', String(o.gpuLayers ?? 'all'))
+  if (o.tensorSplit !== undefined && o.tensorSplit.length > 0) args.push('--tensor-split', o.tensorSplit.map(formatShare).join(','))
+  if (o.contextSize !== undefined) args.push('--ctx-size', String(o.contextSize))
+  if (o.threads !== undefined) args.push('--threads', String(o.threads))
+  if (o.parallel !== undefined) args.push('--parallel', String(o.parallel))
+  if (o.apiKey !== undefined) args.push('--api-key', o.apiKey)
+  // --fit off: our split and context are explicit, and fit would load the model twice to check them.
+  // -lv 5: the per-layer "assigned to device" lines that show the real split.
+  args.push('--fit', 'off', '--metrics', '--no-warmup', '--log-verbosity', '5')
+  args.push(...(o.extraArgs ?? []))
+  return args
+}
+
+export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
+  private readonly timings: SupervisorTimings
+  private readonly log: Logger
+  private readonly output = new OutputRing(400)
+  private parser = new LoadLogParser()
+  private child: Child | undefined
+  private stateValue: LlamaServerState = { kind: 'stopped' }
+  private stopRequested = false
+  readonly url: string
+
+  constructor (private readonly options: LlamaServerOptions) {
+    super()
+    this.timings = options.timings ?? LAN_TIMINGS
+    this.log = (options.logger ?? silentLogger).child({ component: 'llama-server', port: options.port })
+    const host = options.host === undefined || options.host === '0.0.0.0' ? '127.0.0.1' : options.host
+    this.url = `http://${host}:${options.port}`
+  }
+
+  get state (): LlamaServerState { return this.stateValue }
+  get pid (): number | undefined { return this.child?.pid }
+  recentOutput (lines?: number): string[] { return this.output.tail(lines) }
+  /** What the log says llama.cpp did (devices, per-layer placement, buffers). */
+  loadReport (): LoadReport { return this.parser.report() }
+
+  private setState (state: LlamaServerState): void {
+    this.stateValue = state
+    this.emit('state', state)
+  }
+
+  /** Starts it and resolves once a real completion succeeded. Rejects (and leaves nothing running) otherwise. */
+  async start (): Promise<void> {
+    if (this.child !== undefined) return
+    const host = this.options.host ?? '127.0.0.1'
+    if (await isPortInUse(host, this.options.port)) throw new PortInUseError(host, this.options.port)
+    this.stopRequested = false
+    this.parser = new LoadLogParser()
+    const startedAt = Date.now()
+    this.setState({ kind: 'loading', since: startedAt })
+    const args = llamaServerArgs(this.options)
+    this.log.info({ rpc: this.options.rpc, tensorSplit: this.options.tensorSplit, gpuLayers: this.options.gpuLayers }, 'starting llama-server')
+    const child = spawnChild(this.options.binary, args, (line) => { this.output.push(line); this.parser.push(line) }, this.options.env)
+    this.child = child
+    let exited = false
+    void child.then((result) => {
+      exited = true
+      this.onExit(child, result.exitCode, result.signal)
+    })
+
+    const deadline = startedAt + this.timings.readyTimeoutMs
+    while (!exited && Date.now() < deadline) {
+      if (await this.healthy() && await this.completes(this.timings.livenessTimeoutMs)) break
+      await new Promise((resolve) => setTimeout(resolve, this.timings.readyPollMs))
+    }
+    if (exited) {
+      const result = await child
+      throw new ProcessStartError(`llama-server exited while loading (${classifyExit(result.exitCode, result.signal, this.output.tail(), false)}, code ${String(result.exitCode)})`, result.exitCode, result.signal, this.output.tail(20))
+    }
+    if (Date.now() >= deadline) {
+      await this.stop()
+      throw new ProcessStartError(`llama-server did not answer a completion within ${this.timings.readyTimeoutMs} ms`, undefined, undefined, this.output.tail(20))
+    }
+    const loadMs = Date.now() - startedAt
+    this.setState({ kind: 'ready', pid: child.pid ?? -1, url: this.url, loadMs })
+    this.log.info({ loadMs, url: this.url }, 'llama-server ready')
+  }
+
+  private async healthy (): Promise<boolean> {
+    try {
+      const response = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2000) })
+      await response.body?.cancel()
+      return response.status === 200
+    } catch {
+      return false
+    }
+  }
+
+  /** One real token through every backend; the only check that notices a dead or frozen rpc-server. */
+  private async completes (timeoutMs: number): Promise<boolean> {
+    try {
+      const headers: Record<string, string> = { 'content-type': 'application/json' }
+      if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
+      const response = await fetch(`${this.url}/completion`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ prompt: 'ok', n_predict: 1, cache_prompt: false }),
+        signal: AbortSignal.timeout(timeoutMs)
+      })
+      await response.text()
+      return response.status === 200
+    } catch {
+      return false
+    }
+  }
+
+  /** Liveness: a 1-token completion within the timeout. */
+  async checkLiveness (timeoutMs = this.timings.livenessTimeoutMs): Promise<boolean> {
+    if (this.stateValue.kind !== 'ready') return false
+    return await this.completes(timeoutMs)
+  }
+
+  /** Stops it (SIGTERM, then SIGKILL after the grace period). Idempotent. */
+  async stop (): Promise<void> {
+    this.stopRequested = true
+    const child = this.child
+    if (child !== undefined) await stopChild(child, this.timings.stopGraceMs)
+  }
+
+  private onExit (child: Child, exitCode: number | undefined, signal: string | undefined): void {
+    if (this.child !== child) return
+    this.child = undefined
+    const reason = classifyExit(exitCode, signal, this.output.tail(), this.stopRequested)
+    if (reason === 'stopped') {
+      this.setState({ kind: 'stopped' })
+    } else {
+      this.log.warn({ reason, exitCode, signal, lastOutput: this.output.tail(5) }, 'llama-server exited')
+      this.setState({ kind: 'exited', reason, exitCode, signal, lastOutput: this.output.tail(20) })
+    }
+    this.emit('exit', reason)
+  }
+}
