@@ -12,7 +12,15 @@
 export { describeModel, kvBytesPerLayer, tensorByteSizes, GgufFormatError } from './model-info.js'
 export type { GgufHeader, ModelInfo, TensorEntry } from './model-info.js'
 export { readGgufHeader, readModelInfo } from './read.js'
-export { buildTestModel, writeTestModel, testVocabulary, validateTestModelOptions, testModelDataBytes, DEFAULT_TEST_MODEL, TestModelOptionError } from './test-model.js'
+export {
+  buildTestModel,
+  writeTestModel,
+  testVocabulary,
+  validateTestModelOptions,
+  testModelDataBytes,
+  DEFAULT_TEST_MODEL,
+  TestModelOptionError
+} from './test-model.js'
 export type { TestModel, TestModelOptions } from './test-model.js'
 export { writeGguf, encodeHeader, toFloat16Bits, TensorType, ValueType } from './writer.js'
 export type { MetadataEntry, TensorSpec } from './writer.js'

@@ -49,7 +49,7 @@ export interface ModelInfo {
 }
 
 export class GgufFormatError extends Error {
-  constructor (message: string) {
+  constructor(message: string) {
     super(message)
     this.name = 'GgufFormatError'
   }
@@ -57,33 +57,36 @@ export class GgufFormatError extends Error {
 
 const F16_BYTES = 2
 
-function numberAt (metadata: Readonly<Record<string, unknown>>, key: string): number | undefined {
+function numberAt(metadata: Readonly<Record<string, unknown>>, key: string): number | undefined {
   const value = metadata[key]
   if (typeof value === 'number') return value
   if (typeof value === 'bigint') return Number(value)
   return undefined
 }
 
-function requireNumber (metadata: Readonly<Record<string, unknown>>, key: string): number {
+function requireNumber(metadata: Readonly<Record<string, unknown>>, key: string): number {
   const value = numberAt(metadata, key)
   if (value === undefined) throw new GgufFormatError(`Expected GGUF metadata key \`${key}\` to be a number, got ${describe(metadata[key])}`)
   return value
 }
 
-function describe (value: unknown): string {
+function describe(value: unknown): string {
   if (value === undefined) return 'nothing'
   if (Array.isArray(value)) return `an array of ${value.length}`
   return `${typeof value} \`${String(value).slice(0, 40)}\``
 }
 
 /** Byte size of each tensor, from the distance between consecutive data offsets (works for every quant type). */
-export function tensorByteSizes (header: GgufHeader): Map<string, number> {
+export function tensorByteSizes(header: GgufHeader): Map<string, number> {
   const sorted = [...header.tensors].sort((a, b) => a.offset - b.offset)
   const dataBytes = header.fileSize - header.tensorDataOffset
   const sizes = new Map<string, number>()
   sorted.forEach((tensor, index) => {
     const end = sorted[index + 1]?.offset ?? dataBytes
-    if (end < tensor.offset) throw new GgufFormatError(`Expected tensor \`${tensor.name}\` to end inside the file, got offset ${tensor.offset} past ${dataBytes} data bytes`)
+    if (end < tensor.offset)
+      throw new GgufFormatError(
+        `Expected tensor \`${tensor.name}\` to end inside the file, got offset ${tensor.offset} past ${dataBytes} data bytes`
+      )
     sizes.set(tensor.name, end - tensor.offset)
   })
   return sizes
@@ -91,10 +94,11 @@ export function tensorByteSizes (header: GgufHeader): Map<string, number> {
 
 const LAYER_TENSOR = /^blk\.(\d+)\./
 
-export function describeModel (header: GgufHeader): ModelInfo {
+export function describeModel(header: GgufHeader): ModelInfo {
   const { metadata } = header
   const architecture = metadata['general.architecture']
-  if (typeof architecture !== 'string') throw new GgufFormatError(`Expected GGUF metadata \`general.architecture\` to be a string, got ${describe(architecture)}`)
+  if (typeof architecture !== 'string')
+    throw new GgufFormatError(`Expected GGUF metadata \`general.architecture\` to be a string, got ${describe(architecture)}`)
   const key = (suffix: string): string => `${architecture}.${suffix}`
 
   const layerCount = requireNumber(metadata, key('block_count'))
@@ -152,6 +156,6 @@ export function describeModel (header: GgufHeader): ModelInfo {
 }
 
 /** KV-cache bytes of one layer for a context of `contextTokens` (f16 cache). */
-export function kvBytesPerLayer (model: ModelInfo, contextTokens: number): number {
+export function kvBytesPerLayer(model: ModelInfo, contextTokens: number): number {
   return model.kvBytesPerTokenPerLayer * contextTokens
 }

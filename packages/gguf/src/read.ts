@@ -4,7 +4,7 @@ import { gguf } from '@huggingface/gguf'
 import { describeModel, GgufFormatError, type GgufHeader, type ModelInfo } from './model-info.js'
 
 /** Reads the header of a GGUF file on disk (not the weights) with @huggingface/gguf. */
-export async function readGgufHeader (path: string): Promise<GgufHeader> {
+export async function readGgufHeader(path: string): Promise<GgufHeader> {
   const absolute = resolve(path)
   const { size } = await stat(absolute)
   let parsed
@@ -26,6 +26,6 @@ export async function readGgufHeader (path: string): Promise<GgufHeader> {
   }
 }
 
-export async function readModelInfo (path: string): Promise<ModelInfo> {
+export async function readModelInfo(path: string): Promise<ModelInfo> {
   return describeModel(await readGgufHeader(path))
 }

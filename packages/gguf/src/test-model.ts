@@ -33,15 +33,16 @@ export const DEFAULT_TEST_MODEL: TestModelOptions = {
 }
 
 export class TestModelOptionError extends Error {
-  constructor (message: string) {
+  constructor(message: string) {
     super(message)
     this.name = 'TestModelOptionError'
   }
 }
 
-export function validateTestModelOptions (options: TestModelOptions): TestModelOptions {
+export function validateTestModelOptions(options: TestModelOptions): TestModelOptions {
   const positive = (name: string, value: number, max: number): void => {
-    if (!Number.isInteger(value) || value < 1 || value > max) throw new TestModelOptionError(`Expected --${name} to be an integer 1-${max}, got \`${value}\``)
+    if (!Number.isInteger(value) || value < 1 || value > max)
+      throw new TestModelOptionError(`Expected --${name} to be an integer 1-${max}, got \`${value}\``)
   }
   positive('layers', options.layers, 512)
   positive('embd', options.embd, 16384)
@@ -51,22 +52,135 @@ export function validateTestModelOptions (options: TestModelOptions): TestModelO
   if (options.embd % options.heads !== 0 || (options.embd / options.heads) % 2 !== 0) {
     throw new TestModelOptionError(`Expected --embd to be a multiple of 2 x heads (${2 * options.heads}), got \`${options.embd}\``)
   }
-  if (options.type !== 'f32' && options.type !== 'f16') throw new TestModelOptionError(`Expected --type to be f32 or f16, got \`${String(options.type)}\``)
+  if (options.type !== 'f32' && options.type !== 'f16')
+    throw new TestModelOptionError(`Expected --type to be f32 or f16, got \`${String(options.type)}\``)
   return options
 }
 
 const WORDS = [
-  'the', 'of', 'and', 'to', 'in', 'is', 'it', 'that', 'for', 'on', 'with', 'as', 'was', 'at', 'by', 'be', 'this', 'from',
-  'or', 'an', 'are', 'not', 'but', 'have', 'all', 'can', 'one', 'will', 'more', 'when', 'there', 'which', 'their',
-  'time', 'about', 'up', 'out', 'so', 'what', 'some', 'into', 'them', 'other', 'than', 'then', 'now', 'only', 'its',
-  'over', 'also', 'new', 'after', 'first', 'two', 'way', 'many', 'these', 'may', 'like', 'use', 'each', 'how', 'our',
-  'work', 'well', 'even', 'back', 'good', 'any', 'through', 'very', 'where', 'most', 'after', 'model', 'layer', 'node',
-  'cluster', 'machine', 'memory', 'speed', 'token', 'server', 'mesh', 'agent', 'network', 'light', 'river', 'stone',
-  'green', 'blue', 'red', 'small', 'large', 'quick', 'slow', 'bright', 'quiet', 'north', 'south', 'east', 'west',
-  'hello', 'world', 'once', 'upon', 'story', 'long', 'ago', 'far', 'away', 'land', 'sea', 'sky', 'tree', 'house'
+  'the',
+  'of',
+  'and',
+  'to',
+  'in',
+  'is',
+  'it',
+  'that',
+  'for',
+  'on',
+  'with',
+  'as',
+  'was',
+  'at',
+  'by',
+  'be',
+  'this',
+  'from',
+  'or',
+  'an',
+  'are',
+  'not',
+  'but',
+  'have',
+  'all',
+  'can',
+  'one',
+  'will',
+  'more',
+  'when',
+  'there',
+  'which',
+  'their',
+  'time',
+  'about',
+  'up',
+  'out',
+  'so',
+  'what',
+  'some',
+  'into',
+  'them',
+  'other',
+  'than',
+  'then',
+  'now',
+  'only',
+  'its',
+  'over',
+  'also',
+  'new',
+  'after',
+  'first',
+  'two',
+  'way',
+  'many',
+  'these',
+  'may',
+  'like',
+  'use',
+  'each',
+  'how',
+  'our',
+  'work',
+  'well',
+  'even',
+  'back',
+  'good',
+  'any',
+  'through',
+  'very',
+  'where',
+  'most',
+  'after',
+  'model',
+  'layer',
+  'node',
+  'cluster',
+  'machine',
+  'memory',
+  'speed',
+  'token',
+  'server',
+  'mesh',
+  'agent',
+  'network',
+  'light',
+  'river',
+  'stone',
+  'green',
+  'blue',
+  'red',
+  'small',
+  'large',
+  'quick',
+  'slow',
+  'bright',
+  'quiet',
+  'north',
+  'south',
+  'east',
+  'west',
+  'hello',
+  'world',
+  'once',
+  'upon',
+  'story',
+  'long',
+  'ago',
+  'far',
+  'away',
+  'land',
+  'sea',
+  'sky',
+  'tree',
+  'house'
 ]
 
-interface VocabEntry { readonly text: string, readonly score: number, readonly type: number }
+interface VocabEntry {
+  readonly text: string
+  readonly score: number
+  readonly type: number
+}
 
 // llama.cpp token types
 const NORMAL = 1
@@ -75,7 +189,7 @@ const CONTROL = 3
 const BYTE = 6
 
 /** `<unk>`, `<s>`, `</s>`, 256 byte tokens, single characters, then words (with SentencePiece's `▁` for a leading space). */
-export function testVocabulary (): VocabEntry[] {
+export function testVocabulary(): VocabEntry[] {
   const vocab: VocabEntry[] = [
     { text: '<unk>', score: 0, type: UNKNOWN },
     { text: '<s>', score: 0, type: CONTROL },
@@ -89,13 +203,13 @@ export function testVocabulary (): VocabEntry[] {
     vocab.push({ text, score, type: NORMAL })
   }
   add('▁', -1)
-  for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?\'-') add(c, -2)
+  for (const c of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-") add(c, -2)
   WORDS.forEach((word, i) => add(`▁${word}`, -3 - i / 1000))
   return vocab
 }
 
 /** mulberry32: a tiny, fast, well-distributed seeded PRNG. */
-function seededRandom (seed: number): () => number {
+function seededRandom(seed: number): () => number {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0
@@ -107,7 +221,7 @@ function seededRandom (seed: number): () => number {
 }
 
 /** Gaussian values by Box-Muller from a seed derived from the model seed and the tensor index. */
-function normalValues (count: number, std: number, seed: number): Float32Array {
+function normalValues(count: number, std: number, seed: number): Float32Array {
   const random = seededRandom(seed)
   const out = new Float32Array(count)
   for (let i = 0; i < count; i += 2) {
@@ -125,7 +239,7 @@ export interface TestModel {
   readonly tensors: TensorSpec[]
 }
 
-export function buildTestModel (options: TestModelOptions = DEFAULT_TEST_MODEL): TestModel {
+export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): TestModel {
   const o = validateTestModelOptions(options)
   const vocab = testVocabulary()
   const headDim = o.embd / o.heads
@@ -186,12 +300,12 @@ export function buildTestModel (options: TestModelOptions = DEFAULT_TEST_MODEL):
 }
 
 /** Bytes of tensor data the model will have (without the header). */
-export function testModelDataBytes (model: TestModel): number {
+export function testModelDataBytes(model: TestModel): number {
   return model.tensors.reduce((sum, t) => sum + tensorByteLength(t), 0)
 }
 
 /** Writes the model to `path` and returns the file size in bytes. */
-export function writeTestModel (path: string, options: TestModelOptions = DEFAULT_TEST_MODEL): number {
+export function writeTestModel(path: string, options: TestModelOptions = DEFAULT_TEST_MODEL): number {
   const model = buildTestModel(options)
   return writeGguf(path, model.metadata, model.tensors)
 }

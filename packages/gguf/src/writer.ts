@@ -29,8 +29,15 @@ export enum TensorType {
 }
 
 export type MetadataEntry =
-  | { readonly type: ValueType.UINT32 | ValueType.INT32 | ValueType.FLOAT32 | ValueType.BOOL | ValueType.STRING, readonly value: number | string | boolean }
-  | { readonly type: ValueType.ARRAY, readonly itemType: ValueType.INT32 | ValueType.FLOAT32 | ValueType.STRING, readonly value: ReadonlyArray<number | string> }
+  | {
+      readonly type: ValueType.UINT32 | ValueType.INT32 | ValueType.FLOAT32 | ValueType.BOOL | ValueType.STRING
+      readonly value: number | string | boolean
+    }
+  | {
+      readonly type: ValueType.ARRAY
+      readonly itemType: ValueType.INT32 | ValueType.FLOAT32 | ValueType.STRING
+      readonly value: ReadonlyArray<number | string>
+    }
 
 export interface TensorSpec {
   readonly name: string
@@ -44,29 +51,70 @@ export interface TensorSpec {
 class ByteWriter {
   private chunks: Buffer[] = []
   length = 0
-  push (buf: Buffer): void { this.chunks.push(buf); this.length += buf.length }
-  u32 (v: number): void { const b = Buffer.alloc(4); b.writeUInt32LE(v); this.push(b) }
-  i32 (v: number): void { const b = Buffer.alloc(4); b.writeInt32LE(v); this.push(b) }
-  u64 (v: number): void { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.push(b) }
-  f32 (v: number): void { const b = Buffer.alloc(4); b.writeFloatLE(v); this.push(b) }
-  u8 (v: number): void { this.push(Buffer.from([v])) }
-  str (s: string): void { const bytes = Buffer.from(s, 'utf8'); this.u64(bytes.length); this.push(bytes) }
-  pad (alignment: number): void { const rest = this.length % alignment; if (rest !== 0) this.push(Buffer.alloc(alignment - rest)) }
-  toBuffer (): Buffer { return Buffer.concat(this.chunks) }
-}
-
-function writeScalar (out: ByteWriter, type: ValueType, value: number | string | boolean): void {
-  switch (type) {
-    case ValueType.UINT32: out.u32(Number(value)); break
-    case ValueType.INT32: out.i32(Number(value)); break
-    case ValueType.FLOAT32: out.f32(Number(value)); break
-    case ValueType.BOOL: out.u8(value === true ? 1 : 0); break
-    case ValueType.STRING: out.str(String(value)); break
-    default: throw new Error(`GGUF writer: unsupported scalar type ${type}`)
+  push(buf: Buffer): void {
+    this.chunks.push(buf)
+    this.length += buf.length
+  }
+  u32(v: number): void {
+    const b = Buffer.alloc(4)
+    b.writeUInt32LE(v)
+    this.push(b)
+  }
+  i32(v: number): void {
+    const b = Buffer.alloc(4)
+    b.writeInt32LE(v)
+    this.push(b)
+  }
+  u64(v: number): void {
+    const b = Buffer.alloc(8)
+    b.writeBigUInt64LE(BigInt(v))
+    this.push(b)
+  }
+  f32(v: number): void {
+    const b = Buffer.alloc(4)
+    b.writeFloatLE(v)
+    this.push(b)
+  }
+  u8(v: number): void {
+    this.push(Buffer.from([v]))
+  }
+  str(s: string): void {
+    const bytes = Buffer.from(s, 'utf8')
+    this.u64(bytes.length)
+    this.push(bytes)
+  }
+  pad(alignment: number): void {
+    const rest = this.length % alignment
+    if (rest !== 0) this.push(Buffer.alloc(alignment - rest))
+  }
+  toBuffer(): Buffer {
+    return Buffer.concat(this.chunks)
   }
 }
 
-export function tensorByteLength (spec: Pick<TensorSpec, 'shape' | 'type'>): number {
+function writeScalar(out: ByteWriter, type: ValueType, value: number | string | boolean): void {
+  switch (type) {
+    case ValueType.UINT32:
+      out.u32(Number(value))
+      break
+    case ValueType.INT32:
+      out.i32(Number(value))
+      break
+    case ValueType.FLOAT32:
+      out.f32(Number(value))
+      break
+    case ValueType.BOOL:
+      out.u8(value === true ? 1 : 0)
+      break
+    case ValueType.STRING:
+      out.str(String(value))
+      break
+    default:
+      throw new Error(`GGUF writer: unsupported scalar type ${type}`)
+  }
+}
+
+export function tensorByteLength(spec: Pick<TensorSpec, 'shape' | 'type'>): number {
   const elements = spec.shape.reduce((a, b) => a * b, 1)
   return elements * (spec.type === TensorType.F32 ? 4 : 2)
 }
@@ -74,7 +122,7 @@ export function tensorByteLength (spec: Pick<TensorSpec, 'shape' | 'type'>): num
 const alignUp = (n: number, alignment: number): number => Math.ceil(n / alignment) * alignment
 
 /** Encodes the header: magic, version, metadata, tensor infos, padding up to the data. */
-export function encodeHeader (metadata: ReadonlyMap<string, MetadataEntry>, tensors: readonly TensorSpec[]): Buffer {
+export function encodeHeader(metadata: ReadonlyMap<string, MetadataEntry>, tensors: readonly TensorSpec[]): Buffer {
   const out = new ByteWriter()
   out.u32(0x46554747) // "GGUF" read as a little-endian u32
   out.u32(3)
@@ -108,7 +156,7 @@ export function encodeHeader (metadata: ReadonlyMap<string, MetadataEntry>, tens
 const scratchFloat = new Float32Array(1)
 const scratchBits = new Uint32Array(scratchFloat.buffer)
 
-export function toFloat16Bits (value: number): number {
+export function toFloat16Bits(value: number): number {
   scratchFloat[0] = value
   const bits = scratchBits[0] ?? 0
   const sign = (bits >>> 16) & 0x8000
@@ -134,7 +182,7 @@ export function toFloat16Bits (value: number): number {
   return sign | half
 }
 
-export function encodeTensorData (spec: TensorSpec): Buffer {
+export function encodeTensorData(spec: TensorSpec): Buffer {
   const values = spec.values()
   const expected = spec.shape.reduce((a, b) => a * b, 1)
   if (values.length !== expected) throw new Error(`GGUF writer: tensor ${spec.name} has ${values.length} values, expected ${expected}`)
@@ -146,7 +194,7 @@ export function encodeTensorData (spec: TensorSpec): Buffer {
 }
 
 /** Writes a complete GGUF file. Returns its size in bytes. */
-export function writeGguf (path: string, metadata: ReadonlyMap<string, MetadataEntry>, tensors: readonly TensorSpec[]): number {
+export function writeGguf(path: string, metadata: ReadonlyMap<string, MetadataEntry>, tensors: readonly TensorSpec[]): number {
   const fd = openSync(path, 'w')
   try {
     const header = encodeHeader(metadata, tensors)

@@ -25,6 +25,8 @@ export interface LlamaBinaries {
 /** What a cache entry records about the build in it. */
 export interface BuildManifest {
   readonly tag: string
+  /** What the built llama-server says of itself (`--version`); absent in entries of older agents. */
+  readonly version?: string
   readonly backend: string
   readonly cmakeOptions: readonly string[]
   readonly builtAt: string
@@ -34,19 +36,19 @@ export interface BuildManifest {
 }
 
 export class BinariesNotFoundError extends Error {
-  constructor (message: string) {
+  constructor(message: string) {
     super(message)
     this.name = 'BinariesNotFoundError'
   }
 }
 
 /** `$XDG_CACHE_HOME/sollol-agent` or `~/.cache/sollol-agent`. */
-export function defaultCacheRoot (env: NodeJS.ProcessEnv = process.env): string {
+export function defaultCacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME
   return join(xdg !== undefined && xdg !== '' ? xdg : join(homedir(), '.cache'), 'sollol-agent')
 }
 
-export function readManifest (dir: string): BuildManifest | undefined {
+export function readManifest(dir: string): BuildManifest | undefined {
   const file = join(dir, 'manifest.json')
   if (!existsSync(file)) return undefined
   try {
@@ -57,7 +59,7 @@ export function readManifest (dir: string): BuildManifest | undefined {
 }
 
 /** `llama-server --version` prints e.g. `version: 1 (80fb11a)`; we keep the first line that says version. */
-export async function readLlamaVersion (llamaServer: string): Promise<string> {
+export async function readLlamaVersion(llamaServer: string): Promise<string> {
   const result = await execa(llamaServer, ['--version'], { reject: false, all: true, timeout: 15_000 })
   const line = (result.all ?? '').split('\n').find((l) => l.startsWith('version:'))
   return line !== undefined ? line.replace(/^version:\s*/, '').trim() : 'unknown'
@@ -70,32 +72,44 @@ export interface ExplicitBinaries {
   readonly llamaServer?: string
 }
 
-function inDir (dir: string): { rpcServer?: string, llamaServer?: string } {
+function inDir(dir: string): { rpcServer?: string; llamaServer?: string } {
   const rpcServer = RPC_SERVER_NAMES.map((n) => join(dir, n)).find((p) => existsSync(p))
   const llamaServer = existsSync(join(dir, LLAMA_SERVER_NAME)) ? join(dir, LLAMA_SERVER_NAME) : undefined
   return { ...(rpcServer !== undefined ? { rpcServer } : {}), ...(llamaServer !== undefined ? { llamaServer } : {}) }
 }
 
 /** Explicit paths, checked: a given path that does not exist is an error, not a fallback. */
-export async function explicitBinaries (given: ExplicitBinaries): Promise<LlamaBinaries | undefined> {
+export async function explicitBinaries(given: ExplicitBinaries): Promise<LlamaBinaries | undefined> {
   if (given.binDir === undefined && given.rpcServer === undefined && given.llamaServer === undefined) return undefined
   const fromDir = given.binDir !== undefined ? inDir(given.binDir) : {}
   const rpcServer = given.rpcServer ?? fromDir.rpcServer
-  const llamaServer = given.llamaServer ?? fromDir.llamaServer ?? (rpcServer !== undefined ? inDir(dirname(rpcServer)).llamaServer : undefined)
-  if (rpcServer === undefined || !existsSync(rpcServer)) throw new BinariesNotFoundError(`Expected a ggml-rpc-server (or rpc-server) binary at ${given.rpcServer ?? given.binDir ?? '?'}, found none`)
-  if (llamaServer === undefined || !existsSync(llamaServer)) throw new BinariesNotFoundError(`Expected a llama-server binary at ${given.llamaServer ?? given.binDir ?? dirname(rpcServer)}, found none`)
+  const llamaServer =
+    given.llamaServer ?? fromDir.llamaServer ?? (rpcServer !== undefined ? inDir(dirname(rpcServer)).llamaServer : undefined)
+  if (rpcServer === undefined || !existsSync(rpcServer))
+    throw new BinariesNotFoundError(
+      `Expected a ggml-rpc-server (or rpc-server) binary at ${given.rpcServer ?? given.binDir ?? '?'}, found none`
+    )
+  if (llamaServer === undefined || !existsSync(llamaServer))
+    throw new BinariesNotFoundError(
+      `Expected a llama-server binary at ${given.llamaServer ?? given.binDir ?? dirname(rpcServer)}, found none`
+    )
   return { rpcServer, llamaServer, version: await readLlamaVersion(llamaServer), source: 'explicit' }
 }
 
-export async function binariesOnPath (pathVariable = process.env.PATH): Promise<LlamaBinaries | undefined> {
+export async function binariesOnPath(pathVariable = process.env.PATH): Promise<LlamaBinaries | undefined> {
   const rpcServer = RPC_SERVER_NAMES.map((n) => findOnPath(n, pathVariable)).find((p) => p !== undefined)
   const llamaServer = findOnPath(LLAMA_SERVER_NAME, pathVariable)
   if (rpcServer === undefined || llamaServer === undefined) return undefined
   return { rpcServer, llamaServer, version: await readLlamaVersion(llamaServer), source: 'path' }
 }
 
-export function binariesInCache (entryDir: string): LlamaBinaries | undefined {
+export function binariesInCache(entryDir: string): LlamaBinaries | undefined {
   const manifest = readManifest(entryDir)
   if (manifest === undefined) return undefined
-  return { rpcServer: join(entryDir, manifest.rpcServer), llamaServer: join(entryDir, manifest.llamaServer), version: manifest.tag, source: 'cache' }
+  return {
+    rpcServer: join(entryDir, manifest.rpcServer),
+    llamaServer: join(entryDir, manifest.llamaServer),
+    version: manifest.version ?? manifest.tag,
+    source: 'cache'
+  }
 }

@@ -14,7 +14,7 @@ const NINJA = /^\[(\d+)\/(\d+)\]/
 const MAKE = /^\[\s*(\d+)%\]/
 
 /** The fraction a build output line reports, or undefined for lines without progress. */
-export function parseProgressLine (line: string): number | undefined {
+export function parseProgressLine(line: string): number | undefined {
   const ninja = NINJA.exec(line)
   if (ninja !== null) {
     const total = Number(ninja[2])
@@ -33,19 +33,19 @@ export class BuildProgressTracker {
   private fraction = 0
   private readonly startedAt: number
 
-  constructor (now: number) {
+  constructor(now: number) {
     this.startedAt = now
   }
 
   /** Feeds one output line; returns the new progress when the line moved it forward. */
-  update (line: string, now: number): BuildProgress | undefined {
+  update(line: string, now: number): BuildProgress | undefined {
     const value = parseProgressLine(line)
     if (value === undefined || value <= this.fraction) return undefined
     this.fraction = Math.min(1, value)
     return this.current(now)
   }
 
-  current (now: number): BuildProgress {
+  current(now: number): BuildProgress {
     const elapsed = (now - this.startedAt) / 1000
     // Below 5 % the rate says little (configure and the first objects are not representative).
     const etaSeconds = this.fraction >= 0.05 && elapsed > 0 ? Math.round((elapsed / this.fraction) * (1 - this.fraction)) : undefined
@@ -53,7 +53,7 @@ export class BuildProgressTracker {
   }
 }
 
-export function formatDuration (seconds: number): string {
+export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${Math.round(seconds)}s`
   const minutes = Math.floor(seconds / 60)
   return `${minutes}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { findOnPath } from './child.js'
-import { binariesInCache, type BuildManifest, type LlamaBinaries } from './binaries.js'
+import { binariesInCache, readLlamaVersion, type BuildManifest, type LlamaBinaries } from './binaries.js'
 import { BuildProgressTracker, type BuildProgress } from './build-progress.js'
 import { silentLogger, type Logger } from './log.js'
 
@@ -29,7 +29,7 @@ export interface BuildOptions {
 export const DEFAULT_BUILD: BuildOptions = { backend: 'cpu', native: true }
 
 /** CMake switches for a build. Pure. */
-export function cmakeOptions (build: BuildOptions): string[] {
+export function cmakeOptions(build: BuildOptions): string[] {
   const options = [
     '-DCMAKE_BUILD_TYPE=Release',
     '-DGGML_RPC=ON',
@@ -50,33 +50,46 @@ export function cmakeOptions (build: BuildOptions): string[] {
 }
 
 /** Cache entry name: source, backend and a hash of every option, so another option never reuses a build. Pure. */
-export function cacheKey (build: BuildOptions, sourceVersion = NODE_LLAMA_CPP_VERSION): string {
-  const hash = createHash('sha256').update(JSON.stringify({ sourceVersion, options: cmakeOptions(build) })).digest('hex').slice(0, 10)
+export function cacheKey(build: BuildOptions, sourceVersion = NODE_LLAMA_CPP_VERSION): string {
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ sourceVersion, options: cmakeOptions(build) }))
+    .digest('hex')
+    .slice(0, 10)
   return `node-llama-cpp-${sourceVersion}-${build.backend}-${hash}`
 }
 
-export function cacheEntryDir (cacheRoot: string, build: BuildOptions): string {
+export function cacheEntryDir(cacheRoot: string, build: BuildOptions): string {
   return join(cacheRoot, 'llama.cpp', cacheKey(build))
 }
 
 export class MissingToolError extends Error {
-  constructor (readonly tool: string) {
-    super(`Cannot build llama.cpp: \`${tool}\` is missing. Install the build tools (Debian/Ubuntu: apt-get install cmake g++ git; ` +
-      'Fedora: dnf install cmake gcc-c++ git; macOS: xcode-select --install && brew install cmake), ' +
-      'or point --llama-bin-dir at an existing llama.cpp build')
+  constructor(readonly tool: string) {
+    super(
+      `Cannot build llama.cpp: \`${tool}\` is missing. Install the build tools (Debian/Ubuntu: apt-get install cmake g++ git; ` +
+        'Fedora: dnf install cmake gcc-c++ git; macOS: xcode-select --install && brew install cmake), ' +
+        'or point --llama-bin-dir at an existing llama.cpp build'
+    )
     this.name = 'MissingToolError'
   }
 }
 
 export class BuildFailedError extends Error {
-  constructor (step: string, readonly output: readonly string[]) {
-    super(`llama.cpp build failed at ${step}: ${output.filter((l) => l.trim() !== '').slice(-3).join(' | ')}`)
+  constructor(
+    step: string,
+    readonly output: readonly string[]
+  ) {
+    super(
+      `llama.cpp build failed at ${step}: ${output
+        .filter((l) => l.trim() !== '')
+        .slice(-3)
+        .join(' | ')}`
+    )
     this.name = 'BuildFailedError'
   }
 }
 
 /** The tools a build needs, checked up front so a missing one is one clear line, not a CMake trace. */
-export function checkBuildTools (pathVariable = process.env.PATH): void {
+export function checkBuildTools(pathVariable = process.env.PATH): void {
   for (const tool of ['cmake', 'git', 'tar', 'npm']) {
     if (findOnPath(tool, pathVariable) === undefined) throw new MissingToolError(tool)
   }
@@ -91,7 +104,7 @@ export interface BuildRunOptions {
   readonly jobs?: number
 }
 
-async function run (step: string, file: string, args: string[], cwd: string, onLine?: (line: string) => void): Promise<void> {
+async function run(step: string, file: string, args: string[], cwd: string, onLine?: (line: string) => void): Promise<void> {
   const tail: string[] = []
   const child = execa(file, args, { cwd, reject: false, all: true, buffer: false, stdin: 'ignore' })
   child.all?.setEncoding('utf8')
@@ -111,7 +124,12 @@ async function run (step: string, file: string, args: string[], cwd: string, onL
 }
 
 /** Holds a lock directory while building, so two agents started together build once. */
-async function withBuildLock<T> (lockDir: string, isDone: () => boolean, log: Logger, body: () => Promise<T | undefined>): Promise<T | undefined> {
+async function withBuildLock<T>(
+  lockDir: string,
+  isDone: () => boolean,
+  log: Logger,
+  body: () => Promise<T | undefined>
+): Promise<T | undefined> {
   for (;;) {
     try {
       await mkdir(lockDir)
@@ -121,7 +139,12 @@ async function withBuildLock<T> (lockDir: string, isDone: () => boolean, log: Lo
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const pid = Number(await readFile(join(lockDir, 'pid'), 'utf8').catch(() => 'NaN'))
       let alive = false
-      try { if (Number.isInteger(pid)) { process.kill(pid, 0); alive = true } } catch {}
+      try {
+        if (Number.isInteger(pid)) {
+          process.kill(pid, 0)
+          alive = true
+        }
+      } catch {}
       if (!alive) {
         log.warn({ lockDir }, 'removing a stale llama.cpp build lock')
         await rm(lockDir, { recursive: true, force: true })
@@ -140,7 +163,7 @@ async function withBuildLock<T> (lockDir: string, isDone: () => boolean, log: Lo
 }
 
 /** Builds (or reuses) the cached binaries for `options.build`. */
-export async function buildLlamaCpp (options: BuildRunOptions): Promise<LlamaBinaries> {
+export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBinaries> {
   const log = (options.logger ?? silentLogger).child({ component: 'llama.cpp-build' })
   const entry = cacheEntryDir(options.cacheRoot, options.build)
   const cached = binariesInCache(entry)
@@ -152,62 +175,79 @@ export async function buildLlamaCpp (options: BuildRunOptions): Promise<LlamaBin
   await mkdir(join(options.cacheRoot, 'llama.cpp'), { recursive: true })
   await mkdir(work, { recursive: true })
 
-  const built = await withBuildLock(`${work}.lock`, () => binariesInCache(entry) !== undefined, log, async () => {
-    if (binariesInCache(entry) !== undefined) return binariesInCache(entry)
-    const startedAt = Date.now()
-    const tarball = join(work, `node-llama-cpp-${NODE_LLAMA_CPP_VERSION}.tgz`)
-    if (!existsSync(tarball)) {
-      log.info({ package: `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}` }, 'fetching the llama.cpp source from the npm registry')
-      await run('npm pack', 'npm', ['pack', `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`, '--pack-destination', work, '--silent'], work)
-    }
-    const source = join(work, 'src')
-    if (!existsSync(join(source, 'CMakeLists.txt'))) {
-      await rm(source, { recursive: true, force: true })
-      await run('unpacking the source', 'tar', ['-xzf', tarball, 'package/llama/gitRelease.bundle', 'package/llama/llama.cpp.info.json'], work)
-      await run('git clone of the bundle', 'git', ['clone', '--quiet', join(work, 'package/llama/gitRelease.bundle'), source], work)
-    }
-    const info = JSON.parse(await readFile(join(work, 'package/llama/llama.cpp.info.json'), 'utf8')) as { tag?: string }
-    const tag = info.tag ?? 'unknown'
-    const buildDir = join(source, 'build')
-    const generator = findOnPath('ninja') !== undefined ? ['-G', 'Ninja'] : []
-    const cmake = cmakeOptions(options.build)
-    log.info({ tag, backend: options.build.backend, generator: generator[1] ?? 'Unix Makefiles' }, 'configuring llama.cpp')
-    await run('cmake configure', 'cmake', ['-S', source, '-B', buildDir, ...generator, ...cmake], work)
-
-    const jobs = options.jobs ?? availableParallelism()
-    log.info({ jobs }, 'compiling ggml-rpc-server and llama-server (about 11 minutes on 2 cores)')
-    const tracker = new BuildProgressTracker(Date.now())
-    await run('compile', 'cmake', ['--build', buildDir, '--config', 'Release', '-j', String(jobs), '--target', 'ggml-rpc-server', 'llama-server'], work, (line) => {
-      const progress = tracker.update(line, Date.now())
-      if (progress !== undefined) options.onProgress?.(progress)
-    })
-
-    // Keep only the binaries and their shared libraries (about 19 MB), not the 100s of MB of objects.
-    const staging = `${entry}.tmp-${process.pid}`
-    await rm(staging, { recursive: true, force: true })
-    await mkdir(staging, { recursive: true })
-    const binDir = join(buildDir, 'bin')
-    for (const name of await readdir(binDir)) {
-      if (name === 'ggml-rpc-server' || name === 'llama-server' || name.includes('.so') || name.endsWith('.dylib')) {
-        await cp(join(binDir, name), join(staging, name), { verbatimSymlinks: true, recursive: true })
+  const built = await withBuildLock(
+    `${work}.lock`,
+    () => binariesInCache(entry) !== undefined,
+    log,
+    async () => {
+      if (binariesInCache(entry) !== undefined) return binariesInCache(entry)
+      const startedAt = Date.now()
+      const tarball = join(work, `node-llama-cpp-${NODE_LLAMA_CPP_VERSION}.tgz`)
+      if (!existsSync(tarball)) {
+        log.info({ package: `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}` }, 'fetching the llama.cpp source from the npm registry')
+        await run('npm pack', 'npm', ['pack', `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`, '--pack-destination', work, '--silent'], work)
       }
+      const source = join(work, 'src')
+      if (!existsSync(join(source, 'CMakeLists.txt'))) {
+        await rm(source, { recursive: true, force: true })
+        await run(
+          'unpacking the source',
+          'tar',
+          ['-xzf', tarball, 'package/llama/gitRelease.bundle', 'package/llama/llama.cpp.info.json'],
+          work
+        )
+        await run('git clone of the bundle', 'git', ['clone', '--quiet', join(work, 'package/llama/gitRelease.bundle'), source], work)
+      }
+      const info = JSON.parse(await readFile(join(work, 'package/llama/llama.cpp.info.json'), 'utf8')) as { tag?: string }
+      const tag = info.tag ?? 'unknown'
+      const buildDir = join(source, 'build')
+      const generator = findOnPath('ninja') !== undefined ? ['-G', 'Ninja'] : []
+      const cmake = cmakeOptions(options.build)
+      log.info({ tag, backend: options.build.backend, generator: generator[1] ?? 'Unix Makefiles' }, 'configuring llama.cpp')
+      await run('cmake configure', 'cmake', ['-S', source, '-B', buildDir, ...generator, ...cmake], work)
+
+      const jobs = options.jobs ?? availableParallelism()
+      log.info({ jobs }, 'compiling ggml-rpc-server and llama-server (about 11 minutes on 2 cores)')
+      const tracker = new BuildProgressTracker(Date.now())
+      await run(
+        'compile',
+        'cmake',
+        ['--build', buildDir, '--config', 'Release', '-j', String(jobs), '--target', 'ggml-rpc-server', 'llama-server'],
+        work,
+        (line) => {
+          const progress = tracker.update(line, Date.now())
+          if (progress !== undefined) options.onProgress?.(progress)
+        }
+      )
+
+      // Keep only the binaries and their shared libraries (about 19 MB), not the 100s of MB of objects.
+      const staging = `${entry}.tmp-${process.pid}`
+      await rm(staging, { recursive: true, force: true })
+      await mkdir(staging, { recursive: true })
+      const binDir = join(buildDir, 'bin')
+      for (const name of await readdir(binDir)) {
+        if (name === 'ggml-rpc-server' || name === 'llama-server' || name.includes('.so') || name.endsWith('.dylib')) {
+          await cp(join(binDir, name), join(staging, name), { verbatimSymlinks: true, recursive: true })
+        }
+      }
+      const manifest: BuildManifest = {
+        tag,
+        version: await readLlamaVersion(join(staging, 'llama-server')),
+        backend: options.build.backend,
+        cmakeOptions: cmake,
+        builtAt: new Date().toISOString(),
+        buildSeconds: Math.round((Date.now() - startedAt) / 1000),
+        rpcServer: 'ggml-rpc-server',
+        llamaServer: 'llama-server'
+      }
+      await writeFile(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
+      await rename(staging, entry)
+      await rm(work, { recursive: true, force: true })
+      log.info({ seconds: manifest.buildSeconds, dir: entry }, 'llama.cpp built and cached')
+      const result = binariesInCache(entry)
+      return result !== undefined ? { ...result, source: 'built' as const } : undefined
     }
-    const manifest: BuildManifest = {
-      tag,
-      backend: options.build.backend,
-      cmakeOptions: cmake,
-      builtAt: new Date().toISOString(),
-      buildSeconds: Math.round((Date.now() - startedAt) / 1000),
-      rpcServer: 'ggml-rpc-server',
-      llamaServer: 'llama-server'
-    }
-    await writeFile(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
-    await rename(staging, entry)
-    await rm(work, { recursive: true, force: true })
-    log.info({ seconds: manifest.buildSeconds, dir: entry }, 'llama.cpp built and cached')
-    const result = binariesInCache(entry)
-    return result !== undefined ? { ...result, source: 'built' as const } : undefined
-  })
+  )
   const final = built ?? binariesInCache(entry)
   if (final === undefined) throw new BuildFailedError('caching', [`no binaries in ${entry} after the build`])
   return final

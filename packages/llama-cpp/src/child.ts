@@ -12,7 +12,7 @@ import { delimiter, join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 
 /** First executable named `name` on PATH, or undefined. */
-export function findOnPath (name: string, pathVariable = process.env.PATH ?? ''): string | undefined {
+export function findOnPath(name: string, pathVariable = process.env.PATH ?? ''): string | undefined {
   for (const dir of pathVariable.split(delimiter)) {
     if (dir === '') continue
     const candidate = join(dir, name)
@@ -25,13 +25,13 @@ export function findOnPath (name: string, pathVariable = process.env.PATH ?? '')
 }
 
 let setprivPath: string | null | undefined
-function setpriv (): string | undefined {
-  if (setprivPath === undefined) setprivPath = process.platform === 'linux' ? findOnPath('setpriv') ?? null : null
+function setpriv(): string | undefined {
+  if (setprivPath === undefined) setprivPath = process.platform === 'linux' ? (findOnPath('setpriv') ?? null) : null
   return setprivPath ?? undefined
 }
 
 /** The command line that runs `file args` with SIGPIPE ignored and, where the OS can, killed when we die. */
-export function wrappedCommand (file: string, args: readonly string[]): { file: string, args: string[] } {
+export function wrappedCommand(file: string, args: readonly string[]): { file: string; args: string[] } {
   const shell = ['/bin/sh', '-c', 'trap "" PIPE; exec "$0" "$@"', file, ...args]
   const guard = setpriv()
   if (guard !== undefined) return { file: guard, args: ['--pdeathsig', 'SIGKILL', '--', ...shell] }
@@ -41,22 +41,39 @@ export function wrappedCommand (file: string, args: readonly string[]): { file: 
 /** The last lines a child printed, stdout and stderr interleaved as they came. */
 export class OutputRing {
   private readonly lines: string[] = []
-  constructor (private readonly capacity = 200) {}
-  push (line: string): void {
+  constructor(private readonly capacity = 200) {}
+  push(line: string): void {
     this.lines.push(line)
     if (this.lines.length > this.capacity) this.lines.splice(0, this.lines.length - this.capacity)
   }
-  tail (count = this.capacity): string[] { return this.lines.slice(-count) }
-  some (predicate: (line: string) => boolean): boolean { return this.lines.some(predicate) }
+  tail(count = this.capacity): string[] {
+    return this.lines.slice(-count)
+  }
+  some(predicate: (line: string) => boolean): boolean {
+    return this.lines.some(predicate)
+  }
 }
 
-export type Child = ResultPromise<{ reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: NodeJS.ProcessEnv, extendEnv: true }>
+export type Child = ResultPromise<{
+  reject: false
+  buffer: false
+  stdin: 'ignore'
+  stdout: 'pipe'
+  stderr: 'pipe'
+  env: NodeJS.ProcessEnv
+  extendEnv: true
+}>
 
 const liveChildren = new Set<Child>()
 let exitHookInstalled = false
 
 /** Starts a supervised child: lines of its output go to `onLine`; it is killed if this process exits. */
-export function spawnChild (file: string, args: readonly string[], onLine: (line: string, stream: 'stdout' | 'stderr') => void, env: NodeJS.ProcessEnv = {}): Child {
+export function spawnChild(
+  file: string,
+  args: readonly string[],
+  onLine: (line: string, stream: 'stdout' | 'stderr') => void,
+  env: NodeJS.ProcessEnv = {}
+): Child {
   const command = wrappedCommand(file, args)
   const child: Child = execa(command.file, command.args, {
     reject: false,
@@ -75,19 +92,24 @@ export function spawnChild (file: string, args: readonly string[], onLine: (line
       partial = parts.pop() ?? ''
       for (const line of parts) onLine(line.replace(/\r$/, ''), stream)
     })
-    child[stream].on('end', () => { if (partial !== '') onLine(partial, stream); partial = '' })
+    child[stream].on('end', () => {
+      if (partial !== '') onLine(partial, stream)
+      partial = ''
+    })
   }
   liveChildren.add(child)
   void child.finally(() => liveChildren.delete(child))
   if (!exitHookInstalled) {
     exitHookInstalled = true
-    process.on('exit', () => { for (const c of liveChildren) c.kill('SIGKILL') })
+    process.on('exit', () => {
+      for (const c of liveChildren) c.kill('SIGKILL')
+    })
   }
   return child
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`. Resolves once the child has exited. */
-export async function stopChild (child: Child, graceMs: number): Promise<void> {
+export async function stopChild(child: Child, graceMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   child.kill('SIGTERM')
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)

@@ -8,17 +8,23 @@
 /** Device index per layer; `layerCount` is the output layer. 'cpu' = the host running llama-server. */
 export type LayerDevice = number | 'cpu'
 
-export function expectedLayerDevices (tensorSplit: readonly number[], layerCount: number, gpuLayers = layerCount + 1): LayerDevice[] {
+export function expectedLayerDevices(tensorSplit: readonly number[], layerCount: number, gpuLayers = layerCount + 1): LayerDevice[] {
   const f = Math.fround
   const cumulative: number[] = []
   let sum = f(0)
-  for (const share of tensorSplit) { sum = f(sum + f(share)); cumulative.push(sum) }
+  for (const share of tensorSplit) {
+    sum = f(sum + f(share))
+    cumulative.push(sum)
+  }
   const splits = cumulative.map((c) => f(c / sum))
   const gpuStart = Math.max(layerCount + 1 - gpuLayers, 0)
   const active = tensorSplit.length === 0 ? 0 : Math.min(gpuLayers, layerCount + 1)
   const devices: LayerDevice[] = []
   for (let il = 0; il <= layerCount; il++) {
-    if (il < gpuStart || il - gpuStart >= active) { devices.push('cpu'); continue }
+    if (il < gpuStart || il - gpuStart >= active) {
+      devices.push('cpu')
+      continue
+    }
     const position = f((il - gpuStart) / active)
     // std::upper_bound: the first split point strictly greater than the position
     let device = splits.findIndex((s) => s > position)
@@ -29,10 +35,13 @@ export function expectedLayerDevices (tensorSplit: readonly number[], layerCount
 }
 
 /** Number of repeating layers each device gets (output layer not counted). */
-export function layersPerDevice (devices: readonly LayerDevice[], deviceCount: number): { perDevice: number[], cpu: number } {
+export function layersPerDevice(devices: readonly LayerDevice[], deviceCount: number): { perDevice: number[]; cpu: number } {
   const perDevice = new Array<number>(deviceCount).fill(0)
   let cpu = 0
-  devices.slice(0, -1).forEach((d) => { if (d === 'cpu') cpu++; else perDevice[d] = (perDevice[d] ?? 0) + 1 })
+  devices.slice(0, -1).forEach((d) => {
+    if (d === 'cpu') cpu++
+    else perDevice[d] = (perDevice[d] ?? 0) + 1
+  })
   return { perDevice, cpu }
 }
 
@@ -41,7 +50,7 @@ export function layersPerDevice (devices: readonly LayerDevice[], deviceCount: n
  * taking the output layer (all layers offloaded). Each boundary sits half a layer before the first
  * layer of the next device, so llama.cpp's float32 rounding cannot move it.
  */
-export function tensorSplitForLayerCounts (layerCounts: readonly number[]): number[] {
+export function tensorSplitForLayerCounts(layerCounts: readonly number[]): number[] {
   const positions = layerCounts.reduce((a, b) => a + b, 0) + 1 // + the output layer
   const split: number[] = []
   let cumulative = 0

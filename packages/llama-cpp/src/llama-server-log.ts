@@ -12,7 +12,7 @@ export interface LoadReport {
   /** Model weight bytes per buffer, keyed by endpoint for RPC buffers and by name (CPU_Mapped...) otherwise. */
   readonly modelBufferMiB: ReadonlyMap<string, number>
   readonly kvBufferMiB: ReadonlyMap<string, number>
-  readonly offloaded: { readonly layers: number, readonly of: number } | undefined
+  readonly offloaded: { readonly layers: number; readonly of: number } | undefined
   readonly listening: string | undefined
 }
 
@@ -27,16 +27,22 @@ export class LoadLogParser {
   private readonly layerDevices = new Map<number, string>()
   private readonly modelBufferMiB = new Map<string, number>()
   private readonly kvBufferMiB = new Map<string, number>()
-  private offloaded: { layers: number, of: number } | undefined
+  private offloaded: { layers: number; of: number } | undefined
   private listening: string | undefined
 
   /** Feeds one line. Cheap for the many lines that match nothing (a substring test first). */
-  push (line: string): void {
+  push(line: string): void {
     if (line.includes('load_tensors:')) {
       const layer = LAYER.exec(line)
-      if (layer !== null) { this.layerDevices.set(Number(layer[1]), layer[2] ?? ''); return }
+      if (layer !== null) {
+        this.layerDevices.set(Number(layer[1]), layer[2] ?? '')
+        return
+      }
       const offloaded = OFFLOADED.exec(line)
-      if (offloaded !== null) { this.offloaded = { layers: Number(offloaded[1]), of: Number(offloaded[2]) }; return }
+      if (offloaded !== null) {
+        this.offloaded = { layers: Number(offloaded[1]), of: Number(offloaded[2]) }
+        return
+      }
     }
     if (line.includes('buffer size')) {
       const buffer = BUFFER.exec(line)
@@ -54,7 +60,7 @@ export class LoadLogParser {
     if (line.includes('server is listening')) this.listening = LISTENING.exec(line)?.[1]
   }
 
-  report (): LoadReport {
+  report(): LoadReport {
     return {
       deviceEndpoints: new Map(this.deviceEndpoints),
       layerDevices: new Map(this.layerDevices),
@@ -67,7 +73,7 @@ export class LoadLogParser {
 }
 
 /** The endpoint (or 'cpu' for the host) each layer ran on, from a report. Index = layer; last = output. */
-export function layerEndpoints (report: LoadReport): Array<string | 'cpu'> {
+export function layerEndpoints(report: LoadReport): Array<string | 'cpu'> {
   const result: Array<string | 'cpu'> = []
   const count = report.layerDevices.size
   for (let il = 0; il < count; il++) {
@@ -79,13 +85,13 @@ export function layerEndpoints (report: LoadReport): Array<string | 'cpu'> {
 }
 
 /** The same shape from a planned assignment, for comparison with what the log says. */
-export function plannedLayerEndpoints (devices: readonly LayerDevice[], endpoints: readonly string[]): Array<string | 'cpu'> {
-  return devices.map((d) => (d === 'cpu' ? 'cpu' : endpoints[d] ?? `device${d}`))
+export function plannedLayerEndpoints(devices: readonly LayerDevice[], endpoints: readonly string[]): Array<string | 'cpu'> {
+  return devices.map((d) => (d === 'cpu' ? 'cpu' : (endpoints[d] ?? `device${d}`)))
 }
 
 /** Contiguous runs `{ endpoint, first, last }` (inclusive), for humans and status. */
-export function layerRanges (perLayer: ReadonlyArray<string>): Array<{ endpoint: string, first: number, last: number }> {
-  const ranges: Array<{ endpoint: string, first: number, last: number }> = []
+export function layerRanges(perLayer: ReadonlyArray<string>): Array<{ endpoint: string; first: number; last: number }> {
+  const ranges: Array<{ endpoint: string; first: number; last: number }> = []
   perLayer.forEach((endpoint, layer) => {
     const current = ranges[ranges.length - 1]
     if (current !== undefined && current.endpoint === endpoint && current.last === layer - 1) current.last = layer
@@ -100,7 +106,12 @@ export type LlamaServerExitKind = 'stopped' | 'rpc-peer-lost' | 'model-load-fail
  * Why llama-server ended. Exit 134 (abort) with llama.cpp's RPC message is a lost rpc-server: the
  * remedy is a new plan without it, not a restart with the same list.
  */
-export function classifyExit (exitCode: number | undefined, signal: string | undefined, output: readonly string[], stopRequested: boolean): LlamaServerExitKind {
+export function classifyExit(
+  exitCode: number | undefined,
+  signal: string | undefined,
+  output: readonly string[],
+  stopRequested: boolean
+): LlamaServerExitKind {
   const said = (text: string): boolean => output.some((line) => line.includes(text))
   if (said('Remote RPC server crashed') || said('RPC server crashed') || (exitCode === 134 && said('ggml-rpc'))) return 'rpc-peer-lost'
   if (stopRequested && (signal === 'SIGTERM' || signal === 'SIGKILL' || exitCode === 0 || exitCode === 143)) return 'stopped'

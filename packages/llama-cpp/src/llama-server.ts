@@ -37,19 +37,25 @@ export interface LlamaServerOptions {
 
 export type LlamaServerState =
   | { readonly kind: 'stopped' }
-  | { readonly kind: 'loading', readonly since: number }
-  | { readonly kind: 'ready', readonly pid: number, readonly url: string, readonly loadMs: number }
-  | { readonly kind: 'exited', readonly reason: LlamaServerExitKind, readonly exitCode: number | undefined, readonly signal: string | undefined, readonly lastOutput: readonly string[] }
+  | { readonly kind: 'loading'; readonly since: number }
+  | { readonly kind: 'ready'; readonly pid: number; readonly url: string; readonly loadMs: number }
+  | {
+      readonly kind: 'exited'
+      readonly reason: LlamaServerExitKind
+      readonly exitCode: number | undefined
+      readonly signal: string | undefined
+      readonly lastOutput: readonly string[]
+    }
 
 export interface LlamaServerEvents {
-  'state': [LlamaServerState]
-  'exit': [LlamaServerExitKind]
+  state: [LlamaServerState]
+  exit: [LlamaServerExitKind]
 }
 
 /** Formats a share for `--tensor-split` without float noise. */
 const formatShare = (share: number): string => String(Math.round(share * 1e6) / 1e6)
 
-export function llamaServerArgs (o: LlamaServerOptions): string[] {
+export function llamaServerArgs(o: LlamaServerOptions): string[] {
   // --rpc is processed while arguments are parsed: it must come before anything naming an RPC device.
   const args: string[] = []
   if (o.rpc.length > 0) args.push('--rpc', o.rpc.join(','))
@@ -78,7 +84,7 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
   private stopRequested = false
   readonly url: string
 
-  constructor (private readonly options: LlamaServerOptions) {
+  constructor(private readonly options: LlamaServerOptions) {
     super()
     this.timings = options.timings ?? LAN_TIMINGS
     this.log = (options.logger ?? silentLogger).child({ component: 'llama-server', port: options.port })
@@ -86,19 +92,27 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     this.url = `http://${host}:${options.port}`
   }
 
-  get state (): LlamaServerState { return this.stateValue }
-  get pid (): number | undefined { return this.child?.pid }
-  recentOutput (lines?: number): string[] { return this.output.tail(lines) }
+  get state(): LlamaServerState {
+    return this.stateValue
+  }
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+  recentOutput(lines?: number): string[] {
+    return this.output.tail(lines)
+  }
   /** What the log says llama.cpp did (devices, per-layer placement, buffers). */
-  loadReport (): LoadReport { return this.parser.report() }
+  loadReport(): LoadReport {
+    return this.parser.report()
+  }
 
-  private setState (state: LlamaServerState): void {
+  private setState(state: LlamaServerState): void {
     this.stateValue = state
     this.emit('state', state)
   }
 
   /** Starts it and resolves once a real completion succeeded. Rejects (and leaves nothing running) otherwise. */
-  async start (): Promise<void> {
+  async start(): Promise<void> {
     if (this.child !== undefined) return
     const host = this.options.host ?? '127.0.0.1'
     if (await isPortInUse(host, this.options.port)) throw new PortInUseError(host, this.options.port)
@@ -107,8 +121,19 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     const startedAt = Date.now()
     this.setState({ kind: 'loading', since: startedAt })
     const args = llamaServerArgs(this.options)
-    this.log.info({ rpc: this.options.rpc, tensorSplit: this.options.tensorSplit, gpuLayers: this.options.gpuLayers }, 'starting llama-server')
-    const child = spawnChild(this.options.binary, args, (line) => { this.output.push(line); this.parser.push(line) }, this.options.env)
+    this.log.info(
+      { rpc: this.options.rpc, tensorSplit: this.options.tensorSplit, gpuLayers: this.options.gpuLayers },
+      'starting llama-server'
+    )
+    const child = spawnChild(
+      this.options.binary,
+      args,
+      (line) => {
+        this.output.push(line)
+        this.parser.push(line)
+      },
+      this.options.env
+    )
     this.child = child
     let exited = false
     void child.then((result) => {
@@ -118,23 +143,33 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
 
     const deadline = startedAt + this.timings.readyTimeoutMs
     while (!exited && Date.now() < deadline) {
-      if (await this.healthy() && await this.completes(this.timings.livenessTimeoutMs)) break
+      if ((await this.healthy()) && (await this.completes(this.timings.livenessTimeoutMs))) break
       await new Promise((resolve) => setTimeout(resolve, this.timings.readyPollMs))
     }
     if (exited) {
       const result = await child
-      throw new ProcessStartError(`llama-server exited while loading (${classifyExit(result.exitCode, result.signal, this.output.tail(), false)}, code ${String(result.exitCode)})`, result.exitCode, result.signal, this.output.tail(20))
+      throw new ProcessStartError(
+        `llama-server exited while loading (${classifyExit(result.exitCode, result.signal, this.output.tail(), false)}, code ${String(result.exitCode)})`,
+        result.exitCode,
+        result.signal,
+        this.output.tail(20)
+      )
     }
     if (Date.now() >= deadline) {
       await this.stop()
-      throw new ProcessStartError(`llama-server did not answer a completion within ${this.timings.readyTimeoutMs} ms`, undefined, undefined, this.output.tail(20))
+      throw new ProcessStartError(
+        `llama-server did not answer a completion within ${this.timings.readyTimeoutMs} ms`,
+        undefined,
+        undefined,
+        this.output.tail(20)
+      )
     }
     const loadMs = Date.now() - startedAt
     this.setState({ kind: 'ready', pid: child.pid ?? -1, url: this.url, loadMs })
     this.log.info({ loadMs, url: this.url }, 'llama-server ready')
   }
 
-  private async healthy (): Promise<boolean> {
+  private async healthy(): Promise<boolean> {
     try {
       const response = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(2000) })
       await response.body?.cancel()
@@ -145,7 +180,7 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
   }
 
   /** One real token through every backend; the only check that notices a dead or frozen rpc-server. */
-  private async completes (timeoutMs: number): Promise<boolean> {
+  private async completes(timeoutMs: number): Promise<boolean> {
     try {
       const headers: Record<string, string> = { 'content-type': 'application/json' }
       if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
@@ -163,19 +198,19 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
   }
 
   /** Liveness: a 1-token completion within the timeout. */
-  async checkLiveness (timeoutMs = this.timings.livenessTimeoutMs): Promise<boolean> {
+  async checkLiveness(timeoutMs = this.timings.livenessTimeoutMs): Promise<boolean> {
     if (this.stateValue.kind !== 'ready') return false
     return await this.completes(timeoutMs)
   }
 
   /** Stops it (SIGTERM, then SIGKILL after the grace period). Idempotent. */
-  async stop (): Promise<void> {
+  async stop(): Promise<void> {
     this.stopRequested = true
     const child = this.child
     if (child !== undefined) await stopChild(child, this.timings.stopGraceMs)
   }
 
-  private onExit (child: Child, exitCode: number | undefined, signal: string | undefined): void {
+  private onExit(child: Child, exitCode: number | undefined, signal: string | undefined): void {
     if (this.child !== child) return
     this.child = undefined
     const reason = classifyExit(exitCode, signal, this.output.tail(), this.stopRequested)

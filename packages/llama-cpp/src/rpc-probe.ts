@@ -9,8 +9,20 @@
  */
 import { connect, type Socket } from 'node:net'
 import {
-  decodeDeviceCount, decodeDeviceMemory, decodeHello, encodeDeviceCount, encodeGetDeviceMemory, encodeHello, encodeLegacyHello,
-  takeReply, DEVICE_COUNT_REPLY, DEVICE_MEMORY_REPLY, HELLO_REPLY, LEGACY_HELLO_REPLY, RpcProtocolError, type RpcVersion
+  decodeDeviceCount,
+  decodeDeviceMemory,
+  decodeHello,
+  encodeDeviceCount,
+  encodeGetDeviceMemory,
+  encodeHello,
+  encodeLegacyHello,
+  takeReply,
+  DEVICE_COUNT_REPLY,
+  DEVICE_MEMORY_REPLY,
+  HELLO_REPLY,
+  LEGACY_HELLO_REPLY,
+  RpcProtocolError,
+  type RpcVersion
 } from './rpc-protocol.js'
 
 export interface RpcDeviceMemory {
@@ -30,7 +42,11 @@ export interface RpcProbeResult {
 export type RpcProbeFailure = 'refused' | 'timeout' | 'closed' | 'protocol'
 
 export class RpcProbeError extends Error {
-  constructor (readonly endpoint: string, readonly kind: RpcProbeFailure, detail: string) {
+  constructor(
+    readonly endpoint: string,
+    readonly kind: RpcProbeFailure,
+    detail: string
+  ) {
     super(`rpc-server ${endpoint}: ${detail}`)
     this.name = 'RpcProbeError'
   }
@@ -53,8 +69,14 @@ class ReplyReader {
   private waiter: (() => void) | undefined
   private failure: Error | undefined
 
-  constructor (private readonly socket: Socket, private readonly endpoint: string) {
-    socket.on('data', (chunk: Buffer) => { this.buffer = Buffer.concat([this.buffer, chunk]); this.wake() })
+  constructor(
+    private readonly socket: Socket,
+    private readonly endpoint: string
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, chunk])
+      this.wake()
+    })
     socket.on('end', () => this.fail(new RpcProbeError(endpoint, 'closed', 'closed the connection before replying')))
     socket.on('error', (err: NodeJS.ErrnoException) => {
       const kind: RpcProbeFailure = err.code === 'ECONNREFUSED' ? 'refused' : 'closed'
@@ -62,10 +84,17 @@ class ReplyReader {
     })
   }
 
-  private fail (err: Error): void { this.failure ??= err; this.wake() }
-  private wake (): void { const w = this.waiter; this.waiter = undefined; w?.() }
+  private fail(err: Error): void {
+    this.failure ??= err
+    this.wake()
+  }
+  private wake(): void {
+    const w = this.waiter
+    this.waiter = undefined
+    w?.()
+  }
 
-  async exchange (request: Buffer, replyBytes: number): Promise<Buffer> {
+  async exchange(request: Buffer, replyBytes: number): Promise<Buffer> {
     this.socket.write(request)
     for (;;) {
       let reply
@@ -74,15 +103,20 @@ class ReplyReader {
       } catch (err) {
         throw new RpcProbeError(this.endpoint, 'protocol', (err as RpcProtocolError).message)
       }
-      if (reply !== undefined) { this.buffer = reply.rest; return reply.payload }
+      if (reply !== undefined) {
+        this.buffer = reply.rest
+        return reply.payload
+      }
       if (this.failure !== undefined) throw this.failure
-      await new Promise<void>((resolve) => { this.waiter = resolve })
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve
+      })
     }
   }
 }
 
 /** Half-closes and keeps draining until the server closes, so no late write of the server hits a reset. */
-function closeGently (socket: Socket, lingerMs: number): void {
+function closeGently(socket: Socket, lingerMs: number): void {
   socket.resume()
   socket.end()
   const timer = setTimeout(() => socket.destroy(), lingerMs)
@@ -91,14 +125,29 @@ function closeGently (socket: Socket, lingerMs: number): void {
   socket.once('close', () => clearTimeout(timer))
 }
 
-async function withConnection<T> (host: string, port: number, options: RpcProbeOptions, talk: (reader: ReplyReader) => Promise<T>): Promise<T> {
+async function withConnection<T>(
+  host: string,
+  port: number,
+  options: RpcProbeOptions,
+  talk: (reader: ReplyReader) => Promise<T>
+): Promise<T> {
   const endpoint = `${host}:${port}`
   const socket = connect({ host, port })
   socket.setNoDelay(true)
   const reader = new ReplyReader(socket, endpoint)
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new RpcProbeError(endpoint, 'timeout', `no answer within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms (busy with another client, or frozen)`)), options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+    timer = setTimeout(
+      () =>
+        reject(
+          new RpcProbeError(
+            endpoint,
+            'timeout',
+            `no answer within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms (busy with another client, or frozen)`
+          )
+        ),
+      options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    )
   })
   try {
     return await Promise.race([talk(reader), timeout])
@@ -108,7 +157,7 @@ async function withConnection<T> (host: string, port: number, options: RpcProbeO
   }
 }
 
-export async function probeRpcServer (host: string, port: number, options: RpcProbeOptions = {}): Promise<RpcProbeResult> {
+export async function probeRpcServer(host: string, port: number, options: RpcProbeOptions = {}): Promise<RpcProbeResult> {
   const endpoint = `${host}:${port}`
   try {
     return await withConnection(host, port, options, async (reader) => {
@@ -124,7 +173,9 @@ export async function probeRpcServer (host: string, port: number, options: RpcPr
   } catch (err) {
     // A server older than protocol 6 closes on our 24-byte HELLO; ask again the old way to name its version.
     if (err instanceof RpcProbeError && err.kind === 'closed') {
-      const legacy = await withConnection(host, port, options, async (reader) => decodeHello(await reader.exchange(encodeLegacyHello(), LEGACY_HELLO_REPLY))).catch(() => undefined)
+      const legacy = await withConnection(host, port, options, async (reader) =>
+        decodeHello(await reader.exchange(encodeLegacyHello(), LEGACY_HELLO_REPLY))
+      ).catch(() => undefined)
       if (legacy !== undefined) return { endpoint, version: legacy, legacy: true, devices: [] }
     }
     throw err

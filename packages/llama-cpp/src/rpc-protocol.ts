@@ -21,16 +21,16 @@ export interface RpcVersion {
   readonly patch: number
 }
 
-export function formatRpcVersion (v: RpcVersion): string {
+export function formatRpcVersion(v: RpcVersion): string {
   return `${v.major}.${v.minor}.${v.patch}`
 }
 
 /** llama.cpp's own rule: the major must match and the server's minor must not be newer than the client's. */
-export function isCompatibleRpcVersion (client: RpcVersion, server: RpcVersion): boolean {
+export function isCompatibleRpcVersion(client: RpcVersion, server: RpcVersion): boolean {
   return client.major === server.major && server.minor <= client.minor
 }
 
-export function encodeRequest (command: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
+export function encodeRequest(command: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
   const out = Buffer.alloc(1 + 8 + payload.length)
   out.writeUInt8(command, 0)
   out.writeBigUInt64LE(BigInt(payload.length), 1)
@@ -41,14 +41,14 @@ export function encodeRequest (command: number, payload: Uint8Array = new Uint8A
 export const encodeHello = (): Buffer => encodeRequest(RpcCommand.HELLO, new Uint8Array(HELLO_CAPS_BYTES))
 export const encodeLegacyHello = (): Buffer => encodeRequest(RpcCommand.HELLO)
 export const encodeDeviceCount = (): Buffer => encodeRequest(RpcCommand.DEVICE_COUNT)
-export function encodeGetDeviceMemory (device: number): Buffer {
+export function encodeGetDeviceMemory(device: number): Buffer {
   const payload = Buffer.alloc(4)
   payload.writeUInt32LE(device)
   return encodeRequest(RpcCommand.GET_DEVICE_MEMORY, payload)
 }
 
 export class RpcProtocolError extends Error {
-  constructor (message: string) {
+  constructor(message: string) {
     super(message)
     this.name = 'RpcProtocolError'
   }
@@ -58,7 +58,7 @@ export class RpcProtocolError extends Error {
  * Splits one complete reply off the front of `buffer`. Returns undefined while incomplete.
  * Throws when the announced length is not the one the command has (a different protocol).
  */
-export function takeReply (buffer: Buffer, expectedPayloadBytes: number): { payload: Buffer, rest: Buffer } | undefined {
+export function takeReply(buffer: Buffer, expectedPayloadBytes: number): { payload: Buffer; rest: Buffer } | undefined {
   if (buffer.length < 8) return undefined
   const length = buffer.readBigUInt64LE(0)
   if (length !== BigInt(expectedPayloadBytes)) {
@@ -73,14 +73,14 @@ export const LEGACY_HELLO_REPLY = LEGACY_HELLO_REPLY_BYTES
 export const DEVICE_COUNT_REPLY = 4
 export const DEVICE_MEMORY_REPLY = 16
 
-export function decodeHello (payload: Buffer): RpcVersion {
+export function decodeHello(payload: Buffer): RpcVersion {
   return { major: payload.readUInt8(0), minor: payload.readUInt8(1), patch: payload.readUInt8(2) }
 }
 
-export function decodeDeviceCount (payload: Buffer): number {
+export function decodeDeviceCount(payload: Buffer): number {
   return payload.readUInt32LE(0)
 }
 
-export function decodeDeviceMemory (payload: Buffer): { free: number, total: number } {
+export function decodeDeviceMemory(payload: Buffer): { free: number; total: number } {
   return { free: Number(payload.readBigUInt64LE(0)), total: Number(payload.readBigUInt64LE(8)) }
 }

@@ -27,32 +27,49 @@ export interface RpcServerOptions {
 
 export type RpcServerState =
   | { readonly kind: 'stopped' }
-  | { readonly kind: 'starting', readonly attempt: number }
-  | { readonly kind: 'ready', readonly pid: number, readonly since: number }
-  | { readonly kind: 'restarting', readonly exitCode: number | undefined, readonly signal: string | undefined, readonly restartInMs: number, readonly restarts: number }
-  | { readonly kind: 'failed', readonly reason: string }
+  | { readonly kind: 'starting'; readonly attempt: number }
+  | { readonly kind: 'ready'; readonly pid: number; readonly since: number }
+  | {
+      readonly kind: 'restarting'
+      readonly exitCode: number | undefined
+      readonly signal: string | undefined
+      readonly restartInMs: number
+      readonly restarts: number
+    }
+  | { readonly kind: 'failed'; readonly reason: string }
 
 export interface RpcServerEvents {
-  'state': [RpcServerState]
-  'line': [string]
+  state: [RpcServerState]
+  line: [string]
 }
 
 export class PortInUseError extends Error {
-  constructor (readonly host: string, readonly port: number) {
+  constructor(
+    readonly host: string,
+    readonly port: number
+  ) {
     super(`Port ${port} on ${host} is already in use: stop what listens there or choose another port (--rpc-port)`)
     this.name = 'PortInUseError'
   }
 }
 
 export class ProcessStartError extends Error {
-  constructor (message: string, readonly exitCode: number | undefined, readonly signal: string | undefined, readonly output: readonly string[]) {
-    const last = output.filter((l) => l.trim() !== '').slice(-3).join(' | ')
+  constructor(
+    message: string,
+    readonly exitCode: number | undefined,
+    readonly signal: string | undefined,
+    readonly output: readonly string[]
+  ) {
+    const last = output
+      .filter((l) => l.trim() !== '')
+      .slice(-3)
+      .join(' | ')
     super(last === '' ? message : `${message}; last output: ${last}`)
     this.name = 'ProcessStartError'
   }
 }
 
-export function rpcServerArgs (options: RpcServerOptions): string[] {
+export function rpcServerArgs(options: RpcServerOptions): string[] {
   const args = ['--host', options.host ?? '127.0.0.1', '--port', String(options.port ?? 50052)]
   if (options.threads !== undefined) args.push('--threads', String(options.threads))
   if (options.devices !== undefined && options.devices.length > 0) args.push('--device', options.devices.join(','))
@@ -73,7 +90,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
   private consecutiveCrashes = 0
   private restartTimer: NodeJS.Timeout | undefined
 
-  constructor (private readonly options: RpcServerOptions) {
+  constructor(private readonly options: RpcServerOptions) {
     super()
     this.host = options.host ?? '127.0.0.1'
     this.port = options.port ?? 50052
@@ -81,15 +98,25 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
     this.log = (options.logger ?? silentLogger).child({ component: 'rpc-server', port: this.port })
   }
 
-  get state (): RpcServerState { return this.stateValue }
-  get pid (): number | undefined { return this.child?.pid }
+  get state(): RpcServerState {
+    return this.stateValue
+  }
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
   /** How often it was restarted after a crash since start(). */
-  get restartCount (): number { return this.restarts }
-  get endpoint (): string { return `${connectHost(this.host)}:${this.port}` }
-  recentOutput (lines?: number): string[] { return this.output.tail(lines) }
+  get restartCount(): number {
+    return this.restarts
+  }
+  get endpoint(): string {
+    return `${connectHost(this.host)}:${this.port}`
+  }
+  recentOutput(lines?: number): string[] {
+    return this.output.tail(lines)
+  }
 
   /** Starts the server and resolves once it accepts connections. Idempotent. */
-  async start (): Promise<void> {
+  async start(): Promise<void> {
     if (this.wanted) return
     this.wanted = true
     this.restarts = 0
@@ -104,7 +131,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
   }
 
   /** Stops it (SIGTERM, then SIGKILL after the grace period). Idempotent. */
-  async stop (): Promise<void> {
+  async stop(): Promise<void> {
     this.wanted = false
     clearTimeout(this.restartTimer)
     const child = this.child
@@ -113,17 +140,25 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
     this.setState({ kind: 'stopped' })
   }
 
-  private setState (state: RpcServerState): void {
+  private setState(state: RpcServerState): void {
     this.stateValue = state
     this.emit('state', state)
   }
 
-  private async launch (attempt: number): Promise<void> {
+  private async launch(attempt: number): Promise<void> {
     if (await isPortInUse(this.host, this.port)) throw new PortInUseError(this.host, this.port)
     this.setState({ kind: 'starting', attempt })
     const args = rpcServerArgs(this.options)
     this.log.debug({ binary: this.options.binary, args }, 'starting rpc-server')
-    const child = spawnChild(this.options.binary, args, (line) => { this.output.push(line); this.emit('line', line) }, this.options.env)
+    const child = spawnChild(
+      this.options.binary,
+      args,
+      (line) => {
+        this.output.push(line)
+        this.emit('line', line)
+      },
+      this.options.env
+    )
     this.child = child
     let exited = false
     void child.then((result) => {
@@ -138,17 +173,27 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
     }
     if (exited || this.child !== child) {
       const result = await child
-      throw new ProcessStartError(`rpc-server exited during start (code ${String(result.exitCode)}, signal ${String(result.signal)})`, result.exitCode, result.signal, this.output.tail(20))
+      throw new ProcessStartError(
+        `rpc-server exited during start (code ${String(result.exitCode)}, signal ${String(result.signal)})`,
+        result.exitCode,
+        result.signal,
+        this.output.tail(20)
+      )
     }
     if (Date.now() >= deadline) {
       await stopChild(child, this.timings.stopGraceMs)
-      throw new ProcessStartError(`rpc-server did not accept connections on ${this.endpoint} within ${this.timings.readyTimeoutMs} ms`, undefined, undefined, this.output.tail(20))
+      throw new ProcessStartError(
+        `rpc-server did not accept connections on ${this.endpoint} within ${this.timings.readyTimeoutMs} ms`,
+        undefined,
+        undefined,
+        this.output.tail(20)
+      )
     }
     this.setState({ kind: 'ready', pid: child.pid ?? -1, since: Date.now() })
     this.log.info({ pid: child.pid, endpoint: this.endpoint }, 'rpc-server ready')
   }
 
-  private onExit (child: Child, exitCode: number | undefined, signal: string | undefined): void {
+  private onExit(child: Child, exitCode: number | undefined, signal: string | undefined): void {
     if (this.child !== child) return
     this.child = undefined
     if (!this.wanted || this.stateValue.kind !== 'ready') return // stopping, or a failed start that start() reports
@@ -158,7 +203,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
     this.scheduleRestart(exitCode, signal)
   }
 
-  private scheduleRestart (exitCode: number | undefined, signal: string | undefined): void {
+  private scheduleRestart(exitCode: number | undefined, signal: string | undefined): void {
     this.consecutiveCrashes++
     this.restarts++
     const delay = restartDelayMs(this.consecutiveCrashes, this.timings)

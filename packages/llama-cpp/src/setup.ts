@@ -2,7 +2,15 @@
  * Zero-config resolution of the llama.cpp binaries: explicit paths, then PATH, then the per-user cache,
  * then (unless told not to) a build from source into that cache.
  */
-import { binariesInCache, binariesOnPath, BinariesNotFoundError, defaultCacheRoot, explicitBinaries, type ExplicitBinaries, type LlamaBinaries } from './binaries.js'
+import {
+  binariesInCache,
+  binariesOnPath,
+  BinariesNotFoundError,
+  defaultCacheRoot,
+  explicitBinaries,
+  type ExplicitBinaries,
+  type LlamaBinaries
+} from './binaries.js'
 import { buildLlamaCpp, cacheEntryDir, DEFAULT_BUILD, type BuildOptions } from './build.js'
 import type { BuildProgress } from './build-progress.js'
 import type { Logger } from './log.js'
@@ -18,7 +26,7 @@ export interface ResolveOptions extends ExplicitBinaries {
   readonly onProgress?: (progress: BuildProgress) => void
 }
 
-export async function resolveBinaries (options: ResolveOptions = {}): Promise<LlamaBinaries> {
+export async function resolveBinaries(options: ResolveOptions = {}): Promise<LlamaBinaries> {
   const explicit = await explicitBinaries(options)
   if (explicit !== undefined) return explicit
   const build = options.build ?? DEFAULT_BUILD
@@ -31,7 +39,9 @@ export async function resolveBinaries (options: ResolveOptions = {}): Promise<Ll
   const cached = binariesInCache(cacheEntryDir(cacheRoot, build))
   if (cached !== undefined) return cached
   if (options.allowBuild === false) {
-    throw new BinariesNotFoundError('No llama.cpp binaries found (flags, PATH, cache): run `sollol-agent setup` to build them, or pass --llama-bin-dir')
+    throw new BinariesNotFoundError(
+      'No llama.cpp binaries found (flags, PATH, cache): run `sollol-agent setup` to build them, or pass --llama-bin-dir'
+    )
   }
   return await buildLlamaCpp({
     build,

@@ -41,7 +41,7 @@ export const FAST_TEST_TIMINGS: SupervisorTimings = {
 }
 
 /** Delay before restart number `consecutiveCrashes` (1 = first crash). Pure. */
-export function restartDelayMs (consecutiveCrashes: number, timings: Pick<SupervisorTimings, 'restartInitialMs' | 'restartMaxMs'>): number {
+export function restartDelayMs(consecutiveCrashes: number, timings: Pick<SupervisorTimings, 'restartInitialMs' | 'restartMaxMs'>): number {
   const exponent = Math.max(0, consecutiveCrashes - 1)
   return Math.min(timings.restartMaxMs, timings.restartInitialMs * 2 ** Math.min(exponent, 30))
 }

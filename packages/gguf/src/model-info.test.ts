@@ -1,0 +1,68 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { describeModel, GgufFormatError, kvBytesPerLayer, type GgufHeader } from './model-info.js'
+
+const metadata = {
+  'general.architecture': 'llama',
+  'llama.block_count': 2,
+  'llama.context_length': 2048,
+  'llama.embedding_length': 64,
+  'llama.attention.head_count': 8,
+  'llama.attention.head_count_kv': 2,
+  'tokenizer.ggml.tokens': ['a', 'b', 'c']
+}
+
+function header(tensors: Array<[string, number]>, extra: Record<string, unknown> = {}): GgufHeader {
+  let offset = 0
+  const entries = tensors.map(([name, bytes]) => {
+    const e = { name, shape: [bytes], ggmlType: 0, offset }
+    offset += bytes
+    return e
+  })
+  return { metadata: { ...metadata, ...extra }, tensors: entries, tensorDataOffset: 1000, fileSize: 1000 + offset }
+}
+
+test('describeModel sums bytes per layer, embeddings and output from tensor offsets', () => {
+  const info = describeModel(
+    header([
+      ['token_embd.weight', 300],
+      ['output_norm.weight', 10],
+      ['output.weight', 300],
+      ['blk.0.attn_q.weight', 100],
+      ['blk.0.ffn_up.weight', 50],
+      ['blk.1.attn_q.weight', 100],
+      ['blk.1.ffn_up.weight', 70]
+    ])
+  )
+  assert.deepEqual(info.layerWeightBytes, [150, 170])
+  assert.equal(info.embeddingBytes, 300)
+  assert.equal(info.outputBytes, 310)
+  assert.equal(info.tiedOutput, false)
+  assert.equal(info.totalWeightBytes, 930)
+  assert.equal(info.vocabSize, 3)
+  // GQA: 2 kv heads x (8 + 8) dims x 2 bytes
+  assert.equal(info.kvBytesPerTokenPerLayer, 2 * 16 * 2)
+  assert.equal(kvBytesPerLayer(info, 100), 6400)
+})
+
+test('a model without output.weight uses its embeddings as the output', () => {
+  const info = describeModel(
+    header([
+      ['token_embd.weight', 300],
+      ['output_norm.weight', 10],
+      ['blk.0.x', 1],
+      ['blk.1.x', 1]
+    ])
+  )
+  assert.equal(info.tiedOutput, true)
+  assert.equal(info.outputBytes, 310)
+})
+
+test('missing or malformed metadata is a GgufFormatError naming the key', () => {
+  assert.throws(
+    () => describeModel(header([], { 'llama.block_count': 'x' })),
+    (err: Error) => err instanceof GgufFormatError && err.message.includes('llama.block_count')
+  )
+  assert.throws(() => describeModel(header([], { 'general.architecture': undefined })), /general.architecture/)
+  assert.throws(() => describeModel(header([['blk.7.x', 1]])), /block_count 2/)
+})

@@ -1,0 +1,75 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { classifyExit, layerEndpoints, layerRanges, LoadLogParser, plannedLayerEndpoints } from './llama-server-log.js'
+import { expectedLayerDevices } from './layer-split.js'
+import { llamaServerArgs } from './llama-server.js'
+
+// Lines as llama-server (v0.4.0, -lv 5) printed them for -ts 1,2,1 over three rpc-servers.
+const LOG = `0.00.015.581 I llama_prepare_model_devices: using device RPC0 (127.0.0.1:50061) (unknown id) - 24105 MiB free
+0.00.015.971 I llama_prepare_model_devices: using device RPC1 (127.0.0.1:50062) (unknown id) - 24105 MiB free
+0.00.016.425 I llama_prepare_model_devices: using device RPC2 (127.0.0.1:50063) (unknown id) - 24105 MiB free
+0.00.018.563 D load_tensors: layer   0 assigned to device RPC2, is_swa = 0
+0.00.034.217 I llama_prepare_model_devices: using device RPC0 (127.0.0.1:50061) (unknown id) - 24105 MiB free
+0.00.034.584 I llama_prepare_model_devices: using device RPC1 (127.0.0.1:50062) (unknown id) - 24105 MiB free
+0.00.035.085 I llama_prepare_model_devices: using device RPC2 (127.0.0.1:50063) (unknown id) - 24105 MiB free
+0.00.037.252 D load_tensors: layer   0 assigned to device RPC0, is_swa = 0
+0.00.037.253 D load_tensors: layer   1 assigned to device RPC0, is_swa = 0
+0.00.037.254 D load_tensors: layer   2 assigned to device RPC0, is_swa = 0
+0.00.037.254 D load_tensors: layer   3 assigned to device RPC1, is_swa = 0
+0.00.037.255 D load_tensors: layer   4 assigned to device RPC1, is_swa = 0
+0.00.037.255 D load_tensors: layer   5 assigned to device RPC1, is_swa = 0
+0.00.037.256 D load_tensors: layer   6 assigned to device RPC1, is_swa = 0
+0.00.037.256 D load_tensors: layer   7 assigned to device RPC2, is_swa = 0
+0.00.037.257 D load_tensors: layer   8 assigned to device RPC2, is_swa = 0
+0.00.042.302 I load_tensors: offloaded 9/9 layers to GPU
+0.00.042.309 I load_tensors: RPC0[127.0.0.1:50061] model buffer size =     0.47 MiB
+0.00.042.309 I load_tensors: RPC0[127.0.0.1:50062] model buffer size =     0.63 MiB
+0.00.042.309 I load_tensors: RPC0[127.0.0.1:50063] model buffer size =     0.27 MiB
+0.00.042.310 I load_tensors:   CPU_Mapped model buffer size =     0.11 MiB
+0.00.049.361 I llama_kv_cache: RPC0[127.0.0.1:50061] KV buffer size =     0.19 MiB
+0.04.053.834 I srv  update_slots: all slots are idle
+0.00.060.700 I main: server is listening on http://127.0.0.1:8099`
+
+test('the parser reads devices, per-layer placement (last load wins), buffers and the listening address', () => {
+  const parser = new LoadLogParser()
+  for (const line of LOG.split('\n')) parser.push(line)
+  const report = parser.report()
+  assert.equal(report.deviceEndpoints.get('RPC1'), '127.0.0.1:50062')
+  assert.deepEqual(report.offloaded, { layers: 9, of: 9 })
+  assert.equal(report.modelBufferMiB.get('127.0.0.1:50062'), 0.63)
+  assert.equal(report.modelBufferMiB.get('CPU_Mapped'), 0.11)
+  assert.equal(report.kvBufferMiB.get('127.0.0.1:50061'), 0.19)
+  assert.equal(report.listening, 'http://127.0.0.1:8099')
+  const endpoints = ['127.0.0.1:50061', '127.0.0.1:50062', '127.0.0.1:50063']
+  assert.deepEqual(layerEndpoints(report), plannedLayerEndpoints(expectedLayerDevices([1, 2, 1], 8), endpoints))
+  assert.deepEqual(layerRanges(layerEndpoints(report)), [
+    { endpoint: '127.0.0.1:50061', first: 0, last: 2 },
+    { endpoint: '127.0.0.1:50062', first: 3, last: 6 },
+    { endpoint: '127.0.0.1:50063', first: 7, last: 8 }
+  ])
+})
+
+test('classifyExit tells a lost rpc-server from a stop, a port clash, a bad model and a crash', () => {
+  const lost = ['/ggml/src/ggml-rpc/ggml-rpc.cpp:560: Remote RPC server crashed or returned malformed response']
+  assert.equal(classifyExit(134, undefined, lost, false), 'rpc-peer-lost')
+  assert.equal(classifyExit(134, undefined, lost, true), 'rpc-peer-lost')
+  assert.equal(classifyExit(undefined, 'SIGTERM', [], true), 'stopped')
+  assert.equal(classifyExit(1, undefined, ["couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8080"], false), 'port-in-use')
+  assert.equal(classifyExit(1, undefined, ['llama_model_load: error loading model: xyz'], false), 'model-load-failed')
+  assert.equal(classifyExit(139, undefined, [], false), 'crashed')
+})
+
+test('llamaServerArgs puts --rpc first and keeps the split and layers explicit', () => {
+  const args = llamaServerArgs({
+    binary: 'x',
+    model: 'm.gguf',
+    rpc: ['10.0.0.1:50052', '10.0.0.2:50052'],
+    tensorSplit: [1.5, 1 / 3],
+    port: 8080,
+    extraArgs: ['--device', 'RPC0']
+  })
+  assert.deepEqual(args.slice(0, 2), ['--rpc', '10.0.0.1:50052,10.0.0.2:50052'])
+  assert.equal(args[args.indexOf('--tensor-split') + 1], '1.5,0.333333')
+  assert.equal(args[args.indexOf('--n-gpu-layers') + 1], 'all')
+  assert.deepEqual(args.slice(-2), ['--device', 'RPC0'])
+})

@@ -1,0 +1,32 @@
+import type { Command } from 'commander'
+import { readModelInfo } from '@sollol/gguf'
+import { formatBytes } from '../options.js'
+
+export function registerModelInfo(program: Command): void {
+  program
+    .command('model-info')
+    .description('print what the planner reads from a GGUF file: layers, context, heads, bytes per layer, KV cache per token')
+    .argument('<file>', 'a GGUF model file')
+    .option('--json', 'print JSON')
+    .action(async (file: string, o: { json?: boolean }) => {
+      const info = await readModelInfo(file)
+      if (o.json === true) {
+        process.stdout.write(JSON.stringify(info, null, 2) + '\n')
+        return
+      }
+      const layerBytes = info.layerWeightBytes
+      const min = Math.min(...layerBytes)
+      const max = Math.max(...layerBytes)
+      process.stdout.write(
+        [
+          `model:        ${info.name ?? '(unnamed)'} (${info.architecture})`,
+          `layers:       ${info.layerCount}, ${min === max ? formatBytes(min) : `${formatBytes(min)}-${formatBytes(max)}`} each`,
+          `context:      ${info.contextLength} tokens (trained)`,
+          `heads:        ${info.headCount} (kv ${info.headCountKv}), embedding ${info.embeddingLength}`,
+          `embeddings:   ${formatBytes(info.embeddingBytes)}; output ${formatBytes(info.outputBytes)}${info.tiedOutput ? ' (tied to the embeddings)' : ''}`,
+          `weights:      ${formatBytes(info.totalWeightBytes)} in all`,
+          `KV cache:     ${info.kvBytesPerTokenPerLayer} bytes per token per layer (f16)`
+        ].join('\n') + '\n'
+      )
+    })
+}

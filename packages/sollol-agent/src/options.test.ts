@@ -1,0 +1,24 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { byteSize, endpoint, formatBytes, integer, oneOf } from './options.js'
+
+test('option parsers accept good values and name what they expected otherwise', () => {
+  assert.equal(integer('--port', 1, 65535)('8080'), 8080)
+  assert.throws(() => integer('--port', 1, 65535)('abc'), /Expected --port to be an integer 1-65535, got `abc`/)
+  assert.throws(() => integer('--port', 1, 65535)('70000'), /got `70000`/)
+  assert.throws(() => integer('--port', 1, 65535)('8.5'), /got `8.5`/)
+  assert.equal(oneOf('--type', ['f32', 'f16'])('f16'), 'f16')
+  assert.throws(() => oneOf('--type', ['f32', 'f16'])('q4'), /one of f32, f16, got `q4`/)
+  assert.deepEqual(endpoint('<e>')('127.0.0.1:50052'), { host: '127.0.0.1', port: 50052 })
+  assert.throws(() => endpoint('<e>')('127.0.0.1'), /host:port/)
+  assert.equal(byteSize('--max-memory')('8G'), 8 * 1024 ** 3)
+  assert.equal(byteSize('--max-memory')('1.5GiB'), 1.5 * 1024 ** 3)
+  assert.equal(byteSize('--max-memory')('512'), 512)
+  assert.throws(() => byteSize('--max-memory')('lots'), /size like 512M/)
+})
+
+test('formatBytes uses binary units', () => {
+  assert.equal(formatBytes(512), '512 B')
+  assert.equal(formatBytes(1536), '1.5 KiB')
+  assert.equal(formatBytes(24 * 1024 ** 3), '24.0 GiB')
+})

@@ -1,0 +1,70 @@
+/** Parsers for option values: each names what it expected and what arrived. */
+import { InvalidArgumentError } from 'commander'
+
+export function integer(name: string, min: number, max: number): (value: string) => number {
+  return (value: string) => {
+    const parsed = Number(value)
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`Expected ${name} to be an integer ${min}-${max}, got \`${value}\``)
+    }
+    return parsed
+  }
+}
+
+export function oneOf<T extends string>(name: string, choices: readonly T[]): (value: string) => T {
+  return (value: string) => {
+    if (!(choices as readonly string[]).includes(value))
+      throw new InvalidArgumentError(`Expected ${name} to be one of ${choices.join(', ')}, got \`${value}\``)
+    return value as T
+  }
+}
+
+/** `host:port` with an IPv4 literal or a name, and a port 1-65535. */
+export function endpoint(name: string): (value: string) => { host: string; port: number } {
+  return (value: string) => {
+    const match = /^([^:\s]+):(\d+)$/.exec(value.trim())
+    const port = match !== null ? Number(match[2]) : NaN
+    if (match === null || port < 1 || port > 65535)
+      throw new InvalidArgumentError(`Expected ${name} to be host:port (port 1-65535), got \`${value}\``)
+    return { host: match[1] ?? '', port }
+  }
+}
+
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+  tib: 1024 ** 4
+}
+
+/** Human byte sizes: `512M`, `8GiB`, `1.5g`, or plain bytes. Binary units (1G = 1024^3). */
+export function byteSize(name: string): (value: string) => number {
+  return (value: string) => {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim())
+    const unit = UNITS[(match?.[2] ?? '').toLowerCase()]
+    if (match === null || unit === undefined)
+      throw new InvalidArgumentError(`Expected ${name} to be a size like 512M or 8G, got \`${value}\``)
+    return Math.round(Number(match[1]) * unit)
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value >= 100 || unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit] ?? 'B'}`
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// Runs the compiled tests with node's test runner: unit tests beside each package's sources
+// (packages/*/dist/**/*.test.js) and, unless --unit, the end-to-end tests in test/dist.
+// Node 20's --test takes no globs, so the files are listed here. End-to-end tests run one file at
+// a time: they start real llama.cpp processes on a 2-core machine.
+import { readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+
+const unitOnly = process.argv.includes('--unit')
+const root = new URL('..', import.meta.url).pathname
+
+function testFiles(dir) {
+  let found = []
+  let entries
+  try {
+    entries = readdirSync(dir)
+  } catch {
+    return found
+  }
+  for (const name of entries) {
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) found = found.concat(testFiles(path))
+    else if (name.endsWith('.test.js')) found.push(path)
+  }
+  return found.sort()
+}
+
+const unit = readdirSync(join(root, 'packages')).flatMap((pkg) => testFiles(join(root, 'packages', pkg, 'dist')))
+const e2e = unitOnly ? [] : testFiles(join(root, 'test', 'dist'))
+const files = [...unit, ...e2e]
+if (files.length === 0) {
+  console.error('run-tests: no compiled test files found (did `tsc -b` run?)')
+  process.exit(1)
+}
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' })
+process.exit(result.status ?? 1)
