@@ -28,6 +28,7 @@ const LOG = `0.00.015.581 I llama_prepare_model_devices: using device RPC0 (127.
 0.00.042.310 I load_tensors:   CPU_Mapped model buffer size =     0.11 MiB
 0.00.049.361 I llama_kv_cache: RPC0[127.0.0.1:50061] KV buffer size =     0.19 MiB
 0.04.053.834 I srv  update_slots: all slots are idle
+0.00.016.836 I print_info: n_layer               = 8
 0.00.060.700 I main: server is listening on http://127.0.0.1:8099`
 
 test('the parser reads devices, per-layer placement (last load wins), buffers and the listening address', () => {
@@ -40,6 +41,7 @@ test('the parser reads devices, per-layer placement (last load wins), buffers an
   assert.equal(report.modelBufferMiB.get('CPU_Mapped'), 0.11)
   assert.equal(report.kvBufferMiB.get('127.0.0.1:50061'), 0.19)
   assert.equal(report.listening, 'http://127.0.0.1:8099')
+  assert.equal(report.modelInfo.get('n_layer'), '8')
   const endpoints = ['127.0.0.1:50061', '127.0.0.1:50062', '127.0.0.1:50063']
   assert.deepEqual(layerEndpoints(report), plannedLayerEndpoints(expectedLayerDevices([1, 2, 1], 8), endpoints))
   assert.deepEqual(layerRanges(layerEndpoints(report)), [
@@ -53,6 +55,7 @@ test('classifyExit tells a lost rpc-server from a stop, a port clash, a bad mode
   const lost = ['/ggml/src/ggml-rpc/ggml-rpc.cpp:560: Remote RPC server crashed or returned malformed response']
   assert.equal(classifyExit(134, undefined, lost, false), 'rpc-peer-lost')
   assert.equal(classifyExit(134, undefined, lost, true), 'rpc-peer-lost')
+  assert.equal(classifyExit(undefined, 'SIGABRT', ['ggml-rpc.cpp:1: error'], false), 'rpc-peer-lost')
   assert.equal(classifyExit(undefined, 'SIGTERM', [], true), 'stopped')
   assert.equal(classifyExit(1, undefined, ["couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8080"], false), 'port-in-use')
   assert.equal(classifyExit(1, undefined, ['llama_model_load: error loading model: xyz'], false), 'model-load-failed')

@@ -14,12 +14,15 @@ export interface LoadReport {
   readonly kvBufferMiB: ReadonlyMap<string, number>
   readonly offloaded: { readonly layers: number; readonly of: number } | undefined
   readonly listening: string | undefined
+  /** The model's hyper-parameters as llama.cpp read them (`print_info: n_layer = 32` ...). */
+  readonly modelInfo: ReadonlyMap<string, string>
 }
 
 const DEVICE = /llama_prepare_model_devices: using device (\S+) \(([^)]+)\)/
 const LAYER = /load_tensors: layer\s+(\d+) assigned to device ([^,\s]+)/
 const OFFLOADED = /load_tensors: offloaded (\d+)\/(\d+) layers/
 const BUFFER = /(load_tensors|llama_kv_cache):\s+(\S+?)(?:\[([^\]]+)\])? (model|KV) buffer size =\s+([\d.]+) MiB/
+const PRINT_INFO = /print_info: (\w+)\s+= (.*)$/
 const LISTENING = /server is listening on (\S+)/
 
 export class LoadLogParser {
@@ -29,6 +32,7 @@ export class LoadLogParser {
   private readonly kvBufferMiB = new Map<string, number>()
   private offloaded: { layers: number; of: number } | undefined
   private listening: string | undefined
+  private readonly modelInfo = new Map<string, string>()
 
   /** Feeds one line. Cheap for the many lines that match nothing (a substring test first). */
   push(line: string): void {
@@ -52,6 +56,11 @@ export class LoadLogParser {
       }
       return
     }
+    if (line.includes('print_info:')) {
+      const info = PRINT_INFO.exec(line)
+      if (info !== null) this.modelInfo.set(info[1] ?? '', (info[2] ?? '').trim())
+      return
+    }
     if (line.includes('using device')) {
       const device = DEVICE.exec(line)
       if (device !== null) this.deviceEndpoints.set(device[1] ?? '', device[2] ?? '')
@@ -67,7 +76,8 @@ export class LoadLogParser {
       modelBufferMiB: new Map(this.modelBufferMiB),
       kvBufferMiB: new Map(this.kvBufferMiB),
       offloaded: this.offloaded,
-      listening: this.listening
+      listening: this.listening,
+      modelInfo: new Map(this.modelInfo)
     }
   }
 }
@@ -113,7 +123,8 @@ export function classifyExit(
   stopRequested: boolean
 ): LlamaServerExitKind {
   const said = (text: string): boolean => output.some((line) => line.includes(text))
-  if (said('Remote RPC server crashed') || said('RPC server crashed') || (exitCode === 134 && said('ggml-rpc'))) return 'rpc-peer-lost'
+  if (said('Remote RPC server crashed') || said('RPC server crashed') || ((exitCode === 134 || signal === 'SIGABRT') && said('ggml-rpc')))
+    return 'rpc-peer-lost'
   if (stopRequested && (signal === 'SIGTERM' || signal === 'SIGKILL' || exitCode === 0 || exitCode === 143)) return 'stopped'
   if (said("couldn't bind HTTP server socket") || said('Address already in use')) return 'port-in-use'
   if (said('failed to load model') || said('error loading model')) return 'model-load-failed'

@@ -53,6 +53,13 @@ export class PortInUseError extends Error {
   }
 }
 
+/** The lines that explain a failure: the last ones saying error/failed, else the last three. */
+export function summarizeOutput(output: readonly string[]): string {
+  const lines = output.filter((l) => l.trim() !== '')
+  const errors = lines.filter((l) => /error|failed|fatal|abort/i.test(l))
+  return (errors.length > 0 ? errors.slice(-2) : lines.slice(-3)).map((l) => l.trim()).join(' | ')
+}
+
 export class ProcessStartError extends Error {
   constructor(
     message: string,
@@ -60,10 +67,7 @@ export class ProcessStartError extends Error {
     readonly signal: string | undefined,
     readonly output: readonly string[]
   ) {
-    const last = output
-      .filter((l) => l.trim() !== '')
-      .slice(-3)
-      .join(' | ')
+    const last = summarizeOutput(output)
     super(last === '' ? message : `${message}; last output: ${last}`)
     this.name = 'ProcessStartError'
   }
