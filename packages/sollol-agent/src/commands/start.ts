@@ -13,12 +13,19 @@ interface StartFlags extends BinaryFlags {
   rpcCache: boolean
 }
 
-/** Resolves once SIGINT or SIGTERM arrives. */
-function untilStopSignal(): Promise<string> {
+/**
+ * Resolves on the first SIGINT or SIGTERM; a second one exits at once. The handlers stay installed:
+ * execa's exit hook re-raises a signal when it sees no other listener, which would kill us mid-stop.
+ */
+function untilStopSignal(log: Logger): Promise<string> {
   return new Promise((resolve) => {
+    let received = false
     const onSignal = (signal: string): void => {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
+      if (received) {
+        log.warn({ signal }, 'second signal: exiting without a clean stop')
+        process.exit(130)
+      }
+      received = true
       resolve(signal)
     }
     process.on('SIGINT', onSignal)
@@ -53,7 +60,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         ...(flags.rpcDevice !== undefined ? { devices: flags.rpcDevice.split(',').map((d) => d.trim()) } : {}),
         logger: log
       })
-      const stopSignal = untilStopSignal()
+      const stopSignal = untilStopSignal(log)
       rpc.on('state', (state) => {
         if (state.kind === 'restarting') log.warn({ restarts: state.restarts, inMs: state.restartInMs }, 'rpc-server crashed; restarting')
       })
