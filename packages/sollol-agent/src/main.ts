@@ -11,6 +11,8 @@ import { registerModelInfo } from './commands/model-info.js'
 import { registerProbe } from './commands/probe.js'
 import { registerSetup } from './commands/setup.js'
 import { registerStart } from './commands/start.js'
+import { registerStatus } from './commands/status.js'
+import { applyConfig, bindEnvironment, configPathFrom, readConfigFile } from './config.js'
 import { registerTestModel } from './commands/test-model.js'
 import { AGENT_VERSION } from './version.js'
 
@@ -29,7 +31,12 @@ export function buildProgram(getLog: () => PinoLogger): Command {
   registerTestModel(program)
   registerModelInfo(program)
   registerProbe(program)
-  for (const command of program.commands) command.exitOverride()
+  registerStatus(program)
+  program.option('--config <file>', 'JSON file of option values (default: $XDG_CONFIG_HOME/sollol-agent/config.json)')
+  for (const command of [program, ...program.commands]) {
+    command.exitOverride()
+    bindEnvironment(command)
+  }
   return program
 }
 
@@ -42,6 +49,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   // getLog runs only after parsing has begun, when `program` is set.
   const program = buildProgram(getLog)
   try {
+    const config = configPathFrom(argv.slice(2))
+    applyConfig(program, readConfigFile(config.path, config.explicit), config.path)
     await program.parseAsync([...argv])
     return ExitCode.OK
   } catch (err) {

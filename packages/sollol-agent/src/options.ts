@@ -1,4 +1,5 @@
 /** Parsers for option values: each names what it expected and what arrived. */
+import { parseClusterName, type ClusterName } from '@sollol/core'
 import { InvalidArgumentError } from 'commander'
 
 export function integer(name: string, min: number, max: number): (value: string) => number {
@@ -67,4 +68,37 @@ export function formatBytes(bytes: number): string {
     unit++
   }
   return `${value >= 100 || unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit] ?? 'B'}`
+}
+
+export function ipv4(name: string): (value: string) => string {
+  return (value: string) => {
+    const parts = value.trim().split('.')
+    if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255))
+      throw new InvalidArgumentError(`Expected ${name} to be an IPv4 address like 192.168.1.10, got \`${value}\``)
+    return value.trim()
+  }
+}
+
+export function cluster(value: string): ClusterName {
+  try {
+    return parseClusterName(value)
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
+}
+
+/** A multiaddr like /ip4/10.0.0.5/tcp/7490[/p2p/<id>]; repeatable, so values accumulate. */
+export function multiaddrOption(name: string): (value: string, previous: string[] | undefined) => string[] {
+  return (value: string, previous: string[] | undefined) => {
+    const values = value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== '')
+    for (const v of values) {
+      if (!/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d+(\/p2p\/[1-9A-HJ-NP-Za-km-z]+)?$/.test(v)) {
+        throw new InvalidArgumentError(`Expected ${name} to be a multiaddr like /ip4/192.168.1.10/tcp/7490, got \`${v}\``)
+      }
+    }
+    return [...(previous ?? []), ...values]
+  }
 }

@@ -1,16 +1,34 @@
 import { availableParallelism } from 'node:os'
+import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { formatRpcVersion, probeRpcServer, RpcServerSupervisor, type Logger } from '@sollol/llama-cpp'
-import { integer } from '../options.js'
+import { parseClusterName, type ClusterName } from '@sollol/core'
+import type { Logger } from '@sollol/llama-cpp'
+import { Agent } from '../agent.js'
+import { defaultDataDir } from '../config.js'
+import { byteSize, endpoint, integer, ipv4, multiaddrOption, cluster as clusterOption } from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
+
+export const DEFAULT_P2P_PORT = 7490
+export const DEFAULT_API_PORT = 7491
+export const DEFAULT_RPC_PORT = 50052
 
 interface StartFlags extends BinaryFlags {
   setup: boolean
-  rpcHost: string
+  cluster: ClusterName
+  dataDir: string
+  p2pPort: number
+  apiHost: string
+  apiPort: number
+  rpcHost?: string
   rpcPort: number
   rpcThreads: number
   rpcDevice?: string
   rpcCache: boolean
+  rpcEndpoint?: { host: string; port: number }
+  maxMemory?: number
+  model?: string
+  bootstrap: string[]
+  mdns: boolean
 }
 
 /**
@@ -33,12 +51,27 @@ function untilStopSignal(log: Logger): Promise<string> {
   })
 }
 
+/** Options shared by `start` and `status` (which needs to know the cluster and the local API port). */
+export function addClusterOptions(command: Command): Command {
+  return command
+    .option(
+      '--cluster <name>',
+      'cluster name: agents of other clusters are never listed or connected',
+      clusterOption,
+      parseClusterName('default')
+    )
+    .option('--api-port <port>', 'port of the local HTTP API', integer('--api-port', 1, 65535), DEFAULT_API_PORT)
+}
+
 export function registerStart(program: Command, getLog: () => Logger): void {
-  addBinaryOptions(program.command('start', { isDefault: true }))
-    .description('run the agent on this machine: its rpc-server, supervised (the default command)')
-    .option('--no-setup', 'fail instead of building llama.cpp when no binaries are found')
-    .option('--rpc-host <ipv4>', 'address the rpc-server binds to', '127.0.0.1')
-    .option('--rpc-port <port>', 'port of the rpc-server', integer('--rpc-port', 1, 65535), 50052)
+  addClusterOptions(addBinaryOptions(program.command('start', { isDefault: true })))
+    .description('run the agent on this machine (the default command)')
+    .option('--model <file>', 'a GGUF model this machine holds (makes it able to coordinate)')
+    .option('--data-dir <dir>', 'where the agent keeps its identity', defaultDataDir())
+    .option('--p2p-port <port>', 'TCP port of the mesh (libp2p)', integer('--p2p-port', 0, 65535), DEFAULT_P2P_PORT)
+    .option('--api-host <ipv4>', 'address of the local HTTP API (keep it on loopback unless you know why)', ipv4('--api-host'), '127.0.0.1')
+    .option('--rpc-host <ipv4>', "address the rpc-server binds and announces (default: this host's LAN address)", ipv4('--rpc-host'))
+    .option('--rpc-port <port>', 'port of the rpc-server', integer('--rpc-port', 1, 65535), DEFAULT_RPC_PORT)
     .option(
       '--rpc-threads <n>',
       'CPU threads of the rpc-server (default: all cores)',
@@ -47,31 +80,50 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     )
     .option('--rpc-device <list>', 'devices the rpc-server serves, e.g. CUDA0,CPU (default: all)')
     .option('--no-rpc-cache', 'do not keep pushed tensors in a local cache')
+    .option('--rpc-endpoint <host:port>', 'use an rpc-server you run yourself instead of starting one', endpoint('--rpc-endpoint'))
+    .option(
+      '--max-memory <size>',
+      'memory this node offers the cluster, e.g. 8GiB, 512MB (default: 75% of what is free)',
+      byteSize('--max-memory')
+    )
+    .option(
+      '--bootstrap <multiaddr...>',
+      'peers to join directly where multicast is blocked, e.g. /ip4/10.0.0.5/tcp/7490',
+      multiaddrOption('--bootstrap'),
+      []
+    )
+    .option('--no-mdns', 'do not discover peers by mDNS (use --bootstrap)')
+    .option('--no-setup', 'fail instead of building llama.cpp when no binaries are found')
     .action(async (flags: StartFlags) => {
       const log = getLog()
       const binaries = await binariesFromFlags(flags, log, flags.setup)
       log.info({ rpcServer: binaries.rpcServer, version: binaries.version, source: binaries.source }, 'llama.cpp binaries')
-      const rpc = new RpcServerSupervisor({
-        binary: binaries.rpcServer,
-        host: flags.rpcHost,
-        port: flags.rpcPort,
-        threads: flags.rpcThreads,
-        cache: flags.rpcCache,
-        ...(flags.rpcDevice !== undefined ? { devices: flags.rpcDevice.split(',').map((d) => d.trim()) } : {}),
+      const agent = new Agent({
+        cluster: flags.cluster,
+        dataDir: resolve(flags.dataDir),
+        p2pPort: flags.p2pPort,
+        apiHost: flags.apiHost,
+        apiPort: flags.apiPort,
+        ...(flags.rpcHost !== undefined ? { rpcHost: flags.rpcHost } : {}),
+        rpcPort: flags.rpcPort,
+        rpcThreads: flags.rpcThreads,
+        ...(flags.rpcDevice !== undefined ? { rpcDevices: flags.rpcDevice.split(',').map((d) => d.trim()) } : {}),
+        rpcCache: flags.rpcCache,
+        ...(flags.rpcEndpoint !== undefined ? { rpcEndpoint: flags.rpcEndpoint } : {}),
+        ...(flags.maxMemory !== undefined ? { maxMemory: flags.maxMemory } : {}),
+        ...(flags.model !== undefined ? { model: resolve(flags.model) } : {}),
+        bootstrap: flags.bootstrap,
+        mdns: flags.mdns,
+        binaries,
         logger: log
       })
       const stopSignal = untilStopSignal(log)
-      rpc.on('state', (state) => {
-        if (state.kind === 'restarting') log.warn({ restarts: state.restarts, inMs: state.restartInMs }, 'rpc-server crashed; restarting')
-      })
-      await rpc.start()
-      const probe = await probeRpcServer(rpc.endpoint.split(':')[0] ?? '127.0.0.1', rpc.port)
-      log.info(
-        { endpoint: rpc.endpoint, protocol: formatRpcVersion(probe.version), devices: probe.devices },
-        'agent running; Ctrl-C stops it'
-      )
-      const signal = await stopSignal
-      log.info({ signal }, 'stopping')
-      await rpc.stop()
+      try {
+        await agent.start()
+        const signal = await stopSignal
+        log.info({ signal }, 'stopping')
+      } finally {
+        await agent.stop()
+      }
     })
 }

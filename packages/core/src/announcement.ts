@@ -1,0 +1,112 @@
+/**
+ * What each agent tells the mesh about itself, and the schema every inbound copy is checked against.
+ * Versioned: `incarnation` (set at agent start) and `seq` (counts up within an incarnation) order them;
+ * an older announcement never overwrites a newer one.
+ */
+import { z } from 'zod'
+
+export const ANNOUNCEMENT_VERSION = 1
+/** Inbound messages above this size are dropped before parsing. */
+export const MAX_ANNOUNCEMENT_BYTES = 64 * 1024
+
+const bytes = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 53 - 1)
+const shortText = z.string().max(256)
+
+export const DEVICE_KINDS = ['cpu', 'cuda', 'rocm', 'metal', 'vulkan'] as const
+export const RPC_STATES = ['starting', 'ready', 'restarting', 'failed', 'stopped', 'external', 'unreachable'] as const
+
+export const deviceSchema = z
+  .object({
+    kind: z.enum(DEVICE_KINDS),
+    name: shortText,
+    memoryTotal: bytes,
+    memoryFree: bytes
+  })
+  .strict()
+
+export const modelSchema = z
+  .object({
+    name: shortText,
+    size: bytes,
+    /** sha256 over the file size and its first and last MiB: cheap on a 70 GB file, distinct in practice. */
+    id: z.string().regex(/^[0-9a-f]{16,64}$/)
+  })
+  .strict()
+
+export const announcementSchema = z
+  .object({
+    v: z.literal(ANNOUNCEMENT_VERSION),
+    cluster: z.string().max(32),
+    peerId: z.string().min(1).max(128),
+    incarnation: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 53 - 1),
+    seq: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 53 - 1),
+    hostname: shortText,
+    agentVersion: z.string().max(64),
+    /** libp2p multiaddrs where the agent listens (LAN addresses). */
+    addresses: z.array(z.string().max(256)).max(32),
+    rpc: z
+      .object({
+        host: z.string().max(64),
+        port: z.number().int().min(1).max(65535),
+        /** RPC protocol version read by a probe, e.g. `6.0.0`; null until known. */
+        protocol: z.string().max(16).nullable(),
+        state: z.enum(RPC_STATES),
+        /** llama.cpp build the rpc-server comes from, e.g. `0.4.0-dev (build 1, commit 80fb11a)`. */
+        llamaBuild: z.string().max(128)
+      })
+      .strict(),
+    devices: z.array(deviceSchema).max(64),
+    /** Bytes this node offers to the cluster (`--max-memory`). */
+    memoryBudget: bytes,
+    cpuThreads: z.number().int().min(1).max(4096),
+    models: z.array(modelSchema).max(64),
+    /** Holds a model and a llama-server, so it can run the cluster's llama-server. */
+    canCoordinate: z.boolean(),
+    /** Port of the agent's HTTP API (status, later the OpenAI API). */
+    apiPort: z.number().int().min(1).max(65535).nullable()
+  })
+  .strict()
+
+export type Announcement = z.infer<typeof announcementSchema>
+export type Device = z.infer<typeof deviceSchema>
+export type ModelRef = z.infer<typeof modelSchema>
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string }
+
+/** Decodes and validates raw bytes at the boundary: never throws. */
+export function parseAnnouncement(raw: Uint8Array): ParseResult<Announcement> {
+  if (raw.byteLength > MAX_ANNOUNCEMENT_BYTES) return { ok: false, reason: `too large: ${raw.byteLength} bytes` }
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw))
+  } catch {
+    return { ok: false, reason: 'not JSON' }
+  }
+  const parsed = announcementSchema.safeParse(json)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    return { ok: false, reason: `invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'unknown'}` }
+  }
+  return { ok: true, value: parsed.data }
+}
+
+export function encodeAnnouncement(a: Announcement): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(a))
+}
+
+/** True when `a` is newer than `b` (same peer). */
+export function isNewer(a: Pick<Announcement, 'incarnation' | 'seq'>, b: Pick<Announcement, 'incarnation' | 'seq'>): boolean {
+  return a.incarnation > b.incarnation || (a.incarnation === b.incarnation && a.seq > b.seq)
+}

@@ -1,0 +1,84 @@
+/**
+ * The JSON every agent answers "what does the cluster look like" with (HTTP `/v1/cluster`, the libp2p
+ * state protocol, `sollol-agent status --json`). Names are a contract: later versions only add fields.
+ * Memory in bytes, times as ISO strings.
+ */
+import type { Announcement } from './announcement.js'
+import type { Member, MemberStatus } from './membership.js'
+
+export interface NodeView {
+  readonly peerId: string
+  readonly hostname: string
+  readonly status: MemberStatus | 'self'
+  readonly addresses: readonly string[]
+  readonly agentVersion: string
+  readonly rpc: {
+    readonly host: string
+    readonly port: number
+    readonly protocol: string | null
+    readonly state: string
+    readonly llamaBuild: string
+  }
+  readonly devices: Announcement['devices']
+  readonly memoryBudget: number
+  readonly cpuThreads: number
+  readonly models: Announcement['models']
+  readonly canCoordinate: boolean
+  readonly apiPort: number | null
+  readonly lastSeen: string
+}
+
+export interface DiscoveryView {
+  /** `ok`, or why this agent cannot find peers by itself (then `--bootstrap` is the way). */
+  readonly mdns: 'ok' | 'unavailable' | 'disabled'
+  readonly reason: string | null
+  readonly listen: readonly string[]
+}
+
+export interface ClusterView {
+  readonly cluster: string
+  readonly self: string
+  readonly nodes: readonly NodeView[]
+  readonly coordinator: null | { readonly peerId: string; readonly term: number }
+  readonly plan: null | Record<string, unknown>
+  readonly discovery: DiscoveryView
+  readonly generatedAt: string
+}
+
+function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number): NodeView {
+  return {
+    peerId: a.peerId,
+    hostname: a.hostname,
+    status,
+    addresses: a.addresses,
+    agentVersion: a.agentVersion,
+    rpc: { ...a.rpc },
+    devices: a.devices,
+    memoryBudget: a.memoryBudget,
+    cpuThreads: a.cpuThreads,
+    models: a.models,
+    canCoordinate: a.canCoordinate,
+    apiPort: a.apiPort,
+    lastSeen: new Date(lastSeen).toISOString()
+  }
+}
+
+export function clusterView(
+  self: Announcement,
+  members: ReadonlyArray<Member & { status: MemberStatus }>,
+  discovery: DiscoveryView,
+  now: number,
+  /** Wall-clock time for the ISO strings; the membership clock may be monotonic. */
+  wallNow: number = now
+): ClusterView {
+  const toWall = (t: number): number => wallNow - (now - t)
+  return {
+    cluster: self.cluster,
+    self: self.peerId,
+    nodes: [nodeView(self, 'self', wallNow), ...members.map((m) => nodeView(m.announcement, m.status, toWall(m.lastHeard)))],
+    coordinator: null,
+    plan: null,
+    discovery,
+    generatedAt: new Date(wallNow).toISOString()
+  }
+}

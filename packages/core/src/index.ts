@@ -1,0 +1,16 @@
+/**
+ * @sollol/core: the pure heart of sollol-agent. No I/O, no libp2p, no processes: membership, the
+ * announcement schema, the cluster view (and, later, election and planning). Clocks are passed in.
+ *
+ * @example
+ * ```ts
+ * const m = new Membership('default', selfId, LAN_MESH_TIMINGS)
+ * m.onAnnouncement(announcement, now)   // { verdict: 'applied', events: [{ type: 'member:joined', ... }] }
+ * m.tick(now + 10_000)                  // [{ type: 'member:left', reason: 'silent', ... }]
+ * ```
+ */
+export * from './announcement.js'
+export * from './cluster-view.js'
+export * from './ids.js'
+export * from './membership.js'
+export * from './timings.js'

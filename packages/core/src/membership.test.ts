@@ -1,0 +1,118 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Membership } from './membership.js'
+import { LAN_MESH_TIMINGS, FAST_MESH_TIMINGS } from './timings.js'
+import { parseAnnouncement, encodeAnnouncement, type Announcement } from './announcement.js'
+
+const T = LAN_MESH_TIMINGS
+
+function announcement(peerId: string, over: Partial<Announcement> = {}): Announcement {
+  return {
+    v: 1,
+    cluster: 'default',
+    peerId,
+    incarnation: 1000,
+    seq: 1,
+    hostname: `host-${peerId}`,
+    agentVersion: '0.1.0',
+    addresses: ['/ip4/10.0.0.2/tcp/4100'],
+    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1' },
+    devices: [{ kind: 'cpu', name: 'CPU', memoryTotal: 8e9, memoryFree: 6e9 }],
+    memoryBudget: 4e9,
+    cpuThreads: 2,
+    models: [],
+    canCoordinate: false,
+    apiPort: 8470,
+    ...over
+  }
+}
+
+const types = (events: Array<{ type: string }>): string[] => events.map((e) => e.type)
+
+test('a new announcement joins; an older or equal one never overwrites a newer one', () => {
+  const m = new Membership('default', 'self', T)
+  assert.deepEqual(types(m.onAnnouncement(announcement('a', { seq: 5 }), 0).events), ['member:joined'])
+  assert.equal(m.onAnnouncement(announcement('a', { seq: 4, hostname: 'old' }), 10).verdict, 'stale')
+  assert.equal(m.onAnnouncement(announcement('a', { seq: 5, hostname: 'same' }), 10).verdict, 'stale')
+  assert.equal(m.get('a')?.announcement.hostname, 'host-a')
+  // A restart has a higher incarnation: its seq starts again at 1 and still wins.
+  assert.equal(m.onAnnouncement(announcement('a', { incarnation: 2000, seq: 1, hostname: 'new' }), 20).verdict, 'applied')
+  assert.equal(m.get('a')?.announcement.hostname, 'new')
+})
+
+test('announcements of another cluster and about ourselves are ignored', () => {
+  const m = new Membership('default', 'self', T)
+  assert.equal(m.onAnnouncement(announcement('b', { cluster: 'other' }), 0).verdict, 'other-cluster')
+  assert.equal(m.onAnnouncement(announcement('self'), 0).verdict, 'self')
+  assert.deepEqual(m.list(0), [])
+})
+
+test('a killed peer (connection closed) is suspect at once and gone after the disconnect grace', () => {
+  const m = new Membership('default', 'self', T)
+  m.onAnnouncement(announcement('a'), 0)
+  m.onConnected('a', 0)
+  assert.deepEqual(types(m.onDisconnected('a', 1000)), ['member:suspect'])
+  assert.equal(m.list(1000)[0]?.status, 'suspect')
+  assert.deepEqual(m.tick(1000 + T.disconnectGoneMs - 1), [])
+  assert.deepEqual(m.tick(1000 + T.disconnectGoneMs), [{ type: 'member:left', peerId: 'a', reason: 'disconnected' }])
+  assert.deepEqual(m.list(1000 + T.disconnectGoneMs), [])
+  assert.ok(1000 + T.disconnectGoneMs < 5000, 'within the 5 s bound')
+})
+
+test('a reconnect within the grace keeps the peer, with no leave', () => {
+  const m = new Membership('default', 'self', T)
+  m.onAnnouncement(announcement('a'), 0)
+  m.onConnected('a', 0)
+  m.onDisconnected('a', 100)
+  assert.deepEqual(types(m.onConnected('a', 600)), ['member:alive'])
+  assert.deepEqual(m.tick(100 + T.disconnectGoneMs + 1), [])
+})
+
+test('a frozen peer (connection open, silent) turns suspect, then gone within the 10 s bound', () => {
+  const m = new Membership('default', 'self', T)
+  m.onAnnouncement(announcement('a'), 0)
+  m.onConnected('a', 0)
+  assert.deepEqual(m.tick(T.silenceSuspectMs - 1), [])
+  assert.deepEqual(types(m.tick(T.silenceSuspectMs)), ['member:suspect'])
+  assert.deepEqual(m.tick(T.silenceGoneMs), [{ type: 'member:left', peerId: 'a', reason: 'silent' }])
+  assert.ok(T.silenceGoneMs <= 10_000)
+})
+
+test('a peer that keeps announcing stays alive however long it runs', () => {
+  const m = new Membership('default', 'self', T)
+  m.onConnected('a', 0)
+  const events: string[] = []
+  for (let t = 0, seq = 1; t < 3_600_000; t += T.announceIntervalMs, seq++) {
+    events.push(...types(m.onAnnouncement(announcement('a', { seq }), t).events))
+  }
+  assert.equal(events.filter((e) => e !== 'member:updated' && e !== 'member:joined').length, 0)
+  assert.equal(m.list(3_600_000)[0]?.status, 'alive')
+})
+
+test('a suspect peer that speaks again is alive again', () => {
+  const m = new Membership('default', 'self', FAST_MESH_TIMINGS)
+  m.onAnnouncement(announcement('a', { seq: 1 }), 0)
+  m.tick(FAST_MESH_TIMINGS.silenceSuspectMs)
+  assert.deepEqual(types(m.onAnnouncement(announcement('a', { seq: 2 }), FAST_MESH_TIMINGS.silenceSuspectMs + 10).events), [
+    'member:updated',
+    'member:alive'
+  ])
+})
+
+test('parseAnnouncement accepts a valid one and names what is wrong otherwise', () => {
+  const ok = parseAnnouncement(encodeAnnouncement(announcement('a')))
+  assert.equal(ok.ok, true)
+  const bad = (value: unknown): string => {
+    const result = parseAnnouncement(new TextEncoder().encode(JSON.stringify(value)))
+    assert.equal(result.ok, false)
+    return result.ok ? '' : result.reason
+  }
+  assert.match(bad({ ...announcement('a'), memoryBudget: -1 }), /memoryBudget/)
+  assert.match(bad({ ...announcement('a'), memoryBudget: 1e30 }), /memoryBudget/)
+  assert.match(bad({ ...announcement('a'), seq: 'x' }), /seq/)
+  assert.match(bad({ ...announcement('a'), extra: 1 }), /root|extra|Unrecognized/i)
+  assert.match(bad({ ...announcement('a'), v: 2 }), /v/)
+  assert.match(bad({ ...announcement('a'), hostname: 'x'.repeat(10_000) }), /hostname/)
+  assert.equal(parseAnnouncement(new Uint8Array([0xff, 0xfe])).ok, false)
+  assert.equal(parseAnnouncement(new Uint8Array(70_000)).ok, false)
+})

@@ -1,0 +1,24 @@
+/**
+ * @sollol/mesh: the agent's libp2p mesh. Zero-config discovery (mDNS, with a clear warning where it
+ * cannot work), Noise-encrypted TCP, gossiped announcements validated at the boundary, membership from
+ * @sollol/core, and the state protocol any peer answers.
+ *
+ * @example
+ * ```ts
+ * import { Mesh, loadOrCreateIdentity } from '@sollol/mesh'
+ * const { key } = await loadOrCreateIdentity('/var/lib/sollol')
+ * const mesh = new Mesh({ cluster: 'default', privateKey: key, port: 7490, timings: LAN_MESH_TIMINGS, logger, describeSelf })
+ * await mesh.start()
+ * mesh.view() // { cluster, self, nodes: [...], coordinator: null, plan: null }
+ * ```
+ */
+// First: libp2p 3 needs Promise.withResolvers, which Node 20 lacks.
+import './polyfill.js'
+
+export { Mesh } from './mesh.js'
+export type { MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
+export { loadOrCreateIdentity, IDENTITY_FILE } from './identity.js'
+export { hasMulticastRoute, lanAddresses, mdnsAvailability } from './network-environment.js'
+export type { LanAddress, MdnsAvailability } from './network-environment.js'
+export { announceTopic, helloProtocol, mdnsServiceTag, stateProtocol } from './protocols.js'
+export { fetchClusterState, discoverAndFetchState } from './state-client.js'

@@ -1,0 +1,366 @@
+/**
+ * The agent's place in the mesh: discovers peers (mDNS, bootstrap addresses, addresses peers announce),
+ * keeps one connection to each, gossips this agent's announcement, keeps the membership view and
+ * answers the state protocol. Membership rules live in @sollol/core; this class only feeds them facts.
+ */
+import { EventEmitter } from 'node:events'
+import { hostname } from 'node:os'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import {
+  ANNOUNCEMENT_VERSION,
+  clusterView,
+  encodeAnnouncement,
+  Membership,
+  MAX_ANNOUNCEMENT_BYTES,
+  parseAnnouncement,
+  type Announcement,
+  type ClusterView,
+  type DiscoveryView,
+  type MeshTimings,
+  type MembershipEvent
+} from '@sollol/core'
+import { createMeshNode, type MeshNode } from './node.js'
+import { mdnsAvailability } from './network-environment.js'
+import { announceTopic, helloProtocol, MAX_STATE_BYTES, stateProtocol } from './protocols.js'
+import type { PrivateKey } from '@libp2p/interface'
+
+/** What the agent says about itself; the mesh adds identity, ordering and addresses. */
+export type SelfDescription = Omit<Announcement, 'v' | 'cluster' | 'peerId' | 'incarnation' | 'seq' | 'addresses' | 'hostname'> & {
+  hostname?: string
+}
+
+export interface MeshLogger {
+  debug: (fields: Record<string, unknown>, message: string) => void
+  info: (fields: Record<string, unknown>, message: string) => void
+  warn: (fields: Record<string, unknown>, message: string) => void
+}
+
+export interface MeshOptions {
+  readonly cluster: string
+  readonly privateKey: PrivateKey
+  readonly listenHost?: string
+  readonly port: number
+  /** Multiaddrs (with /p2p/ id or without) dialled at start and whenever not connected. */
+  readonly bootstrap?: readonly string[]
+  /** false: no mDNS at all (bootstrap only). */
+  readonly mdns?: boolean
+  readonly announceLoopback?: boolean
+  readonly timings: MeshTimings
+  readonly logger: MeshLogger
+  readonly describeSelf: () => SelfDescription
+  /** Monotonic clock for membership (ms). Injected so tests can drive it. */
+  readonly now?: () => number
+}
+
+export interface MeshCounters {
+  announcementsIn: number
+  announcementsOut: number
+  dropped: number
+  dropReasons: Record<string, number>
+}
+
+export interface MeshEvents {
+  membership: [MembershipEvent]
+}
+
+const monotonic = (): number => performance.timeOrigin + performance.now()
+
+export class Mesh extends EventEmitter<MeshEvents> {
+  private node: MeshNode | undefined
+  private readonly membership: Membership
+  private readonly now: () => number
+  private readonly incarnation = Date.now()
+  private seq = 0
+  private latest: Announcement | undefined
+  private timers: NodeJS.Timeout[] = []
+  private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
+  /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
+  private readonly known = new Map<string, Multiaddr[]>()
+  private readonly dialing = new Set<string>()
+  readonly counters: MeshCounters = { announcementsIn: 0, announcementsOut: 0, dropped: 0, dropReasons: {} }
+  readonly peerId: string
+
+  constructor(private readonly options: MeshOptions) {
+    super()
+    this.now = options.now ?? monotonic
+    this.peerId = peerIdFromPrivateKey(options.privateKey).toString()
+    this.membership = new Membership(options.cluster, this.peerId, options.timings)
+  }
+
+  get running(): boolean {
+    return this.node !== undefined
+  }
+
+  async start(): Promise<void> {
+    if (this.node !== undefined) return
+    const o = this.options
+    const wantMdns = o.mdns !== false
+    const availability = wantMdns ? mdnsAvailability() : undefined
+    const node = await createMeshNode({
+      privateKey: o.privateKey,
+      cluster: o.cluster,
+      listenHost: o.listenHost ?? '0.0.0.0',
+      port: o.port,
+      mdns: wantMdns,
+      announceLoopback: o.announceLoopback ?? false,
+      timings: o.timings
+    })
+    this.node = node
+    if (!wantMdns) this.discovery = { mdns: 'disabled', reason: 'disabled by configuration', listen: [] }
+    else if (availability?.ok === false) {
+      this.discovery = { mdns: 'unavailable', reason: availability.reason, listen: [] }
+      o.logger.warn(
+        { reason: availability.reason },
+        'mDNS discovery cannot work here: peers will not be found automatically; use --bootstrap <multiaddr>'
+      )
+    } else this.discovery = { mdns: 'ok', reason: null, listen: [] }
+
+    node.addEventListener('peer:discovery', (evt) => {
+      const id = evt.detail.id.toString()
+      if (id !== this.peerId) void this.dialIfUnconnected(evt.detail.id, evt.detail.multiaddrs)
+    })
+    node.addEventListener('connection:open', (evt) => {
+      this.onConnectionOpen(evt.detail)
+    })
+    node.addEventListener('connection:close', (evt) => {
+      this.onConnectionClose(evt.detail)
+    })
+    node.addEventListener('peer:identify', (evt) => {
+      // An agent of another cluster (it speaks another cluster's hello) is not kept. Peers with no sollol
+      // protocol at all, such as `sollol-agent status`, may stay: they can only ask for the state.
+      const ours = helloProtocol(o.cluster)
+      if (evt.detail.protocols.some((p) => /^\/sollol\/[^/]+\/hello\//.test(p) && p !== ours)) {
+        o.logger.debug({ peer: evt.detail.peerId.toString() }, 'hanging up on a peer of another cluster')
+        void node.hangUp(evt.detail.peerId).catch(() => {})
+      }
+    })
+
+    await node.handle(helloProtocol(o.cluster), async (stream) => {
+      await this.reply(stream, encodeAnnouncement(this.announcement()))
+    })
+    await node.handle(stateProtocol(o.cluster), async (stream) => {
+      await this.reply(stream, new TextEncoder().encode(JSON.stringify(this.view())))
+    })
+
+    const pubsub = node.services.pubsub
+    pubsub.subscribe(announceTopic(o.cluster))
+    pubsub.addEventListener('message', (evt) => {
+      const message = evt.detail
+      if (message.topic !== announceTopic(o.cluster)) return
+      const from = message.type === 'signed' ? message.from.toString() : undefined
+      this.receive(message.data, from)
+    })
+
+    this.discovery = { ...this.discovery, listen: node.getMultiaddrs().map(String) }
+    o.logger.info({ peerId: this.peerId, listen: this.discovery.listen, cluster: o.cluster }, 'mesh started')
+    this.publish()
+    const t = o.timings
+    this.timers.push(
+      setInterval(() => {
+        this.publish()
+      }, t.announceIntervalMs)
+    )
+    this.timers.push(
+      setInterval(
+        () => {
+          this.emitEvents(this.membership.tick(this.now()))
+        },
+        Math.min(250, t.disconnectGoneMs / 2)
+      )
+    )
+    this.timers.push(
+      setInterval(() => {
+        void this.redial()
+      }, t.redialIntervalMs)
+    )
+    void this.redial()
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer)
+    this.timers = []
+    const node = this.node
+    this.node = undefined
+    await node?.stop()
+  }
+
+  /** The latest announcement of this agent (rebuilt from describeSelf() when asked to announce). */
+  announcement(): Announcement {
+    this.latest ??= this.buildAnnouncement()
+    return this.latest
+  }
+
+  /** Re-reads the self description and gossips it at once (call on any change). */
+  announceNow(): void {
+    this.publish()
+  }
+
+  view(): ClusterView {
+    return clusterView(this.announcement(), this.membership.list(this.now()), this.discovery, this.now(), Date.now())
+  }
+
+  listenAddresses(): string[] {
+    return this.node?.getMultiaddrs().map(String) ?? []
+  }
+
+  private buildAnnouncement(): Announcement {
+    const self = this.options.describeSelf()
+    this.seq++
+    return {
+      ...self,
+      v: ANNOUNCEMENT_VERSION,
+      cluster: this.options.cluster,
+      peerId: this.peerId,
+      incarnation: this.incarnation,
+      seq: this.seq,
+      hostname: self.hostname ?? hostname(),
+      addresses: this.node?.getMultiaddrs().map((ma) => ma.decapsulate('/p2p').toString()) ?? []
+    }
+  }
+
+  private publish(): void {
+    const node = this.node
+    if (node === undefined) return
+    this.latest = this.buildAnnouncement()
+    node.services.pubsub.publish(announceTopic(this.options.cluster), encodeAnnouncement(this.latest)).then(
+      () => {
+        this.counters.announcementsOut++
+      },
+      (err: Error) => {
+        this.options.logger.debug({ err: err.message }, 'announcement not published')
+      }
+    )
+  }
+
+  private drop(reason: string, from: string | undefined): void {
+    this.counters.dropped++
+    const key = reason.split(':')[0] ?? reason
+    this.counters.dropReasons[key] = (this.counters.dropReasons[key] ?? 0) + 1
+    this.options.logger.debug({ from, reason }, 'announcement dropped')
+  }
+
+  /** Every inbound announcement comes through here: validated, checked against its sender, applied. */
+  private receive(data: Uint8Array, from: string | undefined): void {
+    const parsed = parseAnnouncement(data)
+    if (!parsed.ok) {
+      this.drop(parsed.reason, from)
+      return
+    }
+    const a = parsed.value
+    // Only a peer speaks for itself: the signed sender must be the announced peer.
+    if (from === undefined || from !== a.peerId) {
+      this.drop(`impersonation: ${from ?? 'unsigned'} announced ${a.peerId}`, from)
+      return
+    }
+    this.counters.announcementsIn++
+    const { verdict, events } = this.membership.onAnnouncement(a, this.now())
+    if (verdict === 'other-cluster') {
+      this.drop('other-cluster', from)
+      return
+    }
+    if (verdict === 'applied') {
+      const addresses = a.addresses.flatMap((s) => {
+        try {
+          return [multiaddr(s)]
+        } catch {
+          return []
+        }
+      })
+      this.known.set(a.peerId, addresses)
+      const node = this.node
+      if (node !== undefined && node.getConnections(peerIdFromString(a.peerId)).length > 0) {
+        this.emitEvents(this.membership.onConnected(a.peerId, this.now()))
+      }
+    }
+    this.emitEvents(events)
+  }
+
+  private emitEvents(events: MembershipEvent[]): void {
+    for (const event of events) {
+      if (event.type !== 'member:updated')
+        this.options.logger.info(
+          { peer: event.peerId, ...(event.type === 'member:left' ? { reason: event.reason } : {}) },
+          event.type.replace('member:', 'peer ')
+        )
+      this.emit('membership', event)
+    }
+  }
+
+  private async reply(stream: Stream, payload: Uint8Array): Promise<void> {
+    try {
+      const lp = lpStream(stream, { maxDataLength: MAX_STATE_BYTES })
+      await lp.write(payload, { signal: AbortSignal.timeout(5000) })
+      await stream.close()
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+
+  private async request(peer: PeerId, protocol: string, maxBytes: number): Promise<Uint8Array> {
+    const node = this.node
+    if (node === undefined) throw new Error('mesh not running')
+    const stream = await node.dialProtocol(peer, protocol, { signal: AbortSignal.timeout(5000) })
+    const lp = lpStream(stream, { maxDataLength: maxBytes })
+    const data = await lp.read({ signal: AbortSignal.timeout(5000) })
+    await stream.close().catch(() => {})
+    return data.subarray()
+  }
+
+  private onConnectionOpen(connection: Connection): void {
+    const peer = connection.remotePeer
+    const id = peer.toString()
+    this.emitEvents(this.membership.onConnected(id, this.now()))
+    // Ask the new peer for its announcement directly: no waiting for the next gossip round.
+    this.request(peer, helloProtocol(this.options.cluster), MAX_ANNOUNCEMENT_BYTES).then(
+      (data) => {
+        this.receive(data, id)
+      },
+      (err: Error) => {
+        this.options.logger.debug({ peer: id, err: err.message }, 'hello failed')
+      }
+    )
+  }
+
+  private onConnectionClose(connection: Connection): void {
+    const node = this.node
+    const peer = connection.remotePeer
+    if (node !== undefined && node.getConnections(peer).length > 0) return
+    this.emitEvents(this.membership.onDisconnected(peer.toString(), this.now()))
+  }
+
+  private async dialIfUnconnected(peer: PeerId, addresses: Multiaddr[]): Promise<void> {
+    const node = this.node
+    const id = peer.toString()
+    if (node === undefined || this.dialing.has(id) || node.getConnections(peer).length > 0) return
+    this.dialing.add(id)
+    try {
+      await node.dial(addresses.length > 0 ? addresses.map((a) => a.encapsulate(`/p2p/${id}`)) : peer, {
+        signal: AbortSignal.timeout(5000)
+      })
+    } catch (err) {
+      this.options.logger.debug({ peer: id, err: (err as Error).message }, 'dial failed')
+    } finally {
+      this.dialing.delete(id)
+    }
+  }
+
+  private async redial(): Promise<void> {
+    const node = this.node
+    if (node === undefined) return
+    for (const [id, addresses] of this.known) {
+      if (id !== this.peerId) void this.dialIfUnconnected(peerIdFromString(id), addresses)
+    }
+    for (const address of this.options.bootstrap ?? []) {
+      const ma = multiaddr(address)
+      const peerId = /\/p2p\/([^/]+)$/.exec(address)?.[1] ?? null
+      if (peerId !== null && node.getConnections(peerIdFromString(peerId)).length > 0) continue
+      if (peerId === null && node.getConnections().some((c) => c.remoteAddr.toString().startsWith(ma.toString()))) continue
+      node.dial(ma, { signal: AbortSignal.timeout(5000) }).catch((err: Error) => {
+        this.options.logger.debug({ address, err: err.message }, 'bootstrap dial failed')
+      })
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/** The libp2p node: TCP + Noise + yamux, identify, ping, gossipsub and (unless disabled) mDNS. */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import type { PrivateKey } from '@libp2p/interface'
+import { createLibp2p } from 'libp2p'
+import type { MeshTimings } from '@sollol/core'
+import { mdnsServiceTag } from './protocols.js'
+
+export interface NodeOptions {
+  readonly privateKey: PrivateKey
+  readonly cluster: string
+  readonly listenHost: string
+  readonly port: number
+  readonly mdns: boolean
+  /** Keep loopback addresses in what we announce (all agents on one host, e.g. the demo). */
+  readonly announceLoopback: boolean
+  readonly timings: MeshTimings
+}
+
+const isLoopback = (ma: { toString: () => string }): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(ma.toString())
+
+export async function createMeshNode(o: NodeOptions) {
+  return await createLibp2p({
+    privateKey: o.privateKey,
+    addresses: {
+      listen: [`/ip4/${o.listenHost}/tcp/${o.port}`],
+      // Peers on other hosts that dial an advertised loopback address reach themselves.
+      announceFilter: (addrs) => (o.announceLoopback ? addrs : addrs.filter((a) => !isLoopback(a)))
+    },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery: o.mdns ? [mdns({ serviceTag: mdnsServiceTag(o.cluster), interval: o.timings.mdnsIntervalMs })] : [],
+    connectionMonitor: {
+      pingInterval: o.timings.pingIntervalMs,
+      pingTimeout: { minTimeout: o.timings.pingTimeoutMs, maxTimeout: o.timings.pingTimeoutMs }
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
+    }
+  })
+}
+
+export type MeshNode = Awaited<ReturnType<typeof createMeshNode>>

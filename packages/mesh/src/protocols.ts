@@ -1,0 +1,9 @@
+/** Names on the wire. The cluster name is part of each, so clusters on one LAN never mix. */
+export const announceTopic = (cluster: string): string => `/sollol/${cluster}/announce/1`
+/** Request/response: the agent's view of the cluster (JSON). */
+export const stateProtocol = (cluster: string): string => `/sollol/${cluster}/state/1.0.0`
+/** Request/response: the agent's own latest announcement, so a new connection joins at once. */
+export const helloProtocol = (cluster: string): string => `/sollol/${cluster}/hello/1.0.0`
+export const mdnsServiceTag = (cluster: string): string => `_sollol-${cluster}._udp.local`
+/** Largest state reply accepted (a 1,000-node view is ~2 MB). */
+export const MAX_STATE_BYTES = 4 * 1024 * 1024

@@ -1,0 +1,89 @@
+/**
+ * What this machine offers: devices (GPUs from the vendors' tools when present, else what the
+ * rpc-server reports), the memory budget, the models it holds. I/O at the edge of the agent.
+ */
+import { createHash } from 'node:crypto'
+import { open, stat } from 'node:fs/promises'
+import { basename } from 'node:path'
+import { cpus, freemem, totalmem } from 'node:os'
+import { execa } from 'execa'
+import type { Device, ModelRef } from '@sollol/core'
+import type { RpcDeviceMemory } from '@sollol/llama-cpp'
+
+/** Default `--max-memory`: this share of the memory available at start, so the OS and other programs keep the rest. */
+export const DEFAULT_MEMORY_SHARE = 0.75
+
+export function defaultMemoryBudget(available = freemem()): number {
+  return Math.floor((available * DEFAULT_MEMORY_SHARE) / 2 ** 20) * 2 ** 20
+}
+
+const MIB = 2 ** 20
+
+/** nvidia-smi's CSV (name, total MiB, free MiB per line) to devices. Pure. */
+export function parseNvidiaSmi(csv: string): Device[] {
+  return csv
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .flatMap((line) => {
+      const [name, total, free] = line.split(',').map((s) => s.trim())
+      const t = Number(total)
+      const f = Number(free)
+      if (name === undefined || !Number.isFinite(t) || !Number.isFinite(f)) return []
+      return [{ kind: 'cuda' as const, name, memoryTotal: t * MIB, memoryFree: f * MIB }]
+    })
+}
+
+async function nvidiaDevices(): Promise<Device[]> {
+  const result = await execa('nvidia-smi', ['--query-gpu=name,memory.total,memory.free', '--format=csv,noheader,nounits'], {
+    reject: false,
+    timeout: 5000
+  })
+  return result.exitCode === 0 ? parseNvidiaSmi(result.stdout) : []
+}
+
+async function rocmDevices(): Promise<Device[]> {
+  const result = await execa('rocm-smi', ['--showmeminfo', 'vram', '--json'], { reject: false, timeout: 5000 })
+  if (result.exitCode !== 0) return []
+  try {
+    const cards = JSON.parse(result.stdout) as Record<string, Record<string, string>>
+    return Object.entries(cards).map(([card, info]) => {
+      const total = Number(info['VRAM Total Memory (B)'] ?? 0)
+      const used = Number(info['VRAM Total Used Memory (B)'] ?? 0)
+      return { kind: 'rocm' as const, name: card, memoryTotal: total, memoryFree: Math.max(0, total - used) }
+    })
+  } catch {
+    return []
+  }
+}
+
+/** GPUs by vendor tools (when installed), then the CPU with the rpc-server's view of system memory. */
+export async function detectDevices(rpcDevices: readonly RpcDeviceMemory[]): Promise<Device[]> {
+  const gpus = [...(await nvidiaDevices().catch(() => [])), ...(await rocmDevices().catch(() => []))]
+  const cpuName = cpus()[0]?.model.trim() ?? 'CPU'
+  // A CPU rpc-server reports free = total = physical RAM; the OS knows better what is free.
+  const cpu: Device = { kind: 'cpu', name: cpuName, memoryTotal: rpcDevices[0]?.total ?? totalmem(), memoryFree: freemem() }
+  return [...gpus, cpu]
+}
+
+/**
+ * A model's content id: sha256 over its size and its first and last MiB. Reading a 70 GB file whole
+ * would take minutes; these bytes hold the GGUF header (names, shapes, metadata) and the last tensors.
+ */
+export async function modelRef(path: string): Promise<ModelRef> {
+  const { size } = await stat(path)
+  const hash = createHash('sha256').update(String(size))
+  const file = await open(path, 'r')
+  try {
+    const chunk = Buffer.alloc(Math.min(MIB, size))
+    await file.read(chunk, 0, chunk.length, 0)
+    hash.update(chunk)
+    if (size > MIB) {
+      await file.read(chunk, 0, chunk.length, size - chunk.length)
+      hash.update(chunk)
+    }
+  } finally {
+    await file.close()
+  }
+  return { name: basename(path), size, id: hash.digest('hex').slice(0, 32) }
+}

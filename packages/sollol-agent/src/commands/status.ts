@@ -1,0 +1,99 @@
+import type { Command } from 'commander'
+import type { ClusterName, ClusterView, NodeView } from '@sollol/core'
+import { discoverAndFetchState, fetchClusterState } from '@sollol/mesh'
+import { formatBytes, multiaddrOption } from '../options.js'
+import { addClusterOptions } from './start.js'
+
+interface StatusFlags {
+  json?: boolean
+  peer?: string[]
+  api?: string
+  cluster: ClusterName
+  apiPort: number
+}
+
+export class NoAgentError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'NoAgentError'
+  }
+}
+
+async function fromApi(url: string): Promise<ClusterView> {
+  const response = await fetch(new URL('/v1/cluster', url), { signal: AbortSignal.timeout(5000) })
+  if (response.status !== 200) throw new NoAgentError(`Expected ${url} to answer /v1/cluster with 200, got ${response.status}`)
+  return (await response.json()) as ClusterView
+}
+
+/** The state from: a given API, a given peer, the local agent, or any agent of the cluster found by mDNS. */
+async function clusterState(flags: StatusFlags): Promise<ClusterView> {
+  if (flags.api !== undefined) return await fromApi(flags.api)
+  const peer = flags.peer?.[0]
+  if (peer !== undefined) return await fetchClusterState(peer, flags.cluster)
+  const local = `http://127.0.0.1:${flags.apiPort}`
+  try {
+    return await fromApi(local)
+  } catch (err) {
+    const code = (err as { cause?: { code?: string } }).cause?.code
+    if (!(err instanceof TypeError) || (code !== 'ECONNREFUSED' && code !== undefined)) throw err
+  }
+  const found = await discoverAndFetchState(flags.cluster)
+  if (found === undefined) {
+    throw new NoAgentError(
+      `No agent answered: none runs here (${local}) and mDNS found no agent of cluster \`${flags.cluster}\` within 4 s; try --peer <multiaddr> or --api <url>`
+    )
+  }
+  return found
+}
+
+const shortId = (peerId: string): string => `…${peerId.slice(-6)}`
+
+function devicesText(node: NodeView): string {
+  return node.devices.map((d) => `${d.kind} ${formatBytes(d.memoryTotal)}`).join(', ') || '-'
+}
+
+/** A fixed-width table, columns sized to their content. Pure. */
+export function formatTable(rows: readonly string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd()
+    )
+    .join('\n')
+}
+
+export function formatStatus(view: ClusterView): string {
+  const rows = [['NODE', 'PEER', 'STATUS', 'RPC ENDPOINT', 'RPC', 'DEVICES', 'OFFERED', 'ROLE']]
+  for (const node of view.nodes) {
+    const role = view.coordinator?.peerId === node.peerId ? 'coordinator' : node.canCoordinate ? 'can coordinate' : 'worker'
+    rows.push([
+      node.hostname,
+      shortId(node.peerId),
+      node.status,
+      `${node.rpc.host}:${node.rpc.port}`,
+      `${node.rpc.state}${node.rpc.protocol !== null ? ` v${node.rpc.protocol}` : ''}`,
+      devicesText(node),
+      formatBytes(node.memoryBudget),
+      role
+    ])
+  }
+  const header =
+    `cluster ${view.cluster}: ${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'}, answered by ${shortId(view.self)}` +
+    (view.discovery.mdns !== 'ok' ? `\nmDNS ${view.discovery.mdns}: ${view.discovery.reason ?? ''}` : '')
+  return `${header}\n${formatTable(rows)}\n`
+}
+
+export function registerStatus(program: Command): void {
+  addClusterOptions(program.command('status'))
+    .description('show the cluster: asks the local agent, else any agent of the cluster found on the LAN')
+    .option('--json', 'print the state JSON')
+    .option('--peer <multiaddr>', 'ask this agent (a multiaddr with /p2p/<peer id>)', multiaddrOption('--peer'))
+    .option('--api <url>', 'ask the agent whose HTTP API is at this URL, e.g. http://127.0.0.1:7491')
+    .action(async (flags: StatusFlags) => {
+      const view = await clusterState(flags)
+      process.stdout.write(flags.json === true ? JSON.stringify(view, null, 2) + '\n' : formatStatus(view))
+    })
+}

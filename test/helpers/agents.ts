@@ -1,0 +1,124 @@
+/**
+ * Real `sollol-agent` processes on test hosts, started through the real CLI, and a light watcher per
+ * host that reads the agent's local API (a tiny script, so polling does not cost a libp2p start-up).
+ */
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { ResultPromise } from 'execa'
+import type { ClusterView } from '@sollol/core'
+import type { TestHost } from './netns.js'
+
+export const ROOT = new URL('../../..', import.meta.url).pathname
+export const CLI = join(ROOT, 'packages', 'sollol-agent', 'bin', 'sollol-agent.js')
+
+const WATCHER = `
+const url = process.argv[2]
+let last = ''
+for (;;) {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(1000) })
+    const text = JSON.stringify(await r.json())
+    if (text !== last) { last = text; process.stdout.write(text + '\\n') }
+  } catch {}
+  await new Promise((resolve) => setTimeout(resolve, 100))
+}
+`
+
+export class TestAgent {
+  private process: ResultPromise | undefined
+  private watcher: ResultPromise | undefined
+  private latest: ClusterView | undefined
+  readonly logFile: string
+  startedAt = 0
+
+  constructor(
+    readonly host: TestHost,
+    private readonly dir: string,
+    private readonly args: readonly string[] = []
+  ) {
+    this.logFile = join(dir, `${host.name}.log`)
+  }
+
+  get dataDir(): string {
+    return join(this.dir, `${this.host.name}-data`)
+  }
+
+  get pid(): number | undefined {
+    return this.process?.pid
+  }
+
+  /** Starts the agent (through the CLI) and its watcher. */
+  start(): void {
+    this.startedAt = Date.now()
+    const log = createWriteStream(this.logFile, { flags: 'a' })
+    this.process = this.host.run(
+      process.execPath,
+      [CLI, 'start', '--data-dir', this.dataDir, '--no-setup', '--log-level', 'debug', ...this.args],
+      { buffer: false, stdin: 'ignore' }
+    )
+    this.process.stdout?.pipe(log)
+    this.process.stderr?.pipe(log)
+    if (this.watcher === undefined) {
+      const script = join(this.dir, 'watcher.mjs')
+      writeFileSync(script, WATCHER)
+      const apiPort = this.args.includes('--api-port') ? this.args[this.args.indexOf('--api-port') + 1] : '7491'
+      this.watcher = this.host.run(process.execPath, [script, `http://127.0.0.1:${apiPort}/v1/cluster`], { buffer: false, stdin: 'ignore' })
+      let partial = ''
+      this.watcher.stdout?.setEncoding('utf8')
+      this.watcher.stdout?.on('data', (chunk: string) => {
+        const lines = (partial + chunk).split('\n')
+        partial = lines.pop() ?? ''
+        for (const line of lines) {
+          try {
+            this.latest = JSON.parse(line) as ClusterView
+          } catch {}
+        }
+      })
+    }
+  }
+
+  /** The agent's latest view as its watcher last read it (undefined while it does not answer). */
+  view(): ClusterView | undefined {
+    return this.latest
+  }
+
+  /** Peer ids in the latest view, self included. */
+  peers(): string[] {
+    return this.latest?.nodes.map((n) => n.peerId) ?? []
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.process?.kill(signal)
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') this.latest = undefined
+  }
+
+  async exited(): Promise<void> {
+    await this.process
+  }
+
+  /** `sollol-agent status --json` run inside the host, as a user would. */
+  async statusJson(extra: readonly string[] = []): Promise<ClusterView> {
+    const result = await this.host.run(process.execPath, [CLI, 'status', '--json', ...extra])
+    if (result.exitCode !== 0) throw new Error(`status failed on ${this.host.name}: ${String(result.stderr)}`)
+    return JSON.parse(String(result.stdout)) as ClusterView
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logFile, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.kill('SIGKILL')
+    this.watcher = undefined
+    if (this.process !== undefined && this.process.exitCode === null) {
+      this.process.kill('SIGTERM')
+      const timer = setTimeout(() => this.process?.kill('SIGKILL'), 5000)
+      await this.process
+      clearTimeout(timer)
+    }
+  }
+}
