@@ -1,12 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { readModelInfo } from '@sollol/gguf'
-import { canConnect, freePort } from '@sollol/llama-cpp'
 import { scratch } from './helpers/llama.js'
 import { waitFor } from './helpers/wait.js'
+import { TestNetwork } from './helpers/netns.js'
+import { CLI, TestAgent } from './helpers/agents.js'
 
 // The bin link npm created at the root: what `npx sollol-agent` runs.
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -53,40 +56,75 @@ test('setup finds the binaries without building and prints paths and version', a
   assert.match(found.version, /\d/)
 })
 
-test('start runs a supervised rpc-server and takes it down on SIGTERM and on SIGKILL', async () => {
-  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-    const port = await freePort()
-    const agent = execa(BIN, ['start', '--no-setup', '--rpc-port', String(port), '--rpc-threads', '1', '--log-level', 'warn'], {
-      reject: false,
-      cwd: ROOT
-    })
-    try {
-      await waitFor(`the agent's rpc-server on ${port}`, async () => await canConnect('127.0.0.1', port), { timeoutMs: 20_000 })
-      agent.kill(signal)
-      const result = await agent
-      if (signal === 'SIGTERM') assert.equal(result.exitCode, 0, result.stderr)
-      await waitFor(`the rpc-server to go with its agent (${signal})`, async () => !(await canConnect('127.0.0.1', port)), {
-        timeoutMs: 5000
-      })
-    } finally {
-      agent.kill('SIGKILL')
+function pidsIn(namespace: string): number[] {
+  return execFileSync('ip', ['netns', 'pids', namespace], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number)
+}
+
+// Agents started by tests run inside a test host's network namespace: nothing they multicast leaves the machine.
+test('start runs the agent with its rpc-server and takes everything down on SIGTERM and on SIGKILL', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sollol-cli-'))
+  const network = TestNetwork.create([{}])
+  try {
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      const agent = new TestAgent(network.hosts[0]!, dir, ['--rpc-threads', '1'])
+      agent.start()
+      const view = await waitFor('the agent to answer', () => agent.view(), { timeoutMs: 20_000 })
+      assert.equal(view.nodes[0]?.rpc.state, 'ready')
+      await agent.stopWatching()
+      assert.equal(pidsIn(network.hosts[0]!.name).length, 2, 'the agent and its rpc-server')
+      agent.signal(signal)
+      await agent.exited()
+      await waitFor(`nothing left running after ${signal}`, () => pidsIn(network.hosts[0]!.name).length === 0, { timeoutMs: 5000 })
+      if (signal === 'SIGTERM') assert.match(agent.log(), /"msg":"stopping"/)
     }
+  } finally {
+    network.destroy()
+    rmSync(dir, { recursive: true, force: true })
   }
 })
 
-test('start with a port in use says so in one line', async () => {
-  const port = await freePort()
-  const first = execa(BIN, ['start', '--no-setup', '--rpc-port', String(port), '--rpc-threads', '1', '--log-level', 'warn'], {
-    reject: false,
-    cwd: ROOT
-  })
+test('start with a port in use, or a bad option value, says so in one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sollol-cli-'))
+  const network = TestNetwork.create([{}])
+  const host = network.hosts[0]!
+  const first = new TestAgent(host, dir, ['--rpc-threads', '1'])
   try {
-    await waitFor('the first agent', async () => await canConnect('127.0.0.1', port), { timeoutMs: 20_000 })
-    const second = await run(['start', '--no-setup', '--rpc-port', String(port), '--log-level', 'warn'])
+    first.start()
+    await waitFor('the first agent', () => first.view(), { timeoutMs: 20_000 })
+    const second = await host.run(process.execPath, [
+      CLI,
+      'start',
+      '--no-setup',
+      '--data-dir',
+      join(dir, 'second'),
+      '--p2p-port',
+      '7590',
+      '--api-port',
+      '7591'
+    ])
     assert.equal(second.exitCode, 1)
-    assert.match(second.stderr, new RegExp(`Port ${port} on 127.0.0.1 is already in use`))
+    assert.match(String(second.stderr), /Port 50052 on 10\.213\.0\.2 is already in use/)
+    for (const [args, pattern] of [
+      [['--max-memory', 'lots'], /Expected --max-memory to be a size like 512M or 8G, got `lots`/],
+      [['--cluster', 'Bad Name'], /Expected --cluster to be 1-32 lower-case letters/],
+      [['--bootstrap', '10.0.0.1:7490'], /Expected --bootstrap to be a multiaddr/],
+      [['--rpc-port', '0'], /Expected --rpc-port to be an integer 1-65535, got `0`/]
+    ] as const) {
+      // inside the test host too: should parsing wrongly succeed, the agent still stays off the real LAN
+      const result = await host.run(process.execPath, [CLI, 'start', '--no-setup', ...args])
+      assert.equal(result.exitCode, 2, `${args.join(' ')}: ${String(result.stderr)}`)
+      assert.match(String(result.stderr), pattern)
+      assert.doesNotMatch(String(result.stderr), /\n\s+at /, 'no stack trace')
+    }
+    const env = await host.run(process.execPath, [CLI, 'start', '--no-setup'], { env: { SOLLOL_RPC_PORT: 'abc' } })
+    assert.equal(env.exitCode, 2)
+    assert.match(String(env.stderr), /Expected --rpc-port to be an integer 1-65535, got `abc`/)
   } finally {
-    first.kill('SIGTERM')
-    await first
+    await first.stop()
+    network.destroy()
+    rmSync(dir, { recursive: true, force: true })
   }
 })

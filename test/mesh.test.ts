@@ -19,7 +19,8 @@ const timings: Record<string, number> = {}
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'sollol-mesh-'))
-  network = TestNetwork.create([{}, {}, {}, {}, {}])
+  network = TestNetwork.create([{}, {}, {}, {}, {}, {}])
+  // host 6 runs no agent: status there must find the cluster on the LAN.
   // Only user-facing flags: a data dir per agent (they share one file system), capacity flags.
   agents = network.hosts.slice(0, 4).map((host, i) => new TestAgent(host, dir, ['--rpc-threads', '1', '--max-memory', `${i + 1}GiB`]))
   stranger = new TestAgent(network.hosts[4]!, dir, ['--rpc-threads', '1', '--cluster', 'other'])
@@ -87,6 +88,22 @@ test('four agents with no configuration find each other; status on every host li
     }
     assert.equal(view.discovery.mdns, 'ok')
   }
+  // One connection per pair, not one per direction.
+  await waitFor(
+    'one connection per pair',
+    () => agents.every((a) => a.view()?.discovery.connections === 3 && a.view()?.discovery.connectedPeers === 3),
+    { timeoutMs: 5000 }
+  )
+
+  // From a host with no agent: found by mDNS, or asked directly by multiaddr.
+  const outsider = network.hosts[5]!
+  const viaMdns = await new TestAgent(outsider, dir).statusJson()
+  assert.equal(viaMdns.nodes.length, 4)
+  const first = agents[0]!.view()!
+  const viaPeer = await new TestAgent(outsider, dir).statusJson(['--peer', `/ip4/${agents[0]!.host.address}/tcp/7490/p2p/${first.self}`])
+  assert.equal(viaPeer.self, first.self)
+  assert.equal(viaPeer.nodes.length, 4)
+
   // The other cluster's agent sees only itself.
   const strangerView = await stranger.statusJson(['--cluster', 'other'])
   assert.deepEqual(

@@ -103,6 +103,14 @@ export class TestAgent {
     return JSON.parse(String(result.stdout)) as ClusterView
   }
 
+  /** Stops the watcher only (so the namespace holds just the agent and its children). */
+  async stopWatching(): Promise<void> {
+    const watcher = this.watcher
+    this.watcher = undefined
+    watcher?.kill('SIGKILL')
+    await watcher
+  }
+
   log(): string {
     try {
       return readFileSync(this.logFile, 'utf8')

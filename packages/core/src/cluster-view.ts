@@ -33,6 +33,9 @@ export interface DiscoveryView {
   readonly mdns: 'ok' | 'unavailable' | 'disabled'
   readonly reason: string | null
   readonly listen: readonly string[]
+  /** Open libp2p connections and distinct peers behind them (one connection per peer is the aim). */
+  readonly connections?: number
+  readonly connectedPeers?: number
 }
 
 export interface ClusterView {

@@ -199,7 +199,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   view(): ClusterView {
-    return clusterView(this.announcement(), this.membership.list(this.now()), this.discovery, this.now(), Date.now())
+    const connections = this.node?.getConnections() ?? []
+    const discovery = {
+      ...this.discovery,
+      connections: connections.length,
+      connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size
+    }
+    return clusterView(this.announcement(), this.membership.list(this.now()), discovery, this.now(), Date.now())
   }
 
   listenAddresses(): string[] {
@@ -331,12 +337,21 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.emitEvents(this.membership.onDisconnected(peer.toString(), this.now()))
   }
 
+  /**
+   * One connection per pair: when both sides learn of each other at once, only the lower peer id dials
+   * right away; the higher one waits `dialBackoffMs` and dials only if no connection came meanwhile
+   * (the lower one may be unable to reach it, or may not know it restarted).
+   */
   private async dialIfUnconnected(peer: PeerId, addresses: Multiaddr[]): Promise<void> {
     const node = this.node
     const id = peer.toString()
     if (node === undefined || this.dialing.has(id) || node.getConnections(peer).length > 0) return
     this.dialing.add(id)
     try {
+      if (this.peerId > id) {
+        await new Promise((resolve) => setTimeout(resolve, this.options.timings.redialIntervalMs / 2))
+        if (this.node === undefined || node.getConnections(peer).length > 0) return
+      }
       await node.dial(addresses.length > 0 ? addresses.map((a) => a.encapsulate(`/p2p/${id}`)) : peer, {
         signal: AbortSignal.timeout(5000)
       })

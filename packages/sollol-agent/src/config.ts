@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import type { Command, Option } from 'commander'
+import { Command, type Option } from 'commander'
 import { UsageError } from './errors.js'
 
 export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -55,15 +55,28 @@ export const envName = (flag: string): string =>
     .replace(/-/g, '_')
     .toUpperCase()}`
 
-/** Every option of `command` (with a long name) also reads its SOLLOL_* variable. */
-export function bindEnvironment(command: Command): void {
-  for (const option of command.options as Option[]) {
-    if (option.long === undefined || option.long === '--help' || option.long === '--version' || option.long === '--config') continue
-    if (option.envVar === undefined) option.env(envName(option.long))
+const NO_ENV = new Set(['--help', '--version', '--config'])
+
+/**
+ * A commander Command whose every long option also reads its SOLLOL_* variable. Commander wires the
+ * environment when an option is added, so it has to be set as the option is created.
+ */
+export class SollolCommand extends Command {
+  override createCommand(name?: string): SollolCommand {
+    return new SollolCommand(name)
+  }
+
+  override createOption(flags: string, description?: string): Option {
+    const option = super.createOption(flags, description)
+    if (option.long !== undefined && !NO_ENV.has(option.long)) option.env(envName(option.long))
+    return option
   }
 }
 
-/** Installs config-file values as the defaults of `command`'s options (keys it does not have are skipped). */
+/**
+ * Installs config-file values on `command`'s options with the source 'config', which commander lets the
+ * environment and flags override (keys the command does not have are skipped).
+ */
 export function applyConfigDefaults(command: Command, config: Record<string, unknown>, path: string): void {
   const options = new Map((command.options as Option[]).map((o) => [o.attributeName(), o]))
   for (const [key, value] of Object.entries(config)) {
@@ -72,12 +85,23 @@ export function applyConfigDefaults(command: Command, config: Record<string, unk
     try {
       if (option.isBoolean() || option.negate) {
         if (typeof value !== 'boolean') throw new Error(`Expected ${option.long ?? key} to be true or false, got \`${String(value)}\``)
-        option.default(value)
+        command.setOptionValueWithSource(key, value, 'config')
       } else if (option.variadic) {
         const values = Array.isArray(value) ? value : [value]
-        option.default(values.map((v) => (option.parseArg !== undefined ? option.parseArg(String(v), undefined) : String(v))))
+        const parsed = values.reduce<unknown>(
+          (previous, v) =>
+            option.parseArg !== undefined
+              ? option.parseArg(String(v), previous)
+              : [...((previous as unknown[] | undefined) ?? []), String(v)],
+          undefined
+        )
+        command.setOptionValueWithSource(key, parsed, 'config')
       } else {
-        option.default(option.parseArg !== undefined ? option.parseArg(String(value), undefined) : String(value))
+        command.setOptionValueWithSource(
+          key,
+          option.parseArg !== undefined ? option.parseArg(String(value), undefined) : String(value),
+          'config'
+        )
       }
     } catch (err) {
       throw new UsageError(`${path}: ${(err as Error).message}`)

@@ -12,12 +12,12 @@ import { registerProbe } from './commands/probe.js'
 import { registerSetup } from './commands/setup.js'
 import { registerStart } from './commands/start.js'
 import { registerStatus } from './commands/status.js'
-import { applyConfig, bindEnvironment, configPathFrom, readConfigFile } from './config.js'
+import { applyConfig, configPathFrom, readConfigFile, SollolCommand } from './config.js'
 import { registerTestModel } from './commands/test-model.js'
 import { AGENT_VERSION } from './version.js'
 
 export function buildProgram(getLog: () => PinoLogger): Command {
-  const program = new Command()
+  const program = new SollolCommand()
     .name('sollol-agent')
     .description('Run one large language model across all the machines of a LAN with llama.cpp RPC.')
     .version(AGENT_VERSION)
@@ -35,7 +35,6 @@ export function buildProgram(getLog: () => PinoLogger): Command {
   program.option('--config <file>', 'JSON file of option values (default: $XDG_CONFIG_HOME/sollol-agent/config.json)')
   for (const command of [program, ...program.commands]) {
     command.exitOverride()
-    bindEnvironment(command)
   }
   return program
 }

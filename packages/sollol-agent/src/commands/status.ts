@@ -26,13 +26,15 @@ async function fromApi(url: string): Promise<ClusterView> {
 }
 
 /** The state from: a given API, a given peer, the local agent, or any agent of the cluster found by mDNS. */
-async function clusterState(flags: StatusFlags): Promise<ClusterView> {
+async function clusterState(flags: StatusFlags, clusterExplicit: boolean): Promise<ClusterView> {
   if (flags.api !== undefined) return await fromApi(flags.api)
   const peer = flags.peer?.[0]
   if (peer !== undefined) return await fetchClusterState(peer, flags.cluster)
   const local = `http://127.0.0.1:${flags.apiPort}`
   try {
-    return await fromApi(local)
+    const view = await fromApi(local)
+    // The local agent answers for its own cluster; asked for another one by name, look on the LAN.
+    if (view.cluster === flags.cluster || !clusterExplicit) return view
   } catch (err) {
     const code = (err as { cause?: { code?: string } }).cause?.code
     if (!(err instanceof TypeError) || (code !== 'ECONNREFUSED' && code !== undefined)) throw err
@@ -92,8 +94,9 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print the state JSON')
     .option('--peer <multiaddr>', 'ask this agent (a multiaddr with /p2p/<peer id>)', multiaddrOption('--peer'))
     .option('--api <url>', 'ask the agent whose HTTP API is at this URL, e.g. http://127.0.0.1:7491')
-    .action(async (flags: StatusFlags) => {
-      const view = await clusterState(flags)
+    .action(async (flags: StatusFlags, command: Command) => {
+      const source = command.getOptionValueSource('cluster')
+      const view = await clusterState(flags, source !== undefined && source !== 'default')
       process.stdout.write(flags.json === true ? JSON.stringify(view, null, 2) + '\n' : formatStatus(view))
     })
 }

@@ -1,0 +1,53 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { formatStatus, formatTable } from './commands/status.js'
+import { parseNvidiaSmi } from './capacity.js'
+import type { ClusterView } from '@sollol/core'
+
+test('formatTable pads columns to their widest cell', () => {
+  assert.equal(
+    formatTable([
+      ['A', 'BB'],
+      ['CCC', 'D']
+    ]),
+    'A    BB\nCCC  D'
+  )
+})
+
+test('formatStatus shows one row per node with human units', () => {
+  const node = {
+    peerId: '12D3KooWabcdef123456',
+    hostname: 'box1',
+    status: 'self' as const,
+    addresses: [],
+    agentVersion: '0.1.0',
+    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1' },
+    devices: [{ kind: 'cpu' as const, name: 'CPU', memoryTotal: 24 * 2 ** 30, memoryFree: 20 * 2 ** 30 }],
+    memoryBudget: 8 * 2 ** 30,
+    cpuThreads: 2,
+    models: [],
+    canCoordinate: false,
+    apiPort: 7491,
+    lastSeen: '2026-01-01T00:00:00.000Z'
+  }
+  const view: ClusterView = {
+    cluster: 'default',
+    self: node.peerId,
+    nodes: [node],
+    coordinator: null,
+    plan: null,
+    discovery: { mdns: 'ok', reason: null, listen: [] },
+    generatedAt: ''
+  }
+  const text = formatStatus(view)
+  assert.match(text, /cluster default: 1 node, answered by …123456/)
+  assert.match(text, /box1\s+…123456\s+self\s+10\.0\.0\.2:50052\s+ready v6\.0\.0\s+cpu 24\.0 GiB\s+8\.0 GiB\s+worker/)
+})
+
+test('parseNvidiaSmi reads name, total and free MiB per GPU', () => {
+  assert.deepEqual(parseNvidiaSmi('NVIDIA GeForce RTX 3090, 24576, 23000\nTesla T4, 15360, 15000\n'), [
+    { kind: 'cuda', name: 'NVIDIA GeForce RTX 3090', memoryTotal: 24576 * 2 ** 20, memoryFree: 23000 * 2 ** 20 },
+    { kind: 'cuda', name: 'Tesla T4', memoryTotal: 15360 * 2 ** 20, memoryFree: 15000 * 2 ** 20 }
+  ])
+  assert.deepEqual(parseNvidiaSmi(''), [])
+})
