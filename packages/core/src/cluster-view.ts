@@ -3,7 +3,7 @@
  * state protocol, `sollol-agent status --json`). Names are a contract: later versions only add fields.
  * Memory in bytes, times as ISO strings.
  */
-import type { Announcement } from './announcement.js'
+import type { Announcement, PlanView } from './announcement.js'
 import type { Member, MemberStatus } from './membership.js'
 
 export interface NodeView {
@@ -25,6 +25,10 @@ export interface NodeView {
   readonly models: Announcement['models']
   readonly canCoordinate: boolean
   readonly apiPort: number | null
+  readonly speed: Announcement['speed']
+  /** The layers this node holds in the current plan: inclusive range, null for none; output layer too. */
+  readonly layers: readonly [number, number] | null
+  readonly output: boolean
   readonly lastSeen: string
 }
 
@@ -43,12 +47,15 @@ export interface ClusterView {
   readonly self: string
   readonly nodes: readonly NodeView[]
   readonly coordinator: null | { readonly peerId: string; readonly term: number }
-  readonly plan: null | Record<string, unknown>
+  readonly plan: null | PlanView
+  /** Why the cluster is not serving, when it is not (no model holder, planning failed...). */
+  readonly problem?: string | null
   readonly discovery: DiscoveryView
   readonly generatedAt: string
 }
 
-function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number): NodeView {
+function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number, plan: PlanView | null): NodeView {
+  const assignment = plan?.assignments.find((x) => x.peerId === a.peerId)
   return {
     peerId: a.peerId,
     hostname: a.hostname,
@@ -62,6 +69,9 @@ function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number)
     models: a.models,
     canCoordinate: a.canCoordinate,
     apiPort: a.apiPort,
+    speed: a.speed,
+    layers: assignment?.layers ?? null,
+    output: assignment?.output ?? false,
     lastSeen: new Date(lastSeen).toISOString()
   }
 }
@@ -72,15 +82,18 @@ export function clusterView(
   discovery: DiscoveryView,
   now: number,
   /** Wall-clock time for the ISO strings; the membership clock may be monotonic. */
-  wallNow: number = now
+  wallNow: number = now,
+  coordination: { coordinator: ClusterView['coordinator'], plan: PlanView | null, problem: string | null } = { coordinator: null, plan: null, problem: null }
 ): ClusterView {
+  const { plan } = coordination
   const toWall = (t: number): number => wallNow - (now - t)
   return {
     cluster: self.cluster,
     self: self.peerId,
-    nodes: [nodeView(self, 'self', wallNow), ...members.map((m) => nodeView(m.announcement, m.status, toWall(m.lastHeard)))],
-    coordinator: null,
-    plan: null,
+    nodes: [nodeView(self, 'self', wallNow, plan), ...members.map((m) => nodeView(m.announcement, m.status, toWall(m.lastHeard), plan))],
+    coordinator: coordination.coordinator,
+    plan,
+    problem: coordination.problem,
     discovery,
     generatedAt: new Date(wallNow).toISOString()
   }

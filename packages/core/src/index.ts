@@ -11,6 +11,9 @@
  */
 export * from './announcement.js'
 export * from './cluster-view.js'
+export * from './election.js'
+export * from './planner.js'
 export * from './ids.js'
+export * from './layer-split.js'
 export * from './membership.js'
 export * from './timings.js'

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { classifyExit, layerEndpoints, layerRanges, LoadLogParser, plannedLayerEndpoints } from './llama-server-log.js'
-import { expectedLayerDevices } from './layer-split.js'
+import { expectedLayerDevices } from '@sollol/core'
 import { llamaServerArgs } from './llama-server.js'
 
 // Lines as llama-server (v0.4.0, -lv 5) printed them for -ts 1,2,1 over three rpc-servers.

@@ -2,7 +2,7 @@
  * Reads what llama-server really did from its log (needs `-lv 5` for the per-layer lines). Pure: feed
  * it lines. With `--fit` llama.cpp loads twice (a dry run, then the real load), so later lines win.
  */
-import type { LayerDevice } from './layer-split.js'
+import type { LayerDevice } from '@sollol/core'
 
 export interface LoadReport {
   /** Device name (RPC0, CPU, CUDA0...) to endpoint, for RPC devices. */

@@ -1,0 +1,94 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { clusterModel, Election, rankCandidates, type ElectionTimings } from './election.js'
+import type { Announcement } from './announcement.js'
+
+const T: ElectionTimings = { settleMs: 1000, claimStaggerMs: 500, startupQuietMs: 2000 }
+
+function node (peerId: string, over: Partial<Announcement> = {}): Announcement {
+  return {
+    v: 1, cluster: 'default', peerId, incarnation: 1, seq: 1, hostname: peerId, agentVersion: '0.1.0', addresses: [],
+    rpc: { host: '10.0.0.1', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0 },
+    devices: [{ kind: 'cpu', name: 'CPU', memoryTotal: 8e9, memoryFree: 8e9 }],
+    memoryBudget: 4e9, cpuThreads: 2, models: [{ name: 'm.gguf', size: 100, id: 'aaaaaaaaaaaaaaaa' }], canCoordinate: true, apiPort: 7491,
+    speed: null, coordinator: null, plan: null, ...over
+  }
+}
+
+test('ranking prefers accelerators, then measured speed, then memory, then the lower peer id', () => {
+  const gpu = node('z', { devices: [{ kind: 'cuda', name: 'GPU', memoryTotal: 24e9, memoryFree: 24e9 }] })
+  const fast = node('y', { speed: { secondsPerGiB: 0.5, measuredAt: '', method: '' } })
+  const slow = node('x', { speed: { secondsPerGiB: 2, measuredAt: '', method: '' } })
+  const bigA = node('b', { memoryBudget: 9e9 })
+  const bigB = node('a', { memoryBudget: 9e9 })
+  const noModel = node('c', { models: [] })
+  const cannot = node('d', { canCoordinate: false })
+  assert.deepEqual(rankCandidates([slow, bigA, noModel, fast, gpu, bigB, cannot], 'aaaaaaaaaaaaaaaa').map((a) => a.peerId), ['z', 'y', 'x', 'a', 'b'])
+})
+
+test('the cluster model is the one most coordinate-capable nodes hold', () => {
+  const other = { name: 'o.gguf', size: 1, id: 'bbbbbbbbbbbbbbbb' }
+  assert.equal(clusterModel([node('a'), node('b', { models: [other] }), node('c', { models: [other] }), node('d', { models: [other], canCoordinate: false })])?.id, 'bbbbbbbbbbbbbbbb')
+  assert.equal(clusterModel([node('a', { canCoordinate: false })]), undefined)
+})
+
+test('with no coordinator the best candidate claims after the start-up quiet period and settles before acting', () => {
+  const e = new Election('a', T, 0)
+  const alive = new Set(['a', 'b'])
+  assert.equal(e.decide(alive, ['a', 'b'], 1000).role, 'observing')
+  const claim = e.decide(alive, ['a', 'b'], 2000)
+  assert.deepEqual(claim, { role: 'settling', claimTerm: 1, coordinator: { peerId: 'a', term: 1 } })
+  assert.equal(e.decide(alive, ['a', 'b'], 2999).role, 'settling')
+  assert.equal(e.decide(alive, ['a', 'b'], 3000).role, 'coordinator')
+  assert.equal(e.decide(alive, ['a', 'b'], 3000).claimTerm, undefined, 'one claim per term')
+})
+
+test('the second candidate waits one stagger, and claims only if the best stays silent', () => {
+  const e = new Election('b', T, 0)
+  const alive = new Set(['a', 'b'])
+  assert.equal(e.decide(alive, ['a', 'b'], 2000).role, 'waiting')
+  assert.equal(e.decide(alive, ['a', 'b'], 2499).role, 'waiting')
+  // the best one claims in time: b follows
+  e.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 1 } }, 2400)
+  assert.deepEqual(e.decide(alive, ['a', 'b'], 2500), { role: 'follower', coordinator: { peerId: 'a', term: 1 } })
+  // a silent best candidate: b claims after one stagger
+  const f = new Election('b', T, 0)
+  f.decide(alive, ['a', 'b'], 2000)
+  assert.equal(f.decide(alive, ['a', 'b'], 2500).claimTerm, 1)
+})
+
+test('the incumbent keeps the role when a better node joins', () => {
+  const e = new Election('b', T, 0)
+  e.observe({ peerId: 'b', coordinator: { peerId: 'b', term: 3 } }, 0)
+  assert.equal(e.decide(new Set(['a', 'b']), ['a', 'b'], 10_000).role, 'coordinator')
+})
+
+test('a dead coordinator is replaced with a higher term; older terms are ignored', () => {
+  const e = new Election('b', T, 0)
+  e.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 4 } }, 100)
+  assert.equal(e.decide(new Set(['a', 'b']), ['a', 'b'], 5000).role, 'follower')
+  const d = e.decide(new Set(['b']), ['b'], 5100)
+  assert.deepEqual(d, { role: 'settling', claimTerm: 5, coordinator: { peerId: 'b', term: 5 } })
+  // the old coordinator comes back claiming its old term: ignored
+  assert.equal(e.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 4 } }, 5200), false)
+  assert.equal(e.decide(new Set(['a', 'b']), ['a', 'b'], 7000).role, 'coordinator')
+})
+
+test('two claims of one term: the lower peer id wins on every node, and the loser steps down', () => {
+  const onB = new Election('b', T, 0)
+  onB.decide(new Set(['a', 'b']), ['b', 'a'], 2000) // b claims term 1
+  onB.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 1 } }, 2100)
+  assert.deepEqual(onB.decide(new Set(['a', 'b']), ['b', 'a'], 4000), { role: 'follower', coordinator: { peerId: 'a', term: 1 } })
+  const onC = new Election('c', T, 0)
+  onC.observe({ peerId: 'b', coordinator: { peerId: 'b', term: 1 } }, 2000)
+  onC.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 1 } }, 2100)
+  onC.observe({ peerId: 'b', coordinator: { peerId: 'b', term: 1 } }, 2200)
+  assert.equal(onC.coordinator, 'a')
+})
+
+test('a restarted node learns the term from hearsay and claims above it', () => {
+  const e = new Election('b', T, 0)
+  // only followers speak (the coordinator they name is dead): their belief still raises the bar
+  e.observe({ peerId: 'c', coordinator: { peerId: 'a', term: 7 } }, 100)
+  assert.equal(e.decide(new Set(['b', 'c']), ['b'], 2000).claimTerm, 8)
+})
