@@ -11,6 +11,28 @@ import type { TestHost } from './netns.js'
 export const ROOT = new URL('../../..', import.meta.url).pathname
 export const CLI = join(ROOT, 'packages', 'sollol-agent', 'bin', 'sollol-agent.js')
 
+const COMPLETER = `
+const [url, timeoutMs] = [process.argv[2], Number(process.argv[3] ?? 10000)]
+try {
+  const r = await fetch(url + '/v1/chat/completions', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }], max_tokens: 8, temperature: 0 }),
+    signal: AbortSignal.timeout(timeoutMs)
+  })
+  const body = await r.json()
+  process.stdout.write(JSON.stringify({ status: r.status, body }))
+  process.exit(r.status === 200 ? 0 : 1)
+} catch (err) { process.stdout.write(JSON.stringify({ error: String(err) })); process.exit(1) }
+`
+
+/** One chat completion against `url`, sent from inside `host` (the server is on the test network). */
+export async function completeFrom(host: TestHost, dir: string, url: string, timeoutMs = 10_000): Promise<{ ok: boolean; output: string }> {
+  const script = join(dir, 'complete.mjs')
+  writeFileSync(script, COMPLETER)
+  const result = await host.run(process.execPath, [script, url, String(timeoutMs)])
+  return { ok: result.exitCode === 0, output: String(result.stdout) }
+}
+
 const WATCHER = `
 const url = process.argv[2]
 let last = ''

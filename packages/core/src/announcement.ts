@@ -37,83 +37,117 @@ export const modelSchema = z
   })
   .strict()
 
-const term = z.number().int().min(1).max(2 ** 53 - 1)
+const term = z
+  .number()
+  .int()
+  .min(1)
+  .max(2 ** 53 - 1)
 const layerRange = z.tuple([z.number().int().min(0).max(100_000), z.number().int().min(0).max(100_000)])
 
-export const assignmentSchema = z.object({
-  peerId: z.string().min(1).max(128),
-  rpc: z.string().max(64),
-  /** Inclusive range of repeating layers, 0-based; null when the node holds none. */
-  layers: layerRange.nullable(),
-  /** What llama-server's log says this node holds (null until read, or while no server runs). */
-  actualLayers: layerRange.nullable(),
-  /** This node holds the output layer. */
-  output: z.boolean(),
-  memoryBytes: bytes
-}).strict()
+export const assignmentSchema = z
+  .object({
+    peerId: z.string().min(1).max(128),
+    rpc: z.string().max(64),
+    /** Inclusive range of repeating layers, 0-based; null when the node holds none. */
+    layers: layerRange.nullable(),
+    /** What llama-server's log says this node holds (null until read, or while no server runs). */
+    actualLayers: layerRange.nullable(),
+    /** This node holds the output layer. */
+    output: z.boolean(),
+    memoryBytes: bytes
+  })
+  .strict()
 
 export const SERVER_STATES = ['waiting', 'loading', 'ready', 'failed', 'stopped'] as const
 
-export const planSchema = z.object({
-  term,
-  generation: z.number().int().min(1).max(2 ** 53 - 1),
-  model: z.object({ name: shortText, id: z.string().max(64) }).strict(),
-  server: z.object({ url: z.string().max(256), state: z.enum(SERVER_STATES), detail: z.string().max(512).nullable() }).strict(),
-  contextSize: z.number().int().min(1).max(10_000_000),
-  tensorSplit: z.array(z.number().min(0).max(1e6)).max(256),
-  assignments: z.array(assignmentSchema).max(256),
-  /** The split llama-server really used differs from the plan: reported, not hidden. */
-  mismatch: z.string().max(512).nullable(),
-  predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
-  createdAt: z.string().max(40)
-}).strict()
+export const planSchema = z
+  .object({
+    term,
+    generation: z
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 53 - 1),
+    model: z.object({ name: shortText, id: z.string().max(64) }).strict(),
+    server: z.object({ url: z.string().max(256), state: z.enum(SERVER_STATES), detail: z.string().max(512).nullable() }).strict(),
+    contextSize: z.number().int().min(1).max(10_000_000),
+    tensorSplit: z.array(z.number().min(0).max(1e6)).max(256),
+    assignments: z.array(assignmentSchema).max(256),
+    /** The split llama-server really used differs from the plan: reported, not hidden. */
+    mismatch: z.string().max(512).nullable(),
+    predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
+    createdAt: z.string().max(40)
+  })
+  .strict()
 
-export const announcementSchema = z.object({
-  v: z.literal(ANNOUNCEMENT_VERSION),
-  cluster: z.string().max(32),
-  peerId: z.string().min(1).max(128),
-  incarnation: z.number().int().min(0).max(2 ** 53 - 1),
-  seq: z.number().int().min(0).max(2 ** 53 - 1),
-  hostname: shortText,
-  agentVersion: z.string().max(64),
-  /** libp2p multiaddrs where the agent listens (LAN addresses). */
-  addresses: z.array(z.string().max(256)).max(32),
-  rpc: z.object({
-    host: z.string().max(64),
-    port: z.number().int().min(1).max(65535),
-    /** RPC protocol version read by a probe, e.g. `6.0.0`; null until known. */
-    protocol: z.string().max(16).nullable(),
-    state: z.enum(RPC_STATES),
-    /** llama.cpp build the rpc-server comes from, e.g. `0.4.0-dev (build 1, commit 80fb11a)`. */
-    llamaBuild: z.string().max(128),
-    /**
-     * Fencing: the coordinator term this rpc-server was (re)started for. On every new term each agent
-     * restarts its rpc-server, which cuts any llama-server of an older term off it, then says so here;
-     * a coordinator plans only with rpc-servers that serve its own term.
-     */
-    servingTerm: z.number().int().min(0).max(2 ** 53 - 1)
-  }).strict(),
-  devices: z.array(deviceSchema).max(64),
-  /** Bytes this node offers to the cluster (`--max-memory`). */
-  memoryBudget: bytes,
-  cpuThreads: z.number().int().min(1).max(4096),
-  models: z.array(modelSchema).max(64),
-  /** Holds a model and a llama-server, so it can run the cluster's llama-server. */
-  canCoordinate: z.boolean(),
-  /** Port of the agent's HTTP API. */
-  apiPort: z.number().int().min(1).max(65535).nullable(),
-  /** Measured decode speed of this node's rpc-server (see calibration); null until measured. */
-  speed: z.object({
-    /** Seconds one token takes per GiB of layer weights on this rpc-server. */
-    secondsPerGiB: z.number().positive().max(1e6),
-    measuredAt: z.string().max(40),
-    method: z.string().max(256)
-  }).strict().nullable(),
-  /** Whom this agent believes coordinates, and in which term. From the coordinator itself it is its claim. */
-  coordinator: z.object({ peerId: z.string().min(1).max(128), term }).strict().nullable(),
-  /** The coordinator's current plan (only the coordinator's own announcement carries one). */
-  plan: planSchema.nullable()
-}).strict()
+export const announcementSchema = z
+  .object({
+    v: z.literal(ANNOUNCEMENT_VERSION),
+    cluster: z.string().max(32),
+    peerId: z.string().min(1).max(128),
+    incarnation: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 53 - 1),
+    seq: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 53 - 1),
+    hostname: shortText,
+    agentVersion: z.string().max(64),
+    /** libp2p multiaddrs where the agent listens (LAN addresses). */
+    addresses: z.array(z.string().max(256)).max(32),
+    rpc: z
+      .object({
+        host: z.string().max(64),
+        port: z.number().int().min(1).max(65535),
+        /** RPC protocol version read by a probe, e.g. `6.0.0`; null until known. */
+        protocol: z.string().max(16).nullable(),
+        state: z.enum(RPC_STATES),
+        /** llama.cpp build the rpc-server comes from, e.g. `0.4.0-dev (build 1, commit 80fb11a)`. */
+        llamaBuild: z.string().max(128),
+        /**
+         * Fencing: the coordinator term this rpc-server was (re)started for. On every new term each agent
+         * restarts its rpc-server, which cuts any llama-server of an older term off it, then says so here;
+         * a coordinator plans only with rpc-servers that serve its own term.
+         */
+        servingTerm: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 53 - 1)
+      })
+      .strict(),
+    devices: z.array(deviceSchema).max(64),
+    /** Bytes this node offers to the cluster (`--max-memory`). */
+    memoryBudget: bytes,
+    cpuThreads: z.number().int().min(1).max(4096),
+    models: z.array(modelSchema).max(64),
+    /** Holds a model and a llama-server, so it can run the cluster's llama-server. */
+    canCoordinate: z.boolean(),
+    /** Port of the agent's HTTP API. */
+    apiPort: z.number().int().min(1).max(65535).nullable(),
+    /** Measured decode speed of this node's rpc-server (see calibration); null until measured. */
+    speed: z
+      .object({
+        /** Seconds one token takes per GiB of layer weights on this rpc-server. */
+        secondsPerGiB: z.number().positive().max(1e6),
+        measuredAt: z.string().max(40),
+        method: z.string().max(256)
+      })
+      .strict()
+      .nullable(),
+    /** Whom this agent believes coordinates, and in which term. From the coordinator itself it is its claim. */
+    coordinator: z
+      .object({ peerId: z.string().min(1).max(128), term })
+      .strict()
+      .nullable(),
+    /** The coordinator's current plan (only the coordinator's own announcement carries one). */
+    plan: planSchema.nullable()
+  })
+  .strict()
 
 export type Announcement = z.infer<typeof announcementSchema>
 export type PlanView = z.infer<typeof planSchema>

@@ -83,7 +83,11 @@ export function clusterView(
   now: number,
   /** Wall-clock time for the ISO strings; the membership clock may be monotonic. */
   wallNow: number = now,
-  coordination: { coordinator: ClusterView['coordinator'], plan: PlanView | null, problem: string | null } = { coordinator: null, plan: null, problem: null }
+  coordination: { coordinator: ClusterView['coordinator']; plan: PlanView | null; problem: string | null } = {
+    coordinator: null,
+    plan: null,
+    problem: null
+  }
 ): ClusterView {
   const { plan } = coordination
   const toWall = (t: number): number => wallNow - (now - t)

@@ -5,13 +5,27 @@ import type { Announcement } from './announcement.js'
 
 const T: ElectionTimings = { settleMs: 1000, claimStaggerMs: 500, startupQuietMs: 2000 }
 
-function node (peerId: string, over: Partial<Announcement> = {}): Announcement {
+function node(peerId: string, over: Partial<Announcement> = {}): Announcement {
   return {
-    v: 1, cluster: 'default', peerId, incarnation: 1, seq: 1, hostname: peerId, agentVersion: '0.1.0', addresses: [],
+    v: 1,
+    cluster: 'default',
+    peerId,
+    incarnation: 1,
+    seq: 1,
+    hostname: peerId,
+    agentVersion: '0.1.0',
+    addresses: [],
     rpc: { host: '10.0.0.1', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0 },
     devices: [{ kind: 'cpu', name: 'CPU', memoryTotal: 8e9, memoryFree: 8e9 }],
-    memoryBudget: 4e9, cpuThreads: 2, models: [{ name: 'm.gguf', size: 100, id: 'aaaaaaaaaaaaaaaa' }], canCoordinate: true, apiPort: 7491,
-    speed: null, coordinator: null, plan: null, ...over
+    memoryBudget: 4e9,
+    cpuThreads: 2,
+    models: [{ name: 'm.gguf', size: 100, id: 'aaaaaaaaaaaaaaaa' }],
+    canCoordinate: true,
+    apiPort: 7491,
+    speed: null,
+    coordinator: null,
+    plan: null,
+    ...over
   }
 }
 
@@ -23,12 +37,23 @@ test('ranking prefers accelerators, then measured speed, then memory, then the l
   const bigB = node('a', { memoryBudget: 9e9 })
   const noModel = node('c', { models: [] })
   const cannot = node('d', { canCoordinate: false })
-  assert.deepEqual(rankCandidates([slow, bigA, noModel, fast, gpu, bigB, cannot], 'aaaaaaaaaaaaaaaa').map((a) => a.peerId), ['z', 'y', 'x', 'a', 'b'])
+  assert.deepEqual(
+    rankCandidates([slow, bigA, noModel, fast, gpu, bigB, cannot], 'aaaaaaaaaaaaaaaa').map((a) => a.peerId),
+    ['z', 'y', 'x', 'a', 'b']
+  )
 })
 
 test('the cluster model is the one most coordinate-capable nodes hold', () => {
   const other = { name: 'o.gguf', size: 1, id: 'bbbbbbbbbbbbbbbb' }
-  assert.equal(clusterModel([node('a'), node('b', { models: [other] }), node('c', { models: [other] }), node('d', { models: [other], canCoordinate: false })])?.id, 'bbbbbbbbbbbbbbbb')
+  assert.equal(
+    clusterModel([
+      node('a'),
+      node('b', { models: [other] }),
+      node('c', { models: [other] }),
+      node('d', { models: [other], canCoordinate: false })
+    ])?.id,
+    'bbbbbbbbbbbbbbbb'
+  )
   assert.equal(clusterModel([node('a', { canCoordinate: false })]), undefined)
 })
 

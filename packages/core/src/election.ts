@@ -33,12 +33,12 @@ export interface Decision {
   readonly role: Role
   /** Set when this node should announce a claim of this term now. */
   readonly claimTerm?: number
-  readonly coordinator: { readonly peerId: string, readonly term: number } | null
+  readonly coordinator: { readonly peerId: string; readonly term: number } | null
 }
 
 /** The model the cluster serves: the one most coordinate-capable nodes hold; ties by id. Pure. */
-export function clusterModel (announcements: readonly Announcement[]): ModelRef | undefined {
-  const counts = new Map<string, { model: ModelRef, count: number }>()
+export function clusterModel(announcements: readonly Announcement[]): ModelRef | undefined {
+  const counts = new Map<string, { model: ModelRef; count: number }>()
   for (const a of announcements) {
     if (!a.canCoordinate) continue
     for (const model of a.models) {
@@ -56,14 +56,16 @@ const accelerator = (a: Announcement): number => a.devices.filter((d) => d.kind 
  * Best coordinator first: the host keeps the embeddings and runs the graph, so prefer strong devices
  * (accelerator memory, then measured speed, then offered memory), then the lower peer id. Pure.
  */
-export function rankCandidates (announcements: readonly Announcement[], modelId: string): Announcement[] {
+export function rankCandidates(announcements: readonly Announcement[], modelId: string): Announcement[] {
   return announcements
     .filter((a) => a.canCoordinate && a.models.some((m) => m.id === modelId))
-    .sort((x, y) =>
-      accelerator(y) - accelerator(x) ||
-      (x.speed?.secondsPerGiB ?? Infinity) - (y.speed?.secondsPerGiB ?? Infinity) ||
-      y.memoryBudget - x.memoryBudget ||
-      (x.peerId < y.peerId ? -1 : 1))
+    .sort(
+      (x, y) =>
+        accelerator(y) - accelerator(x) ||
+        (x.speed?.secondsPerGiB ?? Infinity) - (y.speed?.secondsPerGiB ?? Infinity) ||
+        y.memoryBudget - x.memoryBudget ||
+        (x.peerId < y.peerId ? -1 : 1)
+    )
 }
 
 export class Election {
@@ -76,17 +78,25 @@ export class Election {
   /** The highest term any announcement mentioned. */
   private seenTerm = 0
 
-  constructor (readonly selfPeerId: string, private readonly timings: ElectionTimings, private readonly startedAt: number) {}
+  constructor(
+    readonly selfPeerId: string,
+    private readonly timings: ElectionTimings,
+    private readonly startedAt: number
+  ) {}
 
-  get currentTerm (): number { return this.term }
-  get coordinator (): string | undefined { return this.coordinatorId }
+  get currentTerm(): number {
+    return this.term
+  }
+  get coordinator(): string | undefined {
+    return this.coordinatorId
+  }
 
   /**
    * Learns from an announcement: a node's own claim (coordinator.peerId === its peerId) is a claim;
    * every announcement also tells the highest term its sender has seen. Returns true when the
    * coordinator or term changed.
    */
-  observe (a: Pick<Announcement, 'peerId' | 'coordinator'>, now: number): boolean {
+  observe(a: Pick<Announcement, 'peerId' | 'coordinator'>, now: number): boolean {
     const belief = a.coordinator
     if (belief === null) return false
     if (belief.peerId === a.peerId) return this.onClaim(belief.term, a.peerId, now)
@@ -95,7 +105,7 @@ export class Election {
     return false
   }
 
-  onClaim (term: number, peerId: string, now: number): boolean {
+  onClaim(term: number, peerId: string, now: number): boolean {
     if (term < this.term) return false
     if (term > this.term) {
       this.term = term
@@ -118,7 +128,7 @@ export class Election {
    * The decision at `now`. `alive` holds the peer ids currently alive (self included);
    * `candidates` are the eligible nodes, best first (see rankCandidates).
    */
-  decide (alive: ReadonlySet<string>, candidates: readonly string[], now: number): Decision {
+  decide(alive: ReadonlySet<string>, candidates: readonly string[], now: number): Decision {
     const current = this.coordinatorId
     if (current !== undefined && (current === this.selfPeerId || alive.has(current))) {
       const coordinator = { peerId: current, term: this.term }

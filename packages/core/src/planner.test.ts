@@ -6,21 +6,42 @@ import { expectedLayerDevices, layersPerDevice } from './layer-split.js'
 const MIB = 2 ** 20
 const GIB = 2 ** 30
 
-function model (layers: number, layerMiB: number, over: Partial<PlanModel> = {}): PlanModel {
+function model(layers: number, layerMiB: number, over: Partial<PlanModel> = {}): PlanModel {
   return {
-    name: 'm.gguf', id: 'aaaaaaaaaaaaaaaa', layerWeightBytes: new Array(layers).fill(layerMiB * MIB), embeddingBytes: 50 * MIB,
-    outputBytes: 50 * MIB, kvBytesPerTokenPerLayer: 256, embeddingLength: 64, vocabSize: 1000, contextLength: 4096, ...over
+    name: 'm.gguf',
+    id: 'aaaaaaaaaaaaaaaa',
+    layerWeightBytes: new Array(layers).fill(layerMiB * MIB),
+    embeddingBytes: 50 * MIB,
+    outputBytes: 50 * MIB,
+    kvBytesPerTokenPerLayer: 256,
+    embeddingLength: 64,
+    vocabSize: 1000,
+    contextLength: 4096,
+    ...over
   }
 }
 
-function node (peerId: string, budgetMiB: number, secondsPerGiB: number | undefined, over: Partial<PlanNode> = {}): PlanNode {
-  return { peerId, hostname: peerId, rpc: `${peerId}:50052`, memoryBudget: budgetMiB * MIB, secondsPerGiB, hopSeconds: 0.001, isHost: false, ...over }
+function node(peerId: string, budgetMiB: number, secondsPerGiB: number | undefined, over: Partial<PlanNode> = {}): PlanNode {
+  return {
+    peerId,
+    hostname: peerId,
+    rpc: `${peerId}:50052`,
+    memoryBudget: budgetMiB * MIB,
+    secondsPerGiB,
+    hopSeconds: 0.001,
+    isHost: false,
+    ...over
+  }
 }
 
 const counts = (p: ReturnType<typeof plan>): Record<string, number> => Object.fromEntries(p.nodes.map((n) => [n.peerId, n.layerCount]))
 
 test('a model that fits on one node runs there, on the fastest that can hold it', () => {
-  const p = plan({ model: model(32, 100), nodes: [node('slow', 20_000, 2), node('fast', 20_000, 1), node('host', 20_000, 1.5, { isHost: true })], contextSize: 512 })
+  const p = plan({
+    model: model(32, 100),
+    nodes: [node('slow', 20_000, 2), node('fast', 20_000, 1), node('host', 20_000, 1.5, { isHost: true })],
+    contextSize: 512
+  })
   assert.deepEqual(counts(p), { fast: 32 })
   assert.deepEqual(p.nodes[0]?.layers, [0, 31])
   assert.equal(p.nodes[0]?.output, true)
@@ -32,7 +53,11 @@ test('fastest first: the fast nodes are filled to their memory, the slow one tak
   const perLayer = 100 * MIB + 256 * 512
   const headroom = computeHeadroomBytes(m)
   const budget = (layers: number, extra = 0): number => (layers * perLayer + headroom + extra) / MIB
-  const p = plan({ model: m, contextSize: 512, nodes: [node('slow', budget(40, 50 * MIB), 3), node('a', budget(15), 1), node('b', budget(15, 50 * MIB), 1)] })
+  const p = plan({
+    model: m,
+    contextSize: 512,
+    nodes: [node('slow', budget(40, 50 * MIB), 3), node('a', budget(15), 1), node('b', budget(15, 50 * MIB), 1)]
+  })
   const c = counts(p)
   assert.equal(c.a, 15)
   assert.equal((c.a ?? 0) + (c.b ?? 0) + (c.slow ?? 0), 40)
@@ -41,12 +66,19 @@ test('fastest first: the fast nodes are filled to their memory, the slow one tak
   for (const n of p.nodes) assert.ok(n.memory.total <= n.memory.budget, `${n.peerId}: ${n.memory.total} > ${n.memory.budget}`)
   // the tensor split makes llama.cpp place exactly these counts
   const devices = expectedLayerDevices(p.tensorSplit, 40)
-  assert.deepEqual(layersPerDevice(devices, p.nodes.length).perDevice, p.nodes.map((n) => n.layerCount))
+  assert.deepEqual(
+    layersPerDevice(devices, p.nodes.length).perDevice,
+    p.nodes.map((n) => n.layerCount)
+  )
   assert.equal(p.nodes[p.nodes.length - 1]?.output, true)
 })
 
-test('a slow but big node is not preferred over fast ones by memory alone (the peer systems\' mistake)', () => {
-  const p = plan({ model: model(20, 100), contextSize: 512, nodes: [node('ramrich-slow', 64_000, 5), node('fast1', 1300, 1), node('fast2', 1300, 1)] })
+test("a slow but big node is not preferred over fast ones by memory alone (the peer systems' mistake)", () => {
+  const p = plan({
+    model: model(20, 100),
+    contextSize: 512,
+    nodes: [node('ramrich-slow', 64_000, 5), node('fast1', 1300, 1), node('fast2', 1300, 1)]
+  })
   const c = counts(p)
   assert.ok((c['ramrich-slow'] ?? 0) < 20, 'the slow node does not take the whole model')
   assert.ok(p.predictedSecondsPerToken < 20 * (100 / 1024) * 5, 'faster than the slow node alone')
@@ -59,21 +91,34 @@ test('a node with much less memory gets fewer layers', () => {
 })
 
 test('the host keeps the embeddings in its memory; unmeasured nodes are assumed slow', () => {
-  const p = plan({ model: model(10, 100), contextSize: 512, nodes: [node('host', 5000, 1, { isHost: true }), node('guess', 5000, undefined)] })
+  const p = plan({
+    model: model(10, 100),
+    contextSize: 512,
+    nodes: [node('host', 5000, 1, { isHost: true }), node('guess', 5000, undefined)]
+  })
   assert.deepEqual(counts(p), { host: 10 })
   assert.equal(p.nodes[0]?.memory.embeddings, 50 * MIB)
   assert.equal(p.unused[0]?.peerId, 'guess')
 })
 
-test('a model too big for the cluster fails with each node\'s required and offered bytes', () => {
-  assert.throws(() => plan({ model: model(100, 100), contextSize: 512, nodes: [node('a', 1000, 1), node('b', 2000, 1)] }), (err: Error) => {
-    assert.ok(err instanceof PlanError)
-    assert.match(err.message, /Cannot place m\.gguf: 100 layers need .* GiB .* but the nodes offer 2\.9 GiB: a offers 0\.977 GiB, holds \d+ layer/)
-    assert.equal(err.nodes.length, 2)
-    assert.equal(err.nodes[0]?.offeredBytes, 1000 * MIB)
-    return true
-  })
-  assert.throws(() => plan({ model: model(4, 1), nodes: [node('h', 10, 1, { isHost: true }), node('b', 10 * GIB / MIB, 1)] }), /the host h offers .* needs .* for the input embeddings/)
+test("a model too big for the cluster fails with each node's required and offered bytes", () => {
+  assert.throws(
+    () => plan({ model: model(100, 100), contextSize: 512, nodes: [node('a', 1000, 1), node('b', 2000, 1)] }),
+    (err: Error) => {
+      assert.ok(err instanceof PlanError)
+      assert.match(
+        err.message,
+        /Cannot place m\.gguf: 100 layers need .* GiB .* but the nodes offer 2\.9 GiB: a offers 0\.977 GiB, holds \d+ layer/
+      )
+      assert.equal(err.nodes.length, 2)
+      assert.equal(err.nodes[0]?.offeredBytes, 1000 * MIB)
+      return true
+    }
+  )
+  assert.throws(
+    () => plan({ model: model(4, 1), nodes: [node('h', 10, 1, { isHost: true }), node('b', (10 * GIB) / MIB, 1)] }),
+    /the host h offers .* needs .* for the input embeddings/
+  )
 })
 
 test('the hop cost decides whether splitting pays', () => {
@@ -82,6 +127,10 @@ test('the hop cost decides whether splitting pays', () => {
   // A fast node that holds half the model beside a slow one that holds it all: splitting pays when the hop is cheap.
   const m = model(20, 100)
   const half = (10 * (100 * MIB + 256 * 512) + computeHeadroomBytes(m)) / MIB
-  const cheap = plan({ model: m, contextSize: 512, nodes: [node('fast', half, 0.2, { hopSeconds: 0.0001 }), node('slow', 5000, 2, { hopSeconds: 0.0001 })] })
+  const cheap = plan({
+    model: m,
+    contextSize: 512,
+    nodes: [node('fast', half, 0.2, { hopSeconds: 0.0001 }), node('slow', 5000, 2, { hopSeconds: 0.0001 })]
+  })
   assert.deepEqual(counts(cheap), { fast: 10, slow: 10 })
 })

@@ -74,11 +74,11 @@ export interface NodePlan {
 }
 
 export interface Plan {
-  readonly model: { readonly name: string, readonly id: string }
+  readonly model: { readonly name: string; readonly id: string }
   readonly contextSize: number
   /** Used nodes in `--rpc` order (layers run in this order; the last one holds the output layer). */
   readonly nodes: readonly NodePlan[]
-  readonly unused: ReadonlyArray<{ readonly peerId: string, readonly hostname: string | undefined, readonly why: string }>
+  readonly unused: ReadonlyArray<{ readonly peerId: string; readonly hostname: string | undefined; readonly why: string }>
   readonly rpc: readonly string[]
   readonly tensorSplit: readonly number[]
   readonly gpuLayers: 'all'
@@ -87,7 +87,10 @@ export interface Plan {
 }
 
 export class PlanError extends Error {
-  constructor (message: string, readonly nodes: ReadonlyArray<{ peerId: string, requiredBytes: number, offeredBytes: number }>) {
+  constructor(
+    message: string,
+    readonly nodes: ReadonlyArray<{ peerId: string; requiredBytes: number; offeredBytes: number }>
+  ) {
     super(message)
     this.name = 'PlanError'
   }
@@ -98,7 +101,7 @@ const DEFAULT_CONTEXT = 4096
 const UBATCH = 512
 
 /** Compute buffers llama.cpp allocates per device, estimated from the batch and the model's widths. */
-export function computeHeadroomBytes (model: PlanModel): number {
+export function computeHeadroomBytes(model: PlanModel): number {
   return 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize) + 2 * 2 ** 20
 }
 
@@ -108,7 +111,7 @@ interface Layout {
   readonly cost: number
 }
 
-export function plan (input: PlanInput): Plan {
+export function plan(input: PlanInput): Plan {
   const { model } = input
   const layerCount = model.layerWeightBytes.length
   const contextSize = input.contextSize ?? Math.min(model.contextLength, DEFAULT_CONTEXT)
@@ -122,7 +125,8 @@ export function plan (input: PlanInput): Plan {
   // An unmeasured node is assumed half as fast as the slowest measured one: never preferred on a guess.
   const assumed = measured.length > 0 ? Math.max(...measured) * 2 : 1
   const speedOf = (n: PlanNode): number => n.secondsPerGiB ?? assumed
-  const fixedBytes = (n: PlanNode, output: boolean): number => headroom + (output ? model.outputBytes : 0) + (n.isHost ? model.embeddingBytes : 0)
+  const fixedBytes = (n: PlanNode, output: boolean): number =>
+    headroom + (output ? model.outputBytes : 0) + (n.isHost ? model.embeddingBytes : 0)
   /** Most layers node `n` can hold. */
   const capacity = (n: PlanNode, output: boolean): number => {
     const free = n.memoryBudget - fixedBytes(n, output)
@@ -161,24 +165,39 @@ export function plan (input: PlanInput): Plan {
     for (const last of subset) {
       const candidate = layout(subset, last)
       if (candidate === undefined) continue
-      if (best === undefined || candidate.cost < best.cost - 1e-12 || (Math.abs(candidate.cost - best.cost) <= 1e-12 && candidate.order.length < best.order.length)) best = candidate
+      if (
+        best === undefined ||
+        candidate.cost < best.cost - 1e-12 ||
+        (Math.abs(candidate.cost - best.cost) <= 1e-12 && candidate.order.length < best.order.length)
+      )
+        best = candidate
     }
   }
 
   if (host !== undefined && host.memoryBudget < model.embeddingBytes + headroom) {
-    throw new PlanError(`Cannot plan: the host ${host.hostname ?? host.peerId} offers ${formatGiB(host.memoryBudget)} but needs ${formatGiB(model.embeddingBytes + headroom)} for the input embeddings and compute buffers`, [
-      { peerId: host.peerId, requiredBytes: model.embeddingBytes + headroom, offeredBytes: host.memoryBudget }
-    ])
+    throw new PlanError(
+      `Cannot plan: the host ${host.hostname ?? host.peerId} offers ${formatGiB(host.memoryBudget)} but needs ${formatGiB(model.embeddingBytes + headroom)} for the input embeddings and compute buffers`,
+      [{ peerId: host.peerId, requiredBytes: model.embeddingBytes + headroom, offeredBytes: host.memoryBudget }]
+    )
   }
   if (best === undefined) {
     const perLayer = maxLayerBytes + kvPerLayer
     const needed = layerCount * perLayer + model.outputBytes + model.embeddingBytes + headroom * input.nodes.length
     const offered = input.nodes.reduce((sum, n) => sum + n.memoryBudget, 0)
-    const details = input.nodes.map((n) => ({ peerId: n.peerId, requiredBytes: fixedBytes(n, false) + perLayer, offeredBytes: n.memoryBudget }))
+    const details = input.nodes.map((n) => ({
+      peerId: n.peerId,
+      requiredBytes: fixedBytes(n, false) + perLayer,
+      offeredBytes: n.memoryBudget
+    }))
     throw new PlanError(
       `Cannot place ${model.name}: ${layerCount} layers need ${formatGiB(needed)} (weights, KV cache for ${contextSize} tokens, output, embeddings, compute headroom) ` +
         `but the nodes offer ${formatGiB(offered)}: ` +
-        input.nodes.map((n) => `${n.hostname ?? n.peerId} offers ${formatGiB(n.memoryBudget)}, holds ${capacity(n, false)} layer(s) of ${formatGiB(perLayer)}`).join('; '),
+        input.nodes
+          .map(
+            (n) =>
+              `${n.hostname ?? n.peerId} offers ${formatGiB(n.memoryBudget)}, holds ${capacity(n, false)} layer(s) of ${formatGiB(perLayer)}`
+          )
+          .join('; '),
       details
     )
   }
@@ -206,20 +225,30 @@ export function plan (input: PlanInput): Plan {
       ? `${speedNote}; filled to its memory (${formatGiB(memory.total)} of ${formatGiB(n.memoryBudget)})`
       : `${speedNote}; ${count === layerCount ? 'holds the whole model' : 'takes the remaining layers'}`
     return {
-      peerId: n.peerId, hostname: n.hostname, rpc: n.rpc, layerCount: count, layers, output, memory,
-      secondsPerGiB: speedOf(n), speedMeasured: n.secondsPerGiB !== undefined,
+      peerId: n.peerId,
+      hostname: n.hostname,
+      rpc: n.rpc,
+      layerCount: count,
+      layers,
+      output,
+      memory,
+      secondsPerGiB: speedOf(n),
+      speedMeasured: n.secondsPerGiB !== undefined,
       secondsPerToken: count * meanLayerGiB * speedOf(n) + n.hopSeconds,
       why: output ? `${why}; holds the output layer` : why
     }
   })
   const usedIds = new Set(nodes.map((n) => n.peerId))
-  const unused = input.nodes.filter((n) => !usedIds.has(n.peerId)).map((n) => ({
-    peerId: n.peerId,
-    hostname: n.hostname,
-    why: capacity(n, false) === 0
-      ? `offers ${formatGiB(n.memoryBudget)}: not enough for one layer plus headroom`
-      : 'not needed: the faster nodes hold the model, and another hop would cost more than it saves'
-  }))
+  const unused = input.nodes
+    .filter((n) => !usedIds.has(n.peerId))
+    .map((n) => ({
+      peerId: n.peerId,
+      hostname: n.hostname,
+      why:
+        capacity(n, false) === 0
+          ? `offers ${formatGiB(n.memoryBudget)}: not enough for one layer plus headroom`
+          : 'not needed: the faster nodes hold the model, and another hop would cost more than it saves'
+    }))
   return {
     model: { name: model.name, id: model.id },
     contextSize,

@@ -16,7 +16,7 @@
 import './polyfill.js'
 
 export { Mesh } from './mesh.js'
-export type { MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
+export type { CoordinationView, MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
 export { loadOrCreateIdentity, IDENTITY_FILE } from './identity.js'
 export { hasMulticastRoute, lanAddresses, mdnsAvailability } from './network-environment.js'
 export type { LanAddress, MdnsAvailability } from './network-environment.js'

@@ -51,6 +51,8 @@ export interface MeshOptions {
   readonly timings: MeshTimings
   readonly logger: MeshLogger
   readonly describeSelf: () => SelfDescription
+  /** Coordinator and plan for the view (from the coordination layer); none by default. */
+  readonly coordination?: () => CoordinationView
   /** Monotonic clock for membership (ms). Injected so tests can drive it. */
   readonly now?: () => number
 }
@@ -64,7 +66,12 @@ export interface MeshCounters {
 
 export interface MeshEvents {
   membership: [MembershipEvent]
+  /** A newer announcement of a peer was applied (the election reads claims from these). */
+  announcement: [Announcement]
 }
+
+/** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
+export type CoordinationView = Parameters<typeof clusterView>[5]
 
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
@@ -205,7 +212,30 @@ export class Mesh extends EventEmitter<MeshEvents> {
       connections: connections.length,
       connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size
     }
-    return clusterView(this.announcement(), this.membership.list(this.now()), discovery, this.now(), Date.now())
+    return clusterView(
+      this.announcement(),
+      this.membership.list(this.now()),
+      discovery,
+      this.now(),
+      Date.now(),
+      this.options.coordination?.()
+    )
+  }
+
+  /** Live members (not self) with their status, from the membership view. */
+  members(): ReturnType<Membership['list']> {
+    return this.membership.list(this.now())
+  }
+
+  /** Round-trip time to a connected peer in ms (libp2p ping), undefined when it cannot be measured. */
+  async rtt(peerId: string): Promise<number | undefined> {
+    const node = this.node
+    if (node === undefined) return undefined
+    try {
+      return await node.services.ping.ping(peerIdFromString(peerId), { signal: AbortSignal.timeout(2000) })
+    } catch {
+      return undefined
+    }
   }
 
   listenAddresses(): string[] {
@@ -282,6 +312,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       }
     }
     this.emitEvents(events)
+    if (verdict === 'applied') this.emit('announcement', a)
   }
 
   private emitEvents(events: MembershipEvent[]): void {

@@ -1,11 +1,18 @@
 /**
- * One agent: its rpc-server (supervised, or an external one it attaches to), its place in the mesh,
- * and its local HTTP API. Wires the pieces; the rules live in @sollol/core.
+ * One agent: its rpc-server (supervised, or an external one it attaches to), its speed measured once,
+ * its place in the mesh, the coordination loop and the local HTTP API. Wires the pieces; the rules live
+ * in @sollol/core.
  */
 import type { Server } from 'node:http'
 import { existsSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import {
+  calibrateRpcServer,
+  CALIBRATION_METHOD,
+  defaultCacheRoot,
   formatRpcVersion,
+  LAN_TIMINGS,
   probeRpcServer,
   RpcServerSupervisor,
   type LlamaBinaries,
@@ -13,9 +20,10 @@ import {
   type RpcDeviceMemory,
   type RpcServerState
 } from '@sollol/llama-cpp'
-import { LAN_MESH_TIMINGS, type Device, type MeshTimings, type ModelRef } from '@sollol/core'
+import { LAN_ELECTION_TIMINGS, LAN_MESH_TIMINGS, type Announcement, type Device, type MeshTimings, type ModelRef } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
+import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 import { startHttpApi } from './http-api.js'
 import { AGENT_VERSION } from './version.js'
 
@@ -35,6 +43,9 @@ export interface AgentOptions {
   readonly rpcEndpoint?: { host: string; port: number }
   readonly maxMemory?: number
   readonly model?: string
+  readonly serverPort: number
+  readonly contextSize?: number
+  readonly recalibrate: boolean
   readonly bootstrap: readonly string[]
   readonly mdns: boolean
   readonly binaries: LlamaBinaries
@@ -43,13 +54,18 @@ export interface AgentOptions {
 }
 
 type RpcAnnounceState = SelfDescription['rpc']['state']
+type Speed = NonNullable<Announcement['speed']>
+
+const monotonic = (): number => performance.timeOrigin + performance.now()
 
 export class Agent {
   private rpc: RpcServerSupervisor | undefined
   private mesh: Mesh | undefined
+  private coordination: Coordination | undefined
   private http: Server | undefined
   private devices: Device[] = []
   private models: ModelRef[] = []
+  private speed: Speed | null = null
   private rpcProtocol: string | null = null
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
@@ -97,6 +113,8 @@ export class Agent {
       const probe = await probeRpcServer(this.rpcHost, this.o.rpcPort)
       this.rpcProtocol = formatRpcVersion(probe.version)
       rpcDevices = probe.devices
+      // Measured now, while nobody else knows this rpc-server: it is idle.
+      this.speed = await this.measureSpeed()
     }
     this.devices = await detectDevices(rpcDevices)
 
@@ -109,12 +127,37 @@ export class Agent {
       mdns: this.o.mdns,
       timings: this.o.timings ?? LAN_MESH_TIMINGS,
       logger: log,
-      describeSelf: () => this.describeSelf()
+      describeSelf: () => this.describeSelf(),
+      coordination: () => this.coordination?.view() ?? { coordinator: null, plan: null, problem: null },
+      now: monotonic
     })
     this.mesh = mesh
+    this.coordination = new Coordination({
+      mesh,
+      binaries: this.o.binaries,
+      modelPath: this.o.model,
+      serverHost: this.rpcHost,
+      serverPort: this.o.serverPort,
+      contextSize: this.o.contextSize,
+      threads: this.o.rpcThreads,
+      electionTimings: LAN_ELECTION_TIMINGS,
+      timings: LAN_COORDINATION_TIMINGS,
+      supervisorTimings: { ...LAN_TIMINGS, readyTimeoutMs: 10 * 60_000 },
+      fence: async (term) => {
+        await this.fence(term)
+      },
+      logger: log.child({ component: 'coordination' }),
+      now: monotonic
+    })
     await mesh.start()
+    this.coordination.start()
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
-    this.http = await startHttpApi({ host: this.o.apiHost, port: this.o.apiPort, view: () => mesh.view() })
+    this.http = await startHttpApi({
+      host: this.o.apiHost,
+      port: this.o.apiPort,
+      view: () => mesh.view(),
+      plan: async () => await (this.coordination as Coordination).dryRun()
+    })
     log.info(
       {
         api: `http://${this.o.apiHost}:${this.o.apiPort}/v1/cluster`,
@@ -132,19 +175,66 @@ export class Agent {
       else this.http.close(() => resolve())
     })
     this.http = undefined
+    await this.coordination?.stop()
     await this.mesh?.stop()
     await this.rpc?.stop()
-  }
-
-  view() {
-    return this.mesh?.view()
   }
 
   private rpcPortInUse(): number {
     return this.o.rpcEndpoint?.port ?? this.o.rpcPort
   }
 
+  /** Restarts the supervised rpc-server for a new term: whatever llama-server used it is cut off. */
+  private async fence(term: number): Promise<void> {
+    const rpc = this.rpc
+    if (rpc === undefined) return // an external rpc-server cannot be fenced by us (documented)
+    this.o.logger.info({ term }, 'fencing: restarting the rpc-server for the new term')
+    await rpc.stop()
+    await rpc.start()
+  }
+
+  /** Seconds per GiB of layers, measured once per llama.cpp build, thread count and devices, then cached. */
+  private async measureSpeed(): Promise<Speed | null> {
+    const file = join(this.o.dataDir, 'calibration.json')
+    const key = JSON.stringify({
+      build: this.o.binaries.version,
+      threads: this.o.rpcThreads,
+      devices: this.o.rpcDevices ?? null,
+      method: CALIBRATION_METHOD
+    })
+    if (!this.o.recalibrate) {
+      try {
+        const cached = JSON.parse(await readFile(file, 'utf8')) as { key: string; speed: Speed }
+        if (cached.key === key) return cached.speed
+      } catch {}
+    }
+    try {
+      const started = Date.now()
+      const result = await calibrateRpcServer({
+        llamaServer: this.o.binaries.llamaServer,
+        endpoint: `${this.rpcHost}:${this.o.rpcPort}`,
+        cacheDir: join(defaultCacheRoot(), 'calibration'),
+        logger: this.o.logger
+      })
+      const speed: Speed = { secondsPerGiB: result.secondsPerGiB, measuredAt: result.measuredAt, method: result.method }
+      this.o.logger.info(
+        {
+          secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)),
+          tokensPerSecond: Math.round(result.tokensPerSecond),
+          ms: Date.now() - started
+        },
+        'rpc-server speed measured'
+      )
+      await writeFile(file, JSON.stringify({ key, speed }, null, 2) + '\n').catch(() => {})
+      return speed
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')
+      return null
+    }
+  }
+
   private describeSelf(): SelfDescription {
+    const belief = this.coordination?.belief() ?? { coordinator: null, plan: null }
     return {
       agentVersion: AGENT_VERSION,
       rpc: {
@@ -152,14 +242,18 @@ export class Agent {
         port: this.rpcPortInUse(),
         protocol: this.rpcProtocol,
         state: this.rpcState,
-        llamaBuild: this.o.binaries.version
+        llamaBuild: this.o.binaries.version,
+        // an external rpc-server cannot be restarted by us: it serves every term
+        servingTerm: this.rpc === undefined ? (this.coordination?.election.currentTerm ?? 0) : (this.coordination?.servingTerm ?? 0)
       },
       devices: this.devices,
       memoryBudget: this.o.maxMemory ?? defaultMemoryBudget(),
       cpuThreads: this.o.rpcThreads,
       models: this.models,
       canCoordinate: this.models.length > 0 && existsSync(this.o.binaries.llamaServer),
-      apiPort: this.o.apiPort
+      apiPort: this.o.apiPort,
+      speed: this.speed,
+      ...belief
     }
   }
 
@@ -174,9 +268,7 @@ export class Agent {
             : state.kind === 'stopped'
               ? 'stopped'
               : 'starting'
-    if (next === this.rpcState) return
-    this.rpcState = next
-    this.mesh?.announceNow()
+    this.setRpcState(next)
   }
 
   /** An external rpc-server is probed now and then; a busy one times out harmlessly and keeps its last state. */

@@ -3,12 +3,14 @@
  * later, controls it. Routes: GET /v1/cluster (the state JSON), GET /healthz.
  */
 import { createServer, type Server } from 'node:http'
-import type { ClusterView } from '@sollol/core'
+import type { ClusterView, Plan } from '@sollol/core'
 
 export interface HttpApiOptions {
   readonly host: string
   readonly port: number
   readonly view: () => ClusterView
+  /** A dry-run plan for the current cluster (GET /v1/plan). */
+  readonly plan: () => Promise<Plan>
 }
 
 export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
@@ -24,6 +26,13 @@ export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
     }
     if (path === '/v1/cluster') {
       send(200, o.view())
+      return
+    }
+    if (path === '/v1/plan') {
+      o.plan().then(
+        (p) => send(200, p),
+        (err: Error) => send(409, { error: err.message })
+      )
       return
     }
     if (path === '/healthz') {

@@ -21,12 +21,15 @@ test('formatStatus shows one row per node with human units', () => {
     status: 'self' as const,
     addresses: [],
     agentVersion: '0.1.0',
-    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1' },
+    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 1 },
     devices: [{ kind: 'cpu' as const, name: 'CPU', memoryTotal: 24 * 2 ** 30, memoryFree: 20 * 2 ** 30 }],
     memoryBudget: 8 * 2 ** 30,
     cpuThreads: 2,
     models: [],
     canCoordinate: false,
+    speed: null,
+    layers: [0, 7] as [number, number],
+    output: true,
     apiPort: 7491,
     lastSeen: '2026-01-01T00:00:00.000Z'
   }
@@ -41,7 +44,7 @@ test('formatStatus shows one row per node with human units', () => {
   }
   const text = formatStatus(view)
   assert.match(text, /cluster default: 1 node, answered by …123456/)
-  assert.match(text, /box1\s+…123456\s+self\s+10\.0\.0\.2:50052\s+ready v6\.0\.0\s+cpu 24\.0 GiB\s+8\.0 GiB\s+worker/)
+  assert.match(text, /box1\s+…123456\s+self\s+10\.0\.0\.2:50052\s+ready v6\.0\.0\s+cpu 24\.0 GiB\s+8\.0 GiB\s+-\s+0-7\+out\s+worker/)
 })
 
 test('parseNvidiaSmi reads name, total and free MiB per GPU', () => {

@@ -11,6 +11,7 @@ import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.j
 export const DEFAULT_P2P_PORT = 7490
 export const DEFAULT_API_PORT = 7491
 export const DEFAULT_RPC_PORT = 50052
+export const DEFAULT_SERVER_PORT = 7492
 
 interface StartFlags extends BinaryFlags {
   setup: boolean
@@ -29,6 +30,9 @@ interface StartFlags extends BinaryFlags {
   model?: string
   bootstrap: string[]
   mdns: boolean
+  serverPort: number
+  ctxSize?: number
+  recalibrate: boolean
 }
 
 /**
@@ -93,6 +97,18 @@ export function registerStart(program: Command, getLog: () => Logger): void {
       []
     )
     .option('--no-mdns', 'do not discover peers by mDNS (use --bootstrap)')
+    .option(
+      '--server-port <port>',
+      'port of llama-server (the OpenAI API) when this agent coordinates',
+      integer('--server-port', 1, 65535),
+      DEFAULT_SERVER_PORT
+    )
+    .option(
+      '--ctx-size <tokens>',
+      "context size llama-server runs with (default: the model's, at most 4096)",
+      integer('--ctx-size', 16, 10_000_000)
+    )
+    .option('--recalibrate', 'measure the rpc-server speed again instead of using the cached result', false)
     .option('--no-setup', 'fail instead of building llama.cpp when no binaries are found')
     .action(async (flags: StartFlags) => {
       const log = getLog()
@@ -114,6 +130,9 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         ...(flags.model !== undefined ? { model: resolve(flags.model) } : {}),
         bootstrap: flags.bootstrap,
         mdns: flags.mdns,
+        serverPort: flags.serverPort,
+        ...(flags.ctxSize !== undefined ? { contextSize: flags.ctxSize } : {}),
+        recalibrate: flags.recalibrate,
         binaries,
         logger: log
       })

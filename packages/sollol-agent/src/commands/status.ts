@@ -67,8 +67,14 @@ export function formatTable(rows: readonly string[][]): string {
     .join('\n')
 }
 
+export function layersText(node: Pick<NodeView, 'layers' | 'output'>): string {
+  const range = node.layers === null ? '' : node.layers[0] === node.layers[1] ? `${node.layers[0]}` : `${node.layers[0]}-${node.layers[1]}`
+  if (range === '' && !node.output) return '-'
+  return node.output ? `${range}${range === '' ? '' : '+'}out` : range
+}
+
 export function formatStatus(view: ClusterView): string {
-  const rows = [['NODE', 'PEER', 'STATUS', 'RPC ENDPOINT', 'RPC', 'DEVICES', 'OFFERED', 'ROLE']]
+  const rows = [['NODE', 'PEER', 'STATUS', 'RPC ENDPOINT', 'RPC', 'DEVICES', 'OFFERED', 'SPEED', 'LAYERS', 'ROLE']]
   for (const node of view.nodes) {
     const role = view.coordinator?.peerId === node.peerId ? 'coordinator' : node.canCoordinate ? 'can coordinate' : 'worker'
     rows.push([
@@ -79,13 +85,26 @@ export function formatStatus(view: ClusterView): string {
       `${node.rpc.state}${node.rpc.protocol !== null ? ` v${node.rpc.protocol}` : ''}`,
       devicesText(node),
       formatBytes(node.memoryBudget),
+      node.speed === null || node.speed === undefined ? '-' : `${node.speed.secondsPerGiB.toFixed(3)} s/GiB`,
+      layersText(node),
       role
     ])
   }
-  const header =
-    `cluster ${view.cluster}: ${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'}, answered by ${shortId(view.self)}` +
-    (view.discovery.mdns !== 'ok' ? `\nmDNS ${view.discovery.mdns}: ${view.discovery.reason ?? ''}` : '')
-  return `${header}\n${formatTable(rows)}\n`
+  const lines = [
+    `cluster ${view.cluster}: ${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'}, answered by ${shortId(view.self)}`
+  ]
+  if (view.discovery.mdns !== 'ok') lines.push(`mDNS ${view.discovery.mdns}: ${view.discovery.reason ?? ''}`)
+  if (view.coordinator !== null) lines.push(`coordinator ${shortId(view.coordinator.peerId)}, term ${view.coordinator.term}`)
+  const plan = view.plan
+  if (plan !== null) {
+    const tps = plan.predictedTokensPerSecond !== null ? `, predicted ${plan.predictedTokensPerSecond.toFixed(0)} tok/s` : ''
+    lines.push(
+      `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${plan.server.detail !== null ? ` (${plan.server.detail})` : ''}, plan generation ${plan.generation}${tps}`
+    )
+    if (plan.mismatch !== null) lines.push(`split differs from the plan: ${plan.mismatch}`)
+  }
+  if (view.problem !== undefined && view.problem !== null) lines.push(`not serving: ${view.problem}`)
+  return `${lines.join('\n')}\n${formatTable(rows)}\n`
 }
 
 export function registerStatus(program: Command): void {

@@ -1,0 +1,86 @@
+import type { Command } from 'commander'
+import { readModelInfo } from '@sollol/gguf'
+import { plan as makePlan, type ClusterView, type Plan } from '@sollol/core'
+import { formatBytes, integer } from '../options.js'
+import { addClusterOptions } from './start.js'
+import { formatTable } from './status.js'
+import { modelRef } from '../capacity.js'
+
+interface PlanFlags {
+  model?: string
+  json?: boolean
+  ctxSize?: number
+  apiPort: number
+}
+
+async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  return { status: response.status, body: (await response.json()) as T }
+}
+
+/** Plans locally from a model file and the cluster's announcements (what the coordinator would do). */
+async function planFromFile(file: string, view: ClusterView, contextSize: number | undefined): Promise<Plan> {
+  const [info, ref] = await Promise.all([readModelInfo(file), modelRef(file)])
+  return makePlan({
+    model: { ...info, name: ref.name, id: ref.id },
+    nodes: view.nodes
+      .filter((n) => n.rpc.state === 'ready' || n.rpc.state === 'external')
+      .map((n) => ({
+        peerId: n.peerId,
+        hostname: n.hostname,
+        rpc: `${n.rpc.host}:${n.rpc.port}`,
+        memoryBudget: n.memoryBudget,
+        secondsPerGiB: n.speed?.secondsPerGiB,
+        hopSeconds: n.peerId === view.self ? 0.0002 : 0.0005,
+        isHost: n.peerId === view.self
+      })),
+    ...(contextSize !== undefined ? { contextSize } : {})
+  })
+}
+
+export function formatPlan(p: Plan): string {
+  const rows = [['ORDER', 'NODE', 'RPC ENDPOINT', 'LAYERS', 'COUNT', 'MEMORY', 'OFFERED', 'SPEED', 'WHY']]
+  p.nodes.forEach((n, i) => {
+    rows.push([
+      String(i),
+      n.hostname ?? n.peerId.slice(-6),
+      n.rpc,
+      `${n.layers === null ? '-' : `${n.layers[0]}-${n.layers[1]}`}${n.output ? '+out' : ''}`,
+      String(n.layerCount),
+      formatBytes(n.memory.total),
+      formatBytes(n.memory.budget),
+      `${n.secondsPerGiB.toFixed(3)} s/GiB${n.speedMeasured ? '' : '?'}`,
+      n.why
+    ])
+  })
+  const lines = [
+    `plan for ${p.model.name} (context ${p.contextSize} tokens): ${p.nodes.length} node(s), predicted ${p.predictedTokensPerSecond.toFixed(1)} tok/s single-stream`,
+    formatTable(rows)
+  ]
+  for (const u of p.unused) lines.push(`unused: ${u.hostname ?? u.peerId}: ${u.why}`)
+  lines.push(
+    `llama-server --rpc ${p.rpc.join(',')} --n-gpu-layers all --tensor-split ${p.tensorSplit.map((x) => Math.round(x * 1e6) / 1e6).join(',')} --ctx-size ${p.contextSize}`
+  )
+  return lines.join('\n') + '\n'
+}
+
+export function registerPlan(program: Command): void {
+  addClusterOptions(program.command('plan'))
+    .description('print the layer plan for the current cluster without starting anything: per node its layers, memory, speed and why')
+    .option('--model <file>', 'plan this GGUF file (default: the model the local agent holds)')
+    .option('--json', 'print JSON')
+    .option('--ctx-size <tokens>', 'context size to plan for (with --model)', integer('--ctx-size', 16, 10_000_000))
+    .action(async (flags: PlanFlags) => {
+      const api = `http://127.0.0.1:${flags.apiPort}`
+      let result: Plan
+      if (flags.model !== undefined) {
+        const { body: view } = await getJson<ClusterView>(`${api}/v1/cluster`)
+        result = await planFromFile(flags.model, view, flags.ctxSize)
+      } else {
+        const { status, body } = await getJson<Plan & { error?: string }>(`${api}/v1/plan`)
+        if (status !== 200) throw new Error(body.error ?? `the agent answered ${status}`)
+        result = body
+      }
+      process.stdout.write(flags.json === true ? JSON.stringify(result, null, 2) + '\n' : formatPlan(result))
+    })
+}

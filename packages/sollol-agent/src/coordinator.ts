@@ -1,0 +1,480 @@
+/**
+ * The coordination loop of one agent. Every agent runs it; the elected one acts. It asks pure code what
+ * is true (election, plan) and does the I/O: starts, checks and stops llama-server, and fences its own
+ * rpc-server on every new term.
+ *
+ * Fencing (why two llama-servers never share rpc-servers): an rpc-server serves one client, and a second
+ * llama-server on it would hang. On every new term each agent restarts its rpc-server, which cuts off any
+ * llama-server of an older term (say of a coordinator that froze and whose llama-server kept running),
+ * then announces `rpc.servingTerm`. A coordinator plans only with rpc-servers serving its own term.
+ */
+import {
+  LlamaServerSupervisor,
+  layerEndpoints,
+  layerRanges,
+  type LlamaBinaries,
+  type Logger,
+  type SupervisorTimings
+} from '@sollol/llama-cpp'
+import { readModelInfo, type ModelInfo } from '@sollol/gguf'
+import {
+  clusterModel,
+  Election,
+  plan as makePlan,
+  PlanError,
+  rankCandidates,
+  type Announcement,
+  type ElectionTimings,
+  type Plan,
+  type PlanNode,
+  type PlanView,
+  type Role
+} from '@sollol/core'
+import type { CoordinationView, Mesh } from '@sollol/mesh'
+
+export interface CoordinationTimings {
+  /** Wait this long after the last change of the cluster before (re)starting llama-server: one restart per burst. */
+  readonly replanDebounceMs: number
+  /** A node joined: wait at most this long for running requests to finish before restarting. */
+  readonly idleWaitMs: number
+  /** Period of the liveness check (a real 1-token completion). */
+  readonly livenessIntervalMs: number
+  /** Minimum delay between two llama-server starts after failures (doubles up to 8x). */
+  readonly restartBackoffMs: number
+  readonly tickMs: number
+}
+
+export const LAN_COORDINATION_TIMINGS: CoordinationTimings = {
+  replanDebounceMs: 1000,
+  idleWaitMs: 30_000,
+  livenessIntervalMs: 5000,
+  restartBackoffMs: 1000,
+  tickMs: 250
+}
+
+export interface CoordinationOptions {
+  readonly mesh: Mesh
+  readonly binaries: LlamaBinaries
+  readonly modelPath: string | undefined
+  /** Address in the server URL (this host's LAN address). */
+  readonly serverHost: string
+  readonly serverPort: number
+  readonly contextSize: number | undefined
+  readonly threads: number
+  readonly electionTimings: ElectionTimings
+  readonly timings: CoordinationTimings
+  readonly supervisorTimings: SupervisorTimings
+  /** Restarts this agent's rpc-server for a new term (see fencing above). */
+  readonly fence: (term: number) => Promise<void>
+  readonly logger: Logger
+  readonly now: () => number
+}
+
+interface Running {
+  readonly signature: string
+  readonly plan: Plan
+  readonly llama: LlamaServerSupervisor
+}
+
+const RPC_USABLE = new Set(['ready', 'external'])
+
+function protocolCompatible(ours: string | null, theirs: string | null): boolean {
+  if (ours === null || theirs === null) return false
+  const [a, b] = [ours.split('.').map(Number), theirs.split('.').map(Number)]
+  return a[0] === b[0] && (b[1] ?? 0) <= (a[1] ?? 0)
+}
+
+/** The parts of a plan that require a restart when they change. */
+const signatureOf = (p: Plan): string => JSON.stringify([p.rpc, p.nodes.map((n) => n.layerCount), p.contextSize])
+
+export class Coordination {
+  readonly election: Election
+  private role: Role = 'observing'
+  private servingTermValue = 0
+  private fencing = false
+  private running: Running | undefined
+  private starting = false
+  private planView: PlanView | null = null
+  private problem: string | null = null
+  private generation = 0
+  private modelInfo: ModelInfo | undefined
+  private lastSignature = ''
+  private lastChange = 0
+  private nextStartAt = 0
+  private failures = 0
+  private lastLiveness = 0
+  private livenessFailures = 0
+  private readonly rtts = new Map<string, number>()
+  private timer: NodeJS.Timeout | undefined
+  private ticking = false
+  private stopped = false
+  private restarting: Promise<void> | undefined
+
+  constructor(private readonly o: CoordinationOptions) {
+    this.election = new Election(o.mesh.peerId, o.electionTimings, o.now())
+  }
+
+  get servingTerm(): number {
+    return this.servingTermValue
+  }
+
+  start(): void {
+    this.o.mesh.on('announcement', (a) => {
+      if (this.election.observe(a, this.o.now())) void this.tick()
+    })
+    this.o.mesh.on('membership', () => {
+      void this.tick()
+    })
+    this.timer = setInterval(() => {
+      void this.tick()
+    }, this.o.timings.tickMs)
+  }
+
+  /** Stops the loop and llama-server; a start under way is waited for, then stopped, never left running. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearInterval(this.timer)
+    await this.restarting
+    await this.stopServer('agent stopping')
+  }
+
+  /** What this agent announces about coordination. */
+  belief(): Pick<Announcement, 'coordinator' | 'plan'> {
+    const coordinator = this.election.coordinator
+    return {
+      coordinator: coordinator !== undefined ? { peerId: coordinator, term: this.election.currentTerm } : null,
+      plan: this.role === 'coordinator' ? this.planView : null
+    }
+  }
+
+  view(): CoordinationView {
+    const coordinator = this.election.coordinator
+    const term = this.election.currentTerm
+    const alive =
+      coordinator === this.o.mesh.peerId ||
+      this.o.mesh.members().some((m) => m.announcement.peerId === coordinator && m.status !== 'suspect')
+    if (coordinator === undefined || !alive) return { coordinator: null, plan: null, problem: this.problem ?? 'no coordinator elected yet' }
+    const planView =
+      coordinator === this.o.mesh.peerId
+        ? this.planView
+        : (this.o.mesh.members().find((m) => m.announcement.peerId === coordinator)?.announcement.plan ?? null)
+    return {
+      coordinator: { peerId: coordinator, term },
+      plan: planView !== null && planView.term === term ? planView : null,
+      problem: coordinator === this.o.mesh.peerId ? this.problem : null
+    }
+  }
+
+  /** A dry-run plan for the current cluster (for `sollol-agent plan`). */
+  async dryRun(): Promise<Plan> {
+    if (this.o.modelPath === undefined)
+      throw new PlanError('This agent holds no model: start it with --model FILE, or run `sollol-agent plan --model FILE`', [])
+    this.modelInfo ??= await readModelInfo(this.o.modelPath)
+    return await this.computePlan(this.liveAnnouncements(), this.election.currentTerm, true)
+  }
+
+  private liveAnnouncements(): Announcement[] {
+    return [
+      this.o.mesh.announcement(),
+      ...this.o.mesh
+        .members()
+        .filter((m) => m.status === 'alive')
+        .map((m) => m.announcement)
+    ]
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking || this.stopped) return
+    this.ticking = true
+    try {
+      await this.step()
+    } catch (err) {
+      this.o.logger.error({ err: (err as Error).message }, 'coordination step failed')
+    } finally {
+      this.ticking = false
+    }
+  }
+
+  private async step(): Promise<void> {
+    const now = this.o.now()
+    const live = this.liveAnnouncements()
+    const alive = new Set(live.map((a) => a.peerId))
+    const model = clusterModel(live)
+    const candidates = model !== undefined ? rankCandidates(live, model.id).map((a) => a.peerId) : []
+    const decision = this.election.decide(alive, candidates, now)
+    if (decision.role !== this.role) {
+      this.o.logger.info({ role: decision.role, term: this.election.currentTerm, coordinator: this.election.coordinator }, 'role')
+      this.role = decision.role
+    }
+    if (decision.claimTerm !== undefined) {
+      this.o.logger.info({ term: decision.claimTerm }, 'claiming the coordinator role')
+      this.o.mesh.announceNow()
+    }
+    this.fenceIfNeeded()
+    if (this.role !== 'coordinator') {
+      if (this.running !== undefined) await this.stopServer(`no longer coordinator (term ${this.election.currentTerm})`)
+      this.planView = null
+      this.problem = model === undefined ? 'no agent holds a model (start one with --model FILE)' : null
+      return
+    }
+    await this.coordinate(now, live)
+  }
+
+  private fenceIfNeeded(): void {
+    const term = this.election.currentTerm
+    if (term <= this.servingTermValue || this.fencing) return
+    this.fencing = true
+    this.o
+      .fence(term)
+      .then(
+        () => {
+          this.servingTermValue = Math.max(this.servingTermValue, term)
+          this.o.mesh.announceNow()
+        },
+        (err: Error) => {
+          this.o.logger.error({ err: err.message, term }, 'fencing the rpc-server failed')
+        }
+      )
+      .finally(() => {
+        this.fencing = false
+      })
+  }
+
+  private async hopSeconds(peerId: string): Promise<number> {
+    if (peerId === this.o.mesh.peerId) return 0.0002
+    let rtt = this.rtts.get(peerId)
+    if (rtt === undefined) {
+      rtt = (await this.o.mesh.rtt(peerId)) ?? 1
+      this.rtts.set(peerId, rtt)
+    }
+    // a fixed cost per split measured on loopback (~0.4 ms) plus two network round trips per token
+    return 0.0004 + (2 * rtt) / 1000
+  }
+
+  private async computePlan(live: readonly Announcement[], term: number, dryRun: boolean): Promise<Plan> {
+    const info = this.modelInfo
+    const self = this.o.mesh.announcement()
+    if (info === undefined) throw new PlanError('model not read yet', [])
+    const nodes: PlanNode[] = []
+    for (const a of live) {
+      if (!RPC_USABLE.has(a.rpc.state)) continue
+      if (!protocolCompatible(self.rpc.protocol, a.rpc.protocol)) continue
+      if (!dryRun && a.rpc.servingTerm !== term) continue
+      nodes.push({
+        peerId: a.peerId,
+        hostname: a.hostname,
+        rpc: `${a.rpc.host}:${a.rpc.port}`,
+        memoryBudget: a.memoryBudget,
+        secondsPerGiB: a.speed?.secondsPerGiB,
+        hopSeconds: await this.hopSeconds(a.peerId),
+        isHost: a.peerId === self.peerId
+      })
+    }
+    const modelRef = self.models[0]
+    return makePlan({
+      model: { ...info, name: modelRef?.name ?? info.name ?? 'model', id: modelRef?.id ?? '' },
+      nodes,
+      ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
+    })
+  }
+
+  private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
+    if (this.o.modelPath === undefined) return
+    this.modelInfo ??= await readModelInfo(this.o.modelPath)
+    const term = this.election.currentTerm
+    if (this.servingTermValue !== term) {
+      this.problem = `fencing: waiting for this node's rpc-server to serve term ${term}`
+      return
+    }
+    let desired: Plan
+    try {
+      desired = await this.computePlan(live, term, false)
+      this.problem = null
+    } catch (err) {
+      this.problem = (err as Error).message
+      if (this.planView?.server.detail !== this.problem) this.o.logger.warn({ reason: this.problem }, 'cannot plan')
+      return
+    }
+    const signature = signatureOf(desired)
+    if (signature !== this.lastSignature) {
+      this.lastSignature = signature
+      this.lastChange = now
+    }
+    const running = this.running
+    if (running !== undefined && running.signature === signature) {
+      if (this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
+      return
+    }
+    if (this.starting || now - this.lastChange < this.o.timings.replanDebounceMs || now < this.nextStartAt) return
+    this.starting = true
+    this.restarting = this.restart(desired, signature, term).finally(() => {
+      this.starting = false
+      this.restarting = undefined
+    })
+  }
+
+  private async checkLiveness(now: number, running: Running): Promise<void> {
+    if (now - this.lastLiveness < this.o.timings.livenessIntervalMs) return
+    this.lastLiveness = now
+    if (await running.llama.checkLiveness()) {
+      this.livenessFailures = 0
+      return
+    }
+    this.livenessFailures++
+    this.o.logger.warn({ failures: this.livenessFailures }, 'llama-server failed its liveness check')
+    if (this.livenessFailures >= 2) {
+      this.livenessFailures = 0
+      await this.stopServer('liveness check failed twice (an rpc-server is frozen or unreachable)')
+      this.lastSignature = '' // plan again from the current membership
+    }
+  }
+
+  private async waitForIdle(url: string): Promise<void> {
+    const deadline = Date.now() + this.o.timings.idleWaitMs
+    while (Date.now() < deadline) {
+      try {
+        const slots = (await (await fetch(`${url}/slots`, { signal: AbortSignal.timeout(2000) })).json()) as Array<{
+          is_processing?: boolean
+        }>
+        if (!slots.some((s) => s.is_processing === true)) return
+      } catch {
+        return // not answering: nothing to protect
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    this.o.logger.warn({ waitedMs: this.o.timings.idleWaitMs }, 'requests still running; re-planning anyway')
+  }
+
+  private async restart(desired: Plan, signature: string, term: number): Promise<void> {
+    const log = this.o.logger
+    const previous = this.running
+    if (previous !== undefined) {
+      const grew = desired.rpc.length > previous.plan.rpc.length && previous.plan.rpc.every((e) => desired.rpc.includes(e))
+      if (grew && previous.llama.state.kind === 'ready') await this.waitForIdle(previous.llama.url)
+      await this.stopServer('re-planning')
+    }
+    if (this.stopped || this.election.currentTerm !== term || this.role !== 'coordinator') return
+    this.generation++
+    const url = `http://${this.o.serverHost}:${this.o.serverPort}`
+    this.planView = this.toPlanView(desired, term, url, 'loading', null, null)
+    this.o.mesh.announceNow()
+    log.info(
+      {
+        term,
+        generation: this.generation,
+        rpc: desired.rpc,
+        layers: desired.nodes.map((n) => n.layers),
+        predictedTokensPerSecond: Math.round(desired.predictedTokensPerSecond)
+      },
+      'starting llama-server with a new plan'
+    )
+    const llama = new LlamaServerSupervisor({
+      binary: this.o.binaries.llamaServer,
+      model: this.o.modelPath ?? '',
+      rpc: desired.rpc,
+      tensorSplit: desired.tensorSplit,
+      gpuLayers: 'all',
+      contextSize: desired.contextSize,
+      host: '0.0.0.0',
+      port: this.o.serverPort,
+      threads: this.o.threads,
+      timings: this.o.supervisorTimings,
+      logger: log
+    })
+    const running: Running = { signature, plan: desired, llama }
+    this.running = running
+    llama.on('exit', (kind) => {
+      if (this.running !== running) return
+      this.running = undefined
+      if (kind === 'stopped') return
+      this.failures++
+      this.nextStartAt = this.o.now() + this.o.timings.restartBackoffMs * 2 ** Math.min(3, this.failures - 1)
+      this.lastSignature = ''
+      const detail =
+        kind === 'rpc-peer-lost' ? 'an rpc-server was lost (llama-server aborted); re-planning without it' : `llama-server exited (${kind})`
+      log.warn({ kind, generation: this.generation }, detail)
+      if (this.planView !== null) this.planView = { ...this.planView, server: { ...this.planView.server, state: 'failed', detail } }
+      this.o.mesh.announceNow()
+    })
+    try {
+      await llama.start()
+    } catch (err) {
+      if (this.running === running) this.running = undefined
+      this.failures++
+      this.nextStartAt = this.o.now() + this.o.timings.restartBackoffMs * 2 ** Math.min(3, this.failures - 1)
+      this.lastSignature = ''
+      this.planView = this.toPlanView(desired, term, url, 'failed', (err as Error).message, null)
+      this.o.mesh.announceNow()
+      log.error({ err: (err as Error).message }, 'llama-server did not start')
+      return
+    }
+    this.failures = 0
+    const actual = layerRanges(layerEndpoints(llama.loadReport()))
+    const mismatch = this.compare(desired, actual)
+    if (mismatch !== null) log.warn({ mismatch }, 'llama-server placed layers differently from the plan')
+    this.planView = this.toPlanView(desired, term, url, 'ready', null, actual, mismatch)
+    this.o.mesh.announceNow()
+    log.info({ url, loadMs: llama.state.kind === 'ready' ? llama.state.loadMs : undefined }, 'serving')
+  }
+
+  private compare(desired: Plan, actual: ReadonlyArray<{ endpoint: string; first: number; last: number }>): string | null {
+    const layerCount = this.modelInfo?.layerCount ?? 0
+    for (const node of desired.nodes) {
+      const got = actual
+        .filter((r) => r.endpoint === node.rpc)
+        .map((r) => [r.first, Math.min(r.last, layerCount - 1)] as const)
+        .filter(([f, l]) => f <= l)
+      const want = node.layers
+      const same = want === null ? got.length === 0 : got.length === 1 && got[0]?.[0] === want[0] && got[0]?.[1] === want[1]
+      if (!same)
+        return `${node.hostname ?? node.peerId}: planned ${want === null ? 'none' : want.join('-')}, llama-server placed ${got.map((g) => g.join('-')).join(',') || 'none'}`
+    }
+    return null
+  }
+
+  private toPlanView(
+    p: Plan,
+    term: number,
+    url: string,
+    state: PlanView['server']['state'],
+    detail: string | null,
+    actual: ReadonlyArray<{ endpoint: string; first: number; last: number }> | null,
+    mismatch: string | null = null
+  ): PlanView {
+    const layerCount = this.modelInfo?.layerCount ?? 0
+    return {
+      term,
+      generation: this.generation,
+      model: p.model,
+      server: { url, state, detail },
+      contextSize: p.contextSize,
+      tensorSplit: [...p.tensorSplit],
+      assignments: p.nodes.map((n) => {
+        const got =
+          actual
+            ?.filter((r) => r.endpoint === n.rpc && r.first < layerCount)
+            .map((r) => [r.first, Math.min(r.last, layerCount - 1)] as [number, number]) ?? []
+        return {
+          peerId: n.peerId,
+          rpc: n.rpc,
+          layers: n.layers === null ? null : [n.layers[0], n.layers[1]],
+          actualLayers: got[0] ?? null,
+          output: n.output,
+          memoryBytes: n.memory.total
+        }
+      }),
+      mismatch,
+      predictedTokensPerSecond: p.predictedTokensPerSecond,
+      createdAt: new Date().toISOString()
+    }
+  }
+
+  private async stopServer(reason: string): Promise<void> {
+    const running = this.running
+    if (running === undefined) return
+    this.running = undefined
+    this.o.logger.info({ reason }, 'stopping llama-server')
+    await running.llama.stop()
+    if (this.planView !== null) this.planView = { ...this.planView, server: { ...this.planView.server, state: 'stopped', detail: reason } }
+  }
+}
