@@ -143,6 +143,15 @@ test('one coordinator is elected, every agent agrees on it and the plan, and the
   for (const a of plan.assignments)
     assert.deepEqual(a.actualLayers, a.layers, `${a.peerId}: planned ${a.layers} vs logged ${a.actualLayers}`)
   assert.equal(plan.mismatch, null)
+  // every live node that is not used is listed with the reason
+  for (const a of agents) {
+    const id = a.view()!.self
+    if (!plan.assignments.some((x) => x.peerId === id))
+      assert.ok(
+        plan.excluded.some((x) => x.peerId === id && x.reason.length > 0),
+        `${id} left out without a reason`
+      )
+  }
   assert.equal(plan.assignments.filter((a) => a.output).length, 1)
   // The node offering much less memory gets fewer layers than every other used node.
   const small = plan.assignments.find((a) => a.peerId === agents[3]!.view()?.self)

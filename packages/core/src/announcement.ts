@@ -76,6 +76,8 @@ export const planSchema = z
     /** The split llama-server really used differs from the plan: reported, not hidden. */
     mismatch: z.string().max(512).nullable(),
     predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
+    /** Live nodes not in the plan, and why (version skew, fencing, not needed, too little memory). */
+    excluded: z.array(z.object({ peerId: z.string().min(1).max(128), reason: z.string().max(512) }).strict()).max(256),
     createdAt: z.string().max(40)
   })
   .strict()

@@ -10,6 +10,7 @@
  * ```
  */
 export * from './announcement.js'
+export * from './backends.js'
 export * from './cluster-view.js'
 export * from './election.js'
 export * from './planner.js'

@@ -20,6 +20,7 @@ import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
   clusterModel,
   Election,
+  exclusionReason,
   plan as makePlan,
   PlanError,
   rankCandidates,
@@ -76,14 +77,6 @@ interface Running {
   readonly llama: LlamaServerSupervisor
 }
 
-const RPC_USABLE = new Set(['ready', 'external'])
-
-function protocolCompatible(ours: string | null, theirs: string | null): boolean {
-  if (ours === null || theirs === null) return false
-  const [a, b] = [ours.split('.').map(Number), theirs.split('.').map(Number)]
-  return a[0] === b[0] && (b[1] ?? 0) <= (a[1] ?? 0)
-}
-
 /** The parts of a plan that require a restart when they change. */
 const signatureOf = (p: Plan): string => JSON.stringify([p.rpc, p.nodes.map((n) => n.layerCount), p.contextSize])
 
@@ -105,6 +98,8 @@ export class Coordination {
   private lastLiveness = 0
   private livenessFailures = 0
   private readonly rtts = new Map<string, number>()
+  /** Live nodes left out of the last plan computed, with the reason. */
+  private excluded: Array<{ peerId: string; reason: string }> = []
   private timer: NodeJS.Timeout | undefined
   private ticking = false
   private stopped = false
@@ -170,7 +165,7 @@ export class Coordination {
     if (this.o.modelPath === undefined)
       throw new PlanError('This agent holds no model: start it with --model FILE, or run `sollol-agent plan --model FILE`', [])
     this.modelInfo ??= await readModelInfo(this.o.modelPath)
-    return await this.computePlan(this.liveAnnouncements(), this.election.currentTerm, true)
+    return (await this.computePlan(this.liveAnnouncements(), this.election.currentTerm, true)).plan
   }
 
   private liveAnnouncements(): Announcement[] {
@@ -251,15 +246,22 @@ export class Coordination {
     return 0.0004 + (2 * rtt) / 1000
   }
 
-  private async computePlan(live: readonly Announcement[], term: number, dryRun: boolean): Promise<Plan> {
+  private async computePlan(
+    live: readonly Announcement[],
+    term: number,
+    dryRun: boolean
+  ): Promise<{ plan: Plan; excluded: Array<{ peerId: string; reason: string }> }> {
     const info = this.modelInfo
     const self = this.o.mesh.announcement()
     if (info === undefined) throw new PlanError('model not read yet', [])
     const nodes: PlanNode[] = []
+    const excluded: Array<{ peerId: string; reason: string }> = []
     for (const a of live) {
-      if (!RPC_USABLE.has(a.rpc.state)) continue
-      if (!protocolCompatible(self.rpc.protocol, a.rpc.protocol)) continue
-      if (!dryRun && a.rpc.servingTerm !== term) continue
+      const reason = exclusionReason(a, self, dryRun ? undefined : term)
+      if (reason !== null) {
+        excluded.push({ peerId: a.peerId, reason })
+        continue
+      }
       nodes.push({
         peerId: a.peerId,
         hostname: a.hostname,
@@ -271,11 +273,12 @@ export class Coordination {
       })
     }
     const modelRef = self.models[0]
-    return makePlan({
+    const plan = makePlan({
       model: { ...info, name: modelRef?.name ?? info.name ?? 'model', id: modelRef?.id ?? '' },
       nodes,
       ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
     })
+    return { plan, excluded }
   }
 
   private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
@@ -288,7 +291,9 @@ export class Coordination {
     }
     let desired: Plan
     try {
-      desired = await this.computePlan(live, term, false)
+      const computed = await this.computePlan(live, term, false)
+      desired = computed.plan
+      this.excluded = computed.excluded
       this.problem = null
     } catch (err) {
       this.problem = (err as Error).message
@@ -465,6 +470,7 @@ export class Coordination {
       }),
       mismatch,
       predictedTokensPerSecond: p.predictedTokensPerSecond,
+      excluded: [...this.excluded, ...p.unused.map((u) => ({ peerId: u.peerId, reason: u.why }))],
       createdAt: new Date().toISOString()
     }
   }

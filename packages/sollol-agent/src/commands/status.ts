@@ -102,6 +102,10 @@ export function formatStatus(view: ClusterView): string {
       `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${plan.server.detail !== null ? ` (${plan.server.detail})` : ''}, plan generation ${plan.generation}${tps}`
     )
     if (plan.mismatch !== null) lines.push(`split differs from the plan: ${plan.mismatch}`)
+    for (const x of plan.excluded) {
+      const node = view.nodes.find((n) => n.peerId === x.peerId)
+      lines.push(`left out: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
+    }
   }
   if (view.problem !== undefined && view.problem !== null) lines.push(`not serving: ${view.problem}`)
   return `${lines.join('\n')}\n${formatTable(rows)}\n`
