@@ -72,6 +72,7 @@ export interface CoordinationOptions {
 }
 
 interface Running {
+  readonly startedAt: number
   readonly signature: string
   readonly plan: Plan
   readonly llama: LlamaServerSupervisor
@@ -97,7 +98,10 @@ export class Coordination {
   private failures = 0
   private lastLiveness = 0
   private livenessFailures = 0
-  private readonly rtts = new Map<string, number>()
+  private readonly rtts = new Map<string, { ms: number; at: number }>()
+  private loggedProblem: string | null = null
+  /** When each peer (re)joined: a plan that wants a newcomer is a join, not measurement noise. */
+  private readonly joinedAt = new Map<string, number>()
   /** Live nodes left out of the last plan computed, with the reason. */
   private excluded: Array<{ peerId: string; reason: string }> = []
   private timer: NodeJS.Timeout | undefined
@@ -117,7 +121,8 @@ export class Coordination {
     this.o.mesh.on('announcement', (a) => {
       if (this.election.observe(a, this.o.now())) void this.tick()
     })
-    this.o.mesh.on('membership', () => {
+    this.o.mesh.on('membership', (event) => {
+      if (event.type === 'member:joined') this.joinedAt.set(event.peerId, this.o.now())
       void this.tick()
     })
     this.timer = setInterval(() => {
@@ -235,22 +240,27 @@ export class Coordination {
       })
   }
 
-  private async hopSeconds(peerId: string): Promise<number> {
+  /**
+   * Per-token cost of using a node: a fixed cost per split (~0.4 ms, measured on loopback) plus two
+   * network round trips. The RTT is the minimum of libp2p pings sampled at most once a minute: the
+   * first samples come during start-up load and would overstate it.
+   */
+  private async hopSeconds(peerId: string, now: number): Promise<number> {
     if (peerId === this.o.mesh.peerId) return 0.0002
-    let rtt = this.rtts.get(peerId)
-    if (rtt === undefined) {
-      rtt = (await this.o.mesh.rtt(peerId)) ?? 1
-      this.rtts.set(peerId, rtt)
+    const known = this.rtts.get(peerId)
+    if (known === undefined || now - known.at > 60_000) {
+      const sample = await this.o.mesh.rtt(peerId)
+      if (sample !== undefined) this.rtts.set(peerId, { ms: Math.min(sample, known?.ms ?? Infinity), at: now })
     }
-    // a fixed cost per split measured on loopback (~0.4 ms) plus two network round trips per token
-    return 0.0004 + (2 * rtt) / 1000
+    const ms = this.rtts.get(peerId)?.ms ?? 1
+    return 0.0004 + (2 * ms) / 1000
   }
 
   private async computePlan(
     live: readonly Announcement[],
     term: number,
     dryRun: boolean
-  ): Promise<{ plan: Plan; excluded: Array<{ peerId: string; reason: string }> }> {
+  ): Promise<{ plan: Plan; excluded: Array<{ peerId: string; reason: string }>; usable: string[] }> {
     const info = this.modelInfo
     const self = this.o.mesh.announcement()
     if (info === undefined) throw new PlanError('model not read yet', [])
@@ -268,7 +278,7 @@ export class Coordination {
         rpc: `${a.rpc.host}:${a.rpc.port}`,
         memoryBudget: a.memoryBudget,
         secondsPerGiB: a.speed?.secondsPerGiB,
-        hopSeconds: await this.hopSeconds(a.peerId),
+        hopSeconds: await this.hopSeconds(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })
     }
@@ -278,7 +288,7 @@ export class Coordination {
       nodes,
       ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
     })
-    return { plan, excluded }
+    return { plan, excluded, usable: nodes.map((n) => n.peerId) }
   }
 
   private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
@@ -290,14 +300,17 @@ export class Coordination {
       return
     }
     let desired: Plan
+    let usable: Set<string>
     try {
       const computed = await this.computePlan(live, term, false)
       desired = computed.plan
+      usable = new Set(computed.usable)
       this.excluded = computed.excluded
       this.problem = null
     } catch (err) {
       this.problem = (err as Error).message
-      if (this.planView?.server.detail !== this.problem) this.o.logger.warn({ reason: this.problem }, 'cannot plan')
+      if (this.loggedProblem !== this.problem) this.o.logger.warn({ reason: this.problem }, 'cannot plan')
+      this.loggedProblem = this.problem
       return
     }
     const signature = signatureOf(desired)
@@ -306,7 +319,7 @@ export class Coordination {
       this.lastChange = now
     }
     const running = this.running
-    if (running !== undefined && running.signature === signature) {
+    if (running !== undefined && (running.signature === signature || this.keepRunning(running, desired, usable))) {
       if (this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
       return
     }
@@ -316,6 +329,18 @@ export class Coordination {
       this.starting = false
       this.restarting = undefined
     })
+  }
+
+  /**
+   * Hysteresis: a serving plan whose nodes are all still usable is kept unless the new one is predicted
+   * at least 10 % faster. Speeds and RTTs are measurements; their noise must not restart llama-server.
+   */
+  private keepRunning(running: Running, desired: Plan, usable: ReadonlySet<string>): boolean {
+    const current = running.plan
+    if (!current.nodes.every((n) => usable.has(n.peerId))) return false
+    // A node that joined after this server started and that the planner wants: the join path, not noise.
+    if (desired.nodes.some((n) => (this.joinedAt.get(n.peerId) ?? 0) > running.startedAt)) return false
+    return desired.predictedSecondsPerToken > current.predictedSecondsPerToken * 0.9
   }
 
   private async checkLiveness(now: number, running: Running): Promise<void> {
@@ -386,7 +411,7 @@ export class Coordination {
       timings: this.o.supervisorTimings,
       logger: log
     })
-    const running: Running = { signature, plan: desired, llama }
+    const running: Running = { startedAt: this.o.now(), signature, plan: desired, llama }
     this.running = running
     llama.on('exit', (kind) => {
       if (this.running !== running) return

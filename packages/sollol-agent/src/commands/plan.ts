@@ -43,7 +43,7 @@ export function formatPlan(p: Plan): string {
   p.nodes.forEach((n, i) => {
     rows.push([
       String(i),
-      n.hostname ?? n.peerId.slice(-6),
+      `${n.hostname ?? ''} …${n.peerId.slice(-6)}`.trim(),
       n.rpc,
       `${n.layers === null ? '-' : `${n.layers[0]}-${n.layers[1]}`}${n.output ? '+out' : ''}`,
       String(n.layerCount),
@@ -57,7 +57,7 @@ export function formatPlan(p: Plan): string {
     `plan for ${p.model.name} (context ${p.contextSize} tokens): ${p.nodes.length} node(s), predicted ${p.predictedTokensPerSecond.toFixed(1)} tok/s single-stream`,
     formatTable(rows)
   ]
-  for (const u of p.unused) lines.push(`unused: ${u.hostname ?? u.peerId}: ${u.why}`)
+  for (const u of p.unused) lines.push(`unused: ${u.hostname ?? ''} …${u.peerId.slice(-6)}: ${u.why}`)
   lines.push(
     `llama-server --rpc ${p.rpc.join(',')} --n-gpu-layers all --tensor-split ${p.tensorSplit.map((x) => Math.round(x * 1e6) / 1e6).join(',')} --ctx-size ${p.contextSize}`
   )
