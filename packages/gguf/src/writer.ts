@@ -55,25 +55,22 @@ class ByteWriter {
     this.chunks.push(buf)
     this.length += buf.length
   }
-  u32(v: number): void {
-    const b = Buffer.alloc(4)
-    b.writeUInt32LE(v)
+  private fixed(bytes: number, write: (b: Buffer) => void): void {
+    const b = Buffer.alloc(bytes)
+    write(b)
     this.push(b)
+  }
+  u32(v: number): void {
+    this.fixed(4, (b) => b.writeUInt32LE(v))
   }
   i32(v: number): void {
-    const b = Buffer.alloc(4)
-    b.writeInt32LE(v)
-    this.push(b)
+    this.fixed(4, (b) => b.writeInt32LE(v))
   }
   u64(v: number): void {
-    const b = Buffer.alloc(8)
-    b.writeBigUInt64LE(BigInt(v))
-    this.push(b)
+    this.fixed(8, (b) => b.writeBigUInt64LE(BigInt(v)))
   }
   f32(v: number): void {
-    const b = Buffer.alloc(4)
-    b.writeFloatLE(v)
-    this.push(b)
+    this.fixed(4, (b) => b.writeFloatLE(v))
   }
   u8(v: number): void {
     this.push(Buffer.from([v]))
