@@ -37,6 +37,8 @@ export interface DiscoveryView {
   readonly mdns: 'ok' | 'unavailable' | 'disabled'
   readonly reason: string | null
   readonly listen: readonly string[]
+  /** True when the mesh is private (a cluster key): only agents with the key can connect. */
+  readonly closed?: boolean
   /** Open libp2p connections and distinct peers behind them (one connection per peer is the aim). */
   readonly connections?: number
   readonly connectedPeers?: number

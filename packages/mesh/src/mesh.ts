@@ -48,6 +48,8 @@ export interface MeshOptions {
   /** false: no mDNS at all (bootstrap only). */
   readonly mdns?: boolean
   readonly announceLoopback?: boolean
+  /** Cluster key (private network); without it the cluster is open to anyone on the LAN. */
+  readonly clusterKey?: Uint8Array
   readonly timings: MeshTimings
   readonly logger: MeshLogger
   readonly describeSelf: () => SelfDescription
@@ -113,7 +115,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       port: o.port,
       mdns: wantMdns,
       announceLoopback: o.announceLoopback ?? false,
-      timings: o.timings
+      timings: o.timings,
+      ...(o.clusterKey !== undefined ? { clusterKey: o.clusterKey } : {})
     })
     this.node = node
     if (!wantMdns) this.discovery = { mdns: 'disabled', reason: 'disabled by configuration', listen: [] }
@@ -209,6 +212,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const connections = this.node?.getConnections() ?? []
     const discovery = {
       ...this.discovery,
+      closed: this.options.clusterKey !== undefined,
       connections: connections.length,
       connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size
     }

@@ -7,9 +7,11 @@ import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import type { PrivateKey } from '@libp2p/interface'
+import { preSharedKey } from '@libp2p/pnet'
 import { createLibp2p } from 'libp2p'
 import type { MeshTimings } from '@sollol/core'
 import { mdnsServiceTag } from './protocols.js'
+import { clusterKeyFingerprint } from './cluster-key.js'
 
 export interface NodeOptions {
   readonly privateKey: PrivateKey
@@ -20,6 +22,8 @@ export interface NodeOptions {
   /** Keep loopback addresses in what we announce (all agents on one host, e.g. the demo). */
   readonly announceLoopback: boolean
   readonly timings: MeshTimings
+  /** A cluster key (private network): without the same key no connection is possible. */
+  readonly clusterKey?: Uint8Array
 }
 
 const isLoopback = (ma: { toString: () => string }): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(ma.toString())
@@ -33,9 +37,17 @@ export async function createMeshNode(o: NodeOptions) {
       announceFilter: (addrs) => (o.announceLoopback ? addrs : addrs.filter((a) => !isLoopback(a)))
     },
     transports: [tcp()],
+    ...(o.clusterKey !== undefined ? { connectionProtector: preSharedKey({ psk: o.clusterKey }) } : {}),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    peerDiscovery: o.mdns ? [mdns({ serviceTag: mdnsServiceTag(o.cluster), interval: o.timings.mdnsIntervalMs })] : [],
+    peerDiscovery: o.mdns
+      ? [
+          mdns({
+            serviceTag: mdnsServiceTag(o.cluster, o.clusterKey !== undefined ? clusterKeyFingerprint(o.clusterKey) : undefined),
+            interval: o.timings.mdnsIntervalMs
+          })
+        ]
+      : [],
     connectionMonitor: {
       pingInterval: o.timings.pingIntervalMs,
       pingTimeout: { minTimeout: o.timings.pingTimeoutMs, maxTimeout: o.timings.pingTimeoutMs }

@@ -4,6 +4,8 @@ export const announceTopic = (cluster: string): string => `/sollol/${cluster}/an
 export const stateProtocol = (cluster: string): string => `/sollol/${cluster}/state/1.0.0`
 /** Request/response: the agent's own latest announcement, so a new connection joins at once. */
 export const helloProtocol = (cluster: string): string => `/sollol/${cluster}/hello/1.0.0`
-export const mdnsServiceTag = (cluster: string): string => `_sollol-${cluster}._udp.local`
+/** Keyed clusters add the key's fingerprint, so open and keyed agents of one name do not even find each other. */
+export const mdnsServiceTag = (cluster: string, keyFingerprint?: string): string =>
+  `_sollol-${cluster}${keyFingerprint !== undefined ? `-${keyFingerprint}` : ''}._udp.local`
 /** Largest state reply accepted (a 1,000-node view is ~2 MB). */
 export const MAX_STATE_BYTES = 4 * 1024 * 1024

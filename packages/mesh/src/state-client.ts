@@ -10,7 +10,7 @@ import { FAST_MESH_TIMINGS } from '@sollol/core'
 import { createMeshNode } from './node.js'
 import { MAX_STATE_BYTES, stateProtocol } from './protocols.js'
 
-async function ephemeralNode(cluster: string, mdns: boolean) {
+async function ephemeralNode(cluster: string, mdns: boolean, clusterKey?: Uint8Array) {
   return await createMeshNode({
     privateKey: await generateKeyPair('Ed25519'),
     cluster,
@@ -18,7 +18,8 @@ async function ephemeralNode(cluster: string, mdns: boolean) {
     port: 0,
     mdns,
     announceLoopback: true,
-    timings: FAST_MESH_TIMINGS
+    timings: FAST_MESH_TIMINGS,
+    ...(clusterKey !== undefined ? { clusterKey } : {})
   })
 }
 
@@ -35,8 +36,8 @@ async function readState(
 }
 
 /** The state as seen by the agent at `address` (a multiaddr with /p2p/ id). */
-export async function fetchClusterState(address: string, cluster: string, timeoutMs = 5000): Promise<ClusterView> {
-  const node = await ephemeralNode(cluster, false)
+export async function fetchClusterState(address: string, cluster: string, timeoutMs = 5000, clusterKey?: Uint8Array): Promise<ClusterView> {
+  const node = await ephemeralNode(cluster, false, clusterKey)
   try {
     return await readState(node, multiaddr(address), cluster, timeoutMs)
   } finally {
@@ -45,8 +46,8 @@ export async function fetchClusterState(address: string, cluster: string, timeou
 }
 
 /** Finds any agent of `cluster` on the LAN by mDNS and asks it; undefined when none answers in time. */
-export async function discoverAndFetchState(cluster: string, timeoutMs = 4000): Promise<ClusterView | undefined> {
-  const node = await ephemeralNode(cluster, true)
+export async function discoverAndFetchState(cluster: string, timeoutMs = 4000, clusterKey?: Uint8Array): Promise<ClusterView | undefined> {
+  const node = await ephemeralNode(cluster, true, clusterKey)
   try {
     const deadline = Date.now() + timeoutMs
     const found = await new Promise<Parameters<typeof node.dialProtocol>[0] | undefined>((resolve) => {

@@ -48,6 +48,7 @@ export interface AgentOptions {
   readonly recalibrate: boolean
   readonly bootstrap: readonly string[]
   readonly mdns: boolean
+  readonly clusterKey?: Uint8Array
   readonly binaries: LlamaBinaries
   readonly timings?: MeshTimings
   readonly logger: Logger
@@ -125,6 +126,7 @@ export class Agent {
       port: this.o.p2pPort,
       bootstrap: this.o.bootstrap,
       mdns: this.o.mdns,
+      ...(this.o.clusterKey !== undefined ? { clusterKey: this.o.clusterKey } : {}),
       timings: this.o.timings ?? LAN_MESH_TIMINGS,
       logger: log,
       describeSelf: () => this.describeSelf(),

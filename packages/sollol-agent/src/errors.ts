@@ -32,6 +32,7 @@ export class UsageError extends Error {
 }
 
 export function exitCodeFor(err: unknown): number {
+  if (err instanceof Error && err.name === 'ClusterKeyError') return ExitCode.USAGE
   if (err instanceof UsageError || err instanceof GgufFormatError || err instanceof TestModelOptionError) return ExitCode.USAGE
   if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE
   if (err instanceof MissingToolError || err instanceof BinariesNotFoundError) return ExitCode.MISSING_PREREQUISITE
@@ -50,6 +51,7 @@ export function isExpected(err: unknown): boolean {
     err instanceof PortInUseError ||
     err instanceof ProcessStartError ||
     err instanceof RpcProbeError ||
+    (err instanceof Error && ['NoAgentError', 'PlanError', 'ClusterKeyError'].includes(err.name)) ||
     (err instanceof Error && 'code' in err && (err.code === 'ENOENT' || err.code === 'EACCES'))
   )
 }

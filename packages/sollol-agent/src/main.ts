@@ -13,6 +13,7 @@ import { registerSetup } from './commands/setup.js'
 import { registerStart } from './commands/start.js'
 import { registerStatus } from './commands/status.js'
 import { registerPlan } from './commands/plan.js'
+import { registerKeygen } from './commands/keygen.js'
 import { applyConfig, configPathFrom, readConfigFile, SollolCommand } from './config.js'
 import { registerTestModel } from './commands/test-model.js'
 import { AGENT_VERSION } from './version.js'
@@ -34,6 +35,7 @@ export function buildProgram(getLog: () => PinoLogger): Command {
   registerProbe(program)
   registerStatus(program)
   registerPlan(program)
+  registerKeygen(program)
   program.option('--config <file>', 'JSON file of option values (default: $XDG_CONFIG_HOME/sollol-agent/config.json)')
   for (const command of [program, ...program.commands]) {
     command.exitOverride()

@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { parseClusterName, type ClusterName } from '@sollol/core'
 import type { Logger } from '@sollol/llama-cpp'
+import { clusterKeyFingerprint, readClusterKey } from '@sollol/mesh'
 import { Agent } from '../agent.js'
 import { defaultDataDir } from '../config.js'
 import { byteSize, endpoint, integer, ipv4, multiaddrOption, cluster as clusterOption } from '../options.js'
@@ -30,6 +31,7 @@ interface StartFlags extends BinaryFlags {
   model?: string
   bootstrap: string[]
   mdns: boolean
+  clusterKey?: string
   serverPort: number
   ctxSize?: number
   recalibrate: boolean
@@ -65,6 +67,7 @@ export function addClusterOptions(command: Command): Command {
       parseClusterName('default')
     )
     .option('--api-port <port>', 'port of the local HTTP API', integer('--api-port', 1, 65535), DEFAULT_API_PORT)
+    .option('--cluster-key <file>', 'make the cluster private: only agents with this key (from `sollol-agent keygen`) can connect')
 }
 
 export function registerStart(program: Command, getLog: () => Logger): void {
@@ -112,6 +115,19 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     .option('--no-setup', 'fail instead of building llama.cpp when no binaries are found')
     .action(async (flags: StartFlags) => {
       const log = getLog()
+      // Read the key first: a bad key is a usage error before anything starts.
+      const clusterKey = flags.clusterKey !== undefined ? await readClusterKey(resolve(flags.clusterKey)) : undefined
+      if (clusterKey === undefined) {
+        log.warn(
+          {},
+          'the cluster is OPEN: any machine on this LAN can join it and see its state; make a key with `sollol-agent keygen --out cluster.key` and start every agent with --cluster-key cluster.key'
+        )
+      } else {
+        log.info(
+          { keyFingerprint: clusterKeyFingerprint(clusterKey) },
+          'the cluster is closed: only agents with the cluster key can connect (mDNS announcements stay visible on the LAN)'
+        )
+      }
       const binaries = await binariesFromFlags(flags, log, flags.setup)
       log.info({ rpcServer: binaries.rpcServer, version: binaries.version, source: binaries.source }, 'llama.cpp binaries')
       const agent = new Agent({
@@ -130,6 +146,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         ...(flags.model !== undefined ? { model: resolve(flags.model) } : {}),
         bootstrap: flags.bootstrap,
         mdns: flags.mdns,
+        ...(clusterKey !== undefined ? { clusterKey } : {}),
         serverPort: flags.serverPort,
         ...(flags.ctxSize !== undefined ? { contextSize: flags.ctxSize } : {}),
         recalibrate: flags.recalibrate,

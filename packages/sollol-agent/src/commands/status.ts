@@ -1,10 +1,11 @@
 import type { Command } from 'commander'
 import type { ClusterName, ClusterView, NodeView } from '@sollol/core'
-import { discoverAndFetchState, fetchClusterState } from '@sollol/mesh'
+import { discoverAndFetchState, fetchClusterState, readClusterKey } from '@sollol/mesh'
 import { formatBytes, multiaddrOption } from '../options.js'
 import { addClusterOptions } from './start.js'
 
 interface StatusFlags {
+  clusterKey?: string
   json?: boolean
   peer?: string[]
   api?: string
@@ -29,7 +30,8 @@ async function fromApi(url: string): Promise<ClusterView> {
 async function clusterState(flags: StatusFlags, clusterExplicit: boolean): Promise<ClusterView> {
   if (flags.api !== undefined) return await fromApi(flags.api)
   const peer = flags.peer?.[0]
-  if (peer !== undefined) return await fetchClusterState(peer, flags.cluster)
+  const key = flags.clusterKey !== undefined ? await readClusterKey(flags.clusterKey) : undefined
+  if (peer !== undefined) return await fetchClusterState(peer, flags.cluster, 5000, key)
   const local = `http://127.0.0.1:${flags.apiPort}`
   try {
     const view = await fromApi(local)
@@ -39,7 +41,7 @@ async function clusterState(flags: StatusFlags, clusterExplicit: boolean): Promi
     const code = (err as { cause?: { code?: string } }).cause?.code
     if (!(err instanceof TypeError) || (code !== 'ECONNREFUSED' && code !== undefined)) throw err
   }
-  const found = await discoverAndFetchState(flags.cluster)
+  const found = await discoverAndFetchState(flags.cluster, 4000, key)
   if (found === undefined) {
     throw new NoAgentError(
       `No agent answered: none runs here (${local}) and mDNS found no agent of cluster \`${flags.cluster}\` within 4 s; try --peer <multiaddr> or --api <url>`
@@ -94,6 +96,7 @@ export function formatStatus(view: ClusterView): string {
     `cluster ${view.cluster}: ${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'}, answered by ${shortId(view.self)}`
   ]
   if (view.discovery.mdns !== 'ok') lines.push(`mDNS ${view.discovery.mdns}: ${view.discovery.reason ?? ''}`)
+  if (view.discovery.closed === false) lines.push('cluster OPEN: no cluster key, any machine on the LAN can join (sollol-agent keygen)')
   if (view.coordinator !== null) lines.push(`coordinator ${shortId(view.coordinator.peerId)}, term ${view.coordinator.term}`)
   const plan = view.plan
   if (plan !== null) {
