@@ -7,7 +7,7 @@ test('a generated key parses, and two keys differ', () => {
   const b = generateClusterKey()
   assert.match(a, /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}/)
   assert.notEqual(a, b)
-  assert.equal(parseClusterKey(a, 'a').length, 95)
+  assert.equal(parseClusterKey(a, 'a').length, 96)
   assert.notEqual(clusterKeyFingerprint(parseClusterKey(a, 'a')), clusterKeyFingerprint(parseClusterKey(b, 'b')))
 })
 
