@@ -106,7 +106,7 @@ test('start with a port in use, or a bad option value, says so in one line', asy
       '7591'
     ])
     assert.equal(second.exitCode, 1)
-    assert.match(String(second.stderr), /Port 50052 on 10\.213\.0\.2 is already in use/)
+    assert.match(String(second.stderr), /Port 50052 on 127\.0\.0\.1 is already in use/)
     for (const [args, pattern] of [
       [['--max-memory', 'lots'], /Expected --max-memory to be a size like 512M or 8G, got `lots`/],
       [['--cluster', 'Bad Name'], /Expected --cluster to be 1-32 lower-case letters/],

@@ -17,6 +17,7 @@ const bytes = z
 const shortText = z.string().max(256)
 
 export const DEVICE_KINDS = ['cpu', 'cuda', 'rocm', 'metal', 'vulkan'] as const
+export const RPC_ACCESS = ['gated', 'tunnel', 'direct'] as const
 export const RPC_STATES = ['starting', 'ready', 'restarting', 'failed', 'stopped', 'external', 'unreachable'] as const
 
 export const deviceSchema = z
@@ -119,7 +120,13 @@ export const announcementSchema = z
           .number()
           .int()
           .min(0)
-          .max(2 ** 53 - 1)
+          .max(2 ** 53 - 1),
+        /**
+         * How the coordinator reaches it. `gated` (default): host:port is a gate in the agent that admits only
+         * the current coordinator's address; `tunnel`: only through the mesh (encrypted, slower); `direct`:
+         * the rpc-server itself, open to the LAN (--rpc-access open, or an external rpc-server).
+         */
+        access: z.enum(RPC_ACCESS)
       })
       .strict(),
     devices: z.array(deviceSchema).max(64),

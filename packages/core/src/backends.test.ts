@@ -4,7 +4,7 @@ import { exclusionReason, rpcProtocolCompatible } from './backends.js'
 import type { Announcement } from './announcement.js'
 
 const rpc = (over: Partial<Announcement['rpc']> = {}): Pick<Announcement, 'rpc'> => ({
-  rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 3, ...over }
+  rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 3, access: 'direct', ...over }
 })
 
 test('protocol compatibility follows llama.cpp', () => {

@@ -18,6 +18,8 @@ export interface NodeView {
     readonly protocol: string | null
     readonly state: string
     readonly llamaBuild: string
+    readonly servingTerm: number
+    readonly access: 'gated' | 'tunnel' | 'direct'
   }
   readonly devices: Announcement['devices']
   readonly memoryBudget: number

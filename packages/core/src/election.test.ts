@@ -15,7 +15,7 @@ function node(peerId: string, over: Partial<Announcement> = {}): Announcement {
     hostname: peerId,
     agentVersion: '0.1.0',
     addresses: [],
-    rpc: { host: '10.0.0.1', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0 },
+    rpc: { host: '10.0.0.1', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0, access: 'direct' },
     devices: [{ kind: 'cpu', name: 'CPU', memoryTotal: 8e9, memoryFree: 8e9 }],
     memoryBudget: 4e9,
     cpuThreads: 2,

@@ -16,7 +16,7 @@ function announcement(peerId: string, over: Partial<Announcement> = {}): Announc
     hostname: `host-${peerId}`,
     agentVersion: '0.1.0',
     addresses: ['/ip4/10.0.0.2/tcp/4100'],
-    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0 },
+    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0, access: 'direct' },
     devices: [{ kind: 'cpu', name: 'CPU', memoryTotal: 8e9, memoryFree: 6e9 }],
     memoryBudget: 4e9,
     cpuThreads: 2,

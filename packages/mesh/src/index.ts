@@ -23,3 +23,5 @@ export { hasMulticastRoute, lanAddresses, mdnsAvailability } from './network-env
 export type { LanAddress, MdnsAvailability } from './network-environment.js'
 export { announceTopic, helloProtocol, mdnsServiceTag, stateProtocol } from './protocols.js'
 export { fetchClusterState, discoverAndFetchState } from './state-client.js'
+export { createMeshNode } from './node.js'
+export type { MeshNode, NodeOptions } from './node.js'

@@ -24,7 +24,8 @@ import {
 } from '@sollol/core'
 import { createMeshNode, type MeshNode } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
-import { announceTopic, helloProtocol, MAX_STATE_BYTES, stateProtocol } from './protocols.js'
+import { announceTopic, helloProtocol, MAX_STATE_BYTES, stateProtocol, tunnelProtocol } from './protocols.js'
+import { exitTunnel, listenForTunnel } from './tunnel.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 /** What the agent says about itself; the mesh adds identity, ordering and addresses. */
@@ -64,6 +65,9 @@ export interface MeshCounters {
   announcementsOut: number
   dropped: number
   dropReasons: Record<string, number>
+  tunnelsOpened: number
+  /** Tunnel streams refused because the peer was not admitted (not the coordinator of the term). */
+  tunnelsRefused: number
 }
 
 export interface MeshEvents {
@@ -89,7 +93,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
   private readonly known = new Map<string, Multiaddr[]>()
   private readonly dialing = new Set<string>()
-  readonly counters: MeshCounters = { announcementsIn: 0, announcementsOut: 0, dropped: 0, dropReasons: {} }
+  readonly counters: MeshCounters = {
+    announcementsIn: 0,
+    announcementsOut: 0,
+    dropped: 0,
+    dropReasons: {},
+    tunnelsOpened: 0,
+    tunnelsRefused: 0
+  }
+  /** Open tunnel exits, by the peer that opened them (cut when that peer loses admission). */
+  private readonly tunnelStreams = new Map<string, Set<Stream>>()
   readonly peerId: string
 
   constructor(private readonly options: MeshOptions) {
@@ -224,6 +237,78 @@ export class Mesh extends EventEmitter<MeshEvents> {
       Date.now(),
       this.options.coordination?.()
     )
+  }
+
+  /**
+   * Serves a tunnel `name`: streams from admitted peers come out as TCP connections to host:port here.
+   * Others are refused and counted.
+   */
+  async serveTunnel(name: string, target: { host: string; port: number }, admit: (peerId: string) => boolean): Promise<void> {
+    const node = this.node
+    if (node === undefined) throw new Error('mesh not running')
+    await node.handle(
+      tunnelProtocol(this.options.cluster, name),
+      (stream, connection) => {
+        const peer = connection.remotePeer.toString()
+        if (!admit(peer)) {
+          this.counters.tunnelsRefused++
+          this.options.logger.warn({ peer, tunnel: name }, 'tunnel refused: peer not admitted')
+          stream.abort(new Error('not admitted'))
+          return
+        }
+        this.counters.tunnelsOpened++
+        const streams = this.tunnelStreams.get(peer) ?? new Set<Stream>()
+        this.tunnelStreams.set(peer, streams)
+        streams.add(stream)
+        stream.addEventListener('close', () => streams.delete(stream))
+        exitTunnel(stream, target.host, target.port)
+      },
+      { maxInboundStreams: 256 }
+    )
+  }
+
+  /** Cuts every open tunnel stream of peers that `keep` rejects (admission changed). */
+  cutTunnels(keep: (peerId: string) => boolean): number {
+    let cut = 0
+    for (const [peer, streams] of this.tunnelStreams) {
+      if (keep(peer)) continue
+      for (const stream of streams) {
+        stream.abort(new Error('admission withdrawn'))
+        cut++
+      }
+      streams.clear()
+    }
+    return cut
+  }
+
+  /** Opens the entry of peer's tunnel `name`: a TCP port on 127.0.0.1 that leads there. */
+  async openTunnel(peerId: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
+    const node = this.node
+    if (node === undefined) throw new Error('mesh not running')
+    const { server, port } = await listenForTunnel(
+      async () =>
+        await node.dialProtocol(peerIdFromString(peerId), tunnelProtocol(this.options.cluster, name), {
+          signal: AbortSignal.timeout(10_000),
+          maxOutboundStreams: 256
+        } as Parameters<typeof node.dialProtocol>[2]),
+      (err) => this.options.logger.warn({ peer: peerId, tunnel: name, err: err.message }, 'tunnel stream failed')
+    )
+    return {
+      port,
+      close: async () => {
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      }
+    }
+  }
+
+  /** IP addresses this agent's connections to `peerId` come from (Noise-authenticated as that peer). */
+  peerAddresses(peerId: string): string[] {
+    const node = this.node
+    if (node === undefined) return []
+    return node.getConnections(peerIdFromString(peerId)).flatMap((c) => {
+      const match = /^\/ip[46]\/([^/]+)\//.exec(c.remoteAddr.toString())
+      return match?.[1] !== undefined ? [match[1]] : []
+    })
   }
 
   /** Live members (not self) with their status, from the membership view. */

@@ -3,6 +3,8 @@ export const announceTopic = (cluster: string): string => `/sollol/${cluster}/an
 /** Request/response: the agent's view of the cluster (JSON). */
 export const stateProtocol = (cluster: string): string => `/sollol/${cluster}/state/1.0.0`
 /** Request/response: the agent's own latest announcement, so a new connection joins at once. */
+/** TCP over the mesh (e.g. `rpc`: a worker's loopback rpc-server, for the coordinator only). */
+export const tunnelProtocol = (cluster: string, name: string): string => `/sollol/${cluster}/tunnel/${name}/1.0.0`
 export const helloProtocol = (cluster: string): string => `/sollol/${cluster}/hello/1.0.0`
 /** Keyed clusters add the key's fingerprint, so open and keyed agents of one name do not even find each other. */
 export const mdnsServiceTag = (cluster: string, keyFingerprint?: string): string =>

@@ -25,6 +25,10 @@ import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 import { startHttpApi } from './http-api.js'
+import { RpcGate } from './rpc-gate.js'
+
+export const RPC_ACCESS_MODES = ['gated', 'tunnel', 'open'] as const
+export type RpcAccessMode = (typeof RPC_ACCESS_MODES)[number]
 import { AGENT_VERSION } from './version.js'
 
 export interface AgentOptions {
@@ -35,6 +39,11 @@ export interface AgentOptions {
   readonly apiPort: number
   /** The address the rpc-server binds and is announced with; default: this host's first LAN address. */
   readonly rpcHost?: string
+  /**
+   * Who may use the rpc-server: `gated` (default; a gate admits the current coordinator's address only),
+   * `tunnel` (only through the mesh: encrypted, slower), `open` (anyone on the LAN; trusted networks only).
+   */
+  readonly rpcAccess: RpcAccessMode
   readonly rpcPort: number
   readonly rpcThreads: number
   readonly rpcDevices?: readonly string[]
@@ -70,11 +79,24 @@ export class Agent {
   private rpcProtocol: string | null = null
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
+  /** The address announced for the rpc-server (this host's LAN address). */
   readonly rpcHost: string
+  /** Where the rpc-server listens: loopback behind the tunnel, the LAN address when open. */
+  private readonly rpcBind: string
+  private readonly rpcAccess: 'gated' | 'tunnel' | 'direct'
+  private gate: RpcGate | undefined
 
   constructor(private readonly o: AgentOptions) {
     const lan = lanAddresses()[0]?.address
     this.rpcHost = o.rpcEndpoint?.host ?? o.rpcHost ?? lan ?? '127.0.0.1'
+    this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' ? 'direct' : o.rpcAccess
+    this.rpcBind = this.rpcAccess === 'direct' ? this.rpcHost : '127.0.0.1'
+    if (o.rpcAccess === 'open' && o.rpcEndpoint === undefined) {
+      o.logger.warn(
+        { rpc: `${this.rpcHost}:${o.rpcPort}` },
+        '--rpc-access open: the rpc-server accepts anyone on the LAN (llama.cpp: "never run the RPC server on an open network"); use it on trusted networks only'
+      )
+    }
     if (o.rpcEndpoint === undefined && o.rpcHost === undefined && lan === undefined) {
       o.logger.warn({}, 'no LAN address: the rpc-server listens on 127.0.0.1 and only this machine can use it')
     }
@@ -99,7 +121,7 @@ export class Agent {
     } else {
       const rpc = new RpcServerSupervisor({
         binary: this.o.binaries.rpcServer,
-        host: this.rpcHost,
+        host: this.rpcBind,
         port: this.o.rpcPort,
         threads: this.o.rpcThreads,
         cache: this.o.rpcCache,
@@ -111,7 +133,7 @@ export class Agent {
         this.onRpcState(state)
       })
       await rpc.start()
-      const probe = await probeRpcServer(this.rpcHost, this.o.rpcPort)
+      const probe = await probeRpcServer(this.rpcBind, this.o.rpcPort)
       this.rpcProtocol = formatRpcVersion(probe.version)
       rpcDevices = probe.devices
       // Measured now, while nobody else knows this rpc-server: it is idle.
@@ -152,7 +174,24 @@ export class Agent {
       now: monotonic
     })
     await mesh.start()
-    this.coordination.start()
+    const coordination = this.coordination
+    if (this.rpcAccess === 'tunnel') {
+      // Only the coordinator of the current term gets through to the loopback rpc-server.
+      await mesh.serveTunnel('rpc', { host: '127.0.0.1', port: this.o.rpcPort }, (peer) => peer === coordination.election.coordinator)
+    } else if (this.rpcAccess === 'gated' && this.rpc !== undefined) {
+      this.gate = new RpcGate({
+        host: this.rpcHost,
+        port: this.o.rpcPort,
+        targetPort: this.o.rpcPort,
+        admitted: () => {
+          const coordinator = coordination.election.coordinator
+          return new Set(coordinator === undefined || coordinator === mesh.peerId ? [] : mesh.peerAddresses(coordinator))
+        },
+        onRefused: (address) => this.o.logger.warn({ from: address }, 'rpc gate: refused a connection (not the coordinator)')
+      })
+      await this.gate.start()
+    }
+    coordination.start()
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
       host: this.o.apiHost,
@@ -178,6 +217,7 @@ export class Agent {
     })
     this.http = undefined
     await this.coordination?.stop()
+    await this.gate?.stop()
     await this.mesh?.stop()
     await this.rpc?.stop()
   }
@@ -191,6 +231,9 @@ export class Agent {
     const rpc = this.rpc
     if (rpc === undefined) return // an external rpc-server cannot be fenced by us (documented)
     this.o.logger.info({ term }, 'fencing: restarting the rpc-server for the new term')
+    const coordinator = this.coordination?.election.coordinator
+    this.mesh?.cutTunnels((peer) => peer === coordinator)
+    this.gate?.cut()
     await rpc.stop()
     await rpc.start()
   }
@@ -214,7 +257,7 @@ export class Agent {
       const started = Date.now()
       const result = await calibrateRpcServer({
         llamaServer: this.o.binaries.llamaServer,
-        endpoint: `${this.rpcHost}:${this.o.rpcPort}`,
+        endpoint: `${this.rpcBind}:${this.o.rpcPort}`,
         cacheDir: join(defaultCacheRoot(), 'calibration'),
         logger: this.o.logger
       })
@@ -246,7 +289,8 @@ export class Agent {
         state: this.rpcState,
         llamaBuild: this.o.binaries.version,
         // an external rpc-server cannot be restarted by us: it serves every term
-        servingTerm: this.rpc === undefined ? (this.coordination?.election.currentTerm ?? 0) : (this.coordination?.servingTerm ?? 0)
+        servingTerm: this.rpc === undefined ? (this.coordination?.election.currentTerm ?? 0) : (this.coordination?.servingTerm ?? 0),
+        access: this.rpcAccess
       },
       devices: this.devices,
       memoryBudget: this.o.maxMemory ?? defaultMemoryBudget(),

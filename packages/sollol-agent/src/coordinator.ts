@@ -100,6 +100,10 @@ export class Coordination {
   private livenessFailures = 0
   private readonly rtts = new Map<string, { ms: number; at: number }>()
   private loggedProblem: string | null = null
+  /** Tunnel entries to workers' protected rpc-servers, by peer. */
+  private readonly tunnels = new Map<string, { port: number; close: () => Promise<void> }>()
+  /** llama-server's endpoint -> the rpc endpoint the node announced (what users see). */
+  private readonly announcedEndpoint = new Map<string, string>()
   /** When each peer (re)joined: a plan that wants a newcomer is a join, not measurement noise. */
   private readonly joinedAt = new Map<string, number>()
   /** Live nodes left out of the last plan computed, with the reason. */
@@ -123,6 +127,7 @@ export class Coordination {
     })
     this.o.mesh.on('membership', (event) => {
       if (event.type === 'member:joined') this.joinedAt.set(event.peerId, this.o.now())
+      if (event.type === 'member:left') void this.closeTunnel(event.peerId)
       void this.tick()
     })
     this.timer = setInterval(() => {
@@ -136,6 +141,13 @@ export class Coordination {
     clearInterval(this.timer)
     await this.restarting
     await this.stopServer('agent stopping')
+    await Promise.all([...this.tunnels.keys()].map(async (peer) => await this.closeTunnel(peer)))
+  }
+
+  private async closeTunnel(peerId: string): Promise<void> {
+    const tunnel = this.tunnels.get(peerId)
+    this.tunnels.delete(peerId)
+    await tunnel?.close()
   }
 
   /** What this agent announces about coordination. */
@@ -241,6 +253,27 @@ export class Coordination {
   }
 
   /**
+   * Where llama-server connects for `a`'s rpc-server: its own on loopback, a direct one at its LAN
+   * address, a protected one through a tunnel entry on loopback (opened once per peer).
+   */
+  private async connectEndpoint(a: Announcement): Promise<string> {
+    const announced = `${a.rpc.host}:${a.rpc.port}`
+    let endpoint = announced
+    if (a.peerId === this.o.mesh.peerId && a.rpc.access !== 'direct') {
+      endpoint = `127.0.0.1:${a.rpc.port}` // our own, on loopback behind the gate or tunnel
+    } else if (a.rpc.access === 'tunnel') {
+      let tunnel = this.tunnels.get(a.peerId)
+      if (tunnel === undefined) {
+        tunnel = await this.o.mesh.openTunnel(a.peerId, 'rpc')
+        this.tunnels.set(a.peerId, tunnel)
+      }
+      endpoint = `127.0.0.1:${tunnel.port}`
+    }
+    this.announcedEndpoint.set(endpoint, announced)
+    return endpoint
+  }
+
+  /**
    * Per-token cost of using a node: a fixed cost per split (~0.4 ms, measured on loopback) plus two
    * network round trips. The RTT is the minimum of libp2p pings sampled at most once a minute: the
    * first samples come during start-up load and would overstate it.
@@ -275,7 +308,7 @@ export class Coordination {
       nodes.push({
         peerId: a.peerId,
         hostname: a.hostname,
-        rpc: `${a.rpc.host}:${a.rpc.port}`,
+        rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: a.memoryBudget,
         secondsPerGiB: a.speed?.secondsPerGiB,
         hopSeconds: await this.hopSeconds(a.peerId, this.o.now()),
@@ -486,7 +519,7 @@ export class Coordination {
             .map((r) => [r.first, Math.min(r.last, layerCount - 1)] as [number, number]) ?? []
         return {
           peerId: n.peerId,
-          rpc: n.rpc,
+          rpc: this.announcedEndpoint.get(n.rpc) ?? n.rpc,
           layers: n.layers === null ? null : [n.layers[0], n.layers[1]],
           actualLayers: got[0] ?? null,
           output: n.output,

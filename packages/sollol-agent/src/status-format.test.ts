@@ -21,7 +21,7 @@ test('formatStatus shows one row per node with human units', () => {
     status: 'self' as const,
     addresses: [],
     agentVersion: '0.1.0',
-    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 1 },
+    rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 1, access: 'direct' as const },
     devices: [{ kind: 'cpu' as const, name: 'CPU', memoryTotal: 24 * 2 ** 30, memoryFree: 20 * 2 ** 30 }],
     memoryBudget: 8 * 2 ** 30,
     cpuThreads: 2,

@@ -4,9 +4,9 @@ import type { Command } from 'commander'
 import { parseClusterName, type ClusterName } from '@sollol/core'
 import type { Logger } from '@sollol/llama-cpp'
 import { clusterKeyFingerprint, readClusterKey } from '@sollol/mesh'
-import { Agent } from '../agent.js'
+import { Agent, RPC_ACCESS_MODES, type RpcAccessMode } from '../agent.js'
 import { defaultDataDir } from '../config.js'
-import { byteSize, endpoint, integer, ipv4, multiaddrOption, cluster as clusterOption } from '../options.js'
+import { byteSize, endpoint, integer, ipv4, multiaddrOption, oneOf, cluster as clusterOption } from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
 
 export const DEFAULT_P2P_PORT = 7490
@@ -26,6 +26,8 @@ interface StartFlags extends BinaryFlags {
   rpcThreads: number
   rpcDevice?: string
   rpcCache: boolean
+  rpcOpen: boolean
+  rpcAccess: RpcAccessMode
   rpcEndpoint?: { host: string; port: number }
   maxMemory?: number
   model?: string
@@ -77,7 +79,11 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     .option('--data-dir <dir>', 'where the agent keeps its identity', defaultDataDir())
     .option('--p2p-port <port>', 'TCP port of the mesh (libp2p)', integer('--p2p-port', 0, 65535), DEFAULT_P2P_PORT)
     .option('--api-host <ipv4>', 'address of the local HTTP API (keep it on loopback unless you know why)', ipv4('--api-host'), '127.0.0.1')
-    .option('--rpc-host <ipv4>', "address the rpc-server binds and announces (default: this host's LAN address)", ipv4('--rpc-host'))
+    .option(
+      '--rpc-host <ipv4>',
+      "this host's LAN address, announced (and bound with --rpc-open); default: the first LAN address",
+      ipv4('--rpc-host')
+    )
     .option('--rpc-port <port>', 'port of the rpc-server', integer('--rpc-port', 1, 65535), DEFAULT_RPC_PORT)
     .option(
       '--rpc-threads <n>',
@@ -87,6 +93,13 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     )
     .option('--rpc-device <list>', 'devices the rpc-server serves, e.g. CUDA0,CPU (default: all)')
     .option('--no-rpc-cache', 'do not keep pushed tensors in a local cache')
+    .option(
+      '--rpc-access <mode>',
+      "who may use the rpc-server: gated (only the current coordinator's address), tunnel (only through the encrypted mesh), open (anyone on the LAN: trusted networks only)",
+      oneOf('--rpc-access', RPC_ACCESS_MODES),
+      'gated'
+    )
+    .option('--rpc-open', 'the same as --rpc-access open', false)
     .option('--rpc-endpoint <host:port>', 'use an rpc-server you run yourself instead of starting one', endpoint('--rpc-endpoint'))
     .option(
       '--max-memory <size>',
@@ -141,6 +154,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         rpcThreads: flags.rpcThreads,
         ...(flags.rpcDevice !== undefined ? { rpcDevices: flags.rpcDevice.split(',').map((d) => d.trim()) } : {}),
         rpcCache: flags.rpcCache,
+        rpcAccess: flags.rpcOpen ? 'open' : flags.rpcAccess,
         ...(flags.rpcEndpoint !== undefined ? { rpcEndpoint: flags.rpcEndpoint } : {}),
         ...(flags.maxMemory !== undefined ? { maxMemory: flags.maxMemory } : {}),
         ...(flags.model !== undefined ? { model: resolve(flags.model) } : {}),
