@@ -24,7 +24,8 @@ const [h1, h2, h3, h4] = network.hosts as [
 ]
 const common = ['--rpc-threads', '1', '--ctx-size', '512']
 // The model holder offers too little to hold the model alone: the worker's rpc-server must be used.
-const coordinator = new TestAgent(h1, dir, [...common, '--model', model, '--max-memory', '30MiB'])
+const TOKEN = 'correct-horse-battery-staple'
+const coordinator = new TestAgent(h1, dir, [...common, '--model', model, '--max-memory', '30MiB', '--api-token', TOKEN])
 const worker = new TestAgent(h2, dir, [...common, '--max-memory', '60MiB'])
 // Another member whose rpc-server is reachable only through the mesh tunnel.
 const member = new TestAgent(h3, dir, [...common, '--rpc-access', 'tunnel', '--max-memory', '20MiB'])
@@ -71,7 +72,12 @@ test('the worker rpc-server is used by the coordinator only: not from another ho
     },
     { timeoutMs: 60_000 }
   )
-  const completion = await completeFrom(h3, dir, view.plan!.server.url)
+  // The inference API reachable from the LAN takes the bearer token, and nothing without it.
+  assert.equal(view.plan!.server.auth, 'token')
+  const noToken = await completeFrom(h3, dir, view.plan!.server.url)
+  assert.equal(noToken.ok, false)
+  assert.match(noToken.output, /"status":401/)
+  const completion = await completeFrom(h3, dir, view.plan!.server.url, 10_000, TOKEN)
   assert.ok(completion.ok, completion.output)
   const workerNode = view.nodes.find((n) => n.peerId === worker.view()!.self)!
   assert.equal(workerNode.rpc.access, 'gated')
@@ -104,5 +110,5 @@ test('the worker rpc-server is used by the coordinator only: not from another ho
   assert.equal(probe.exitCode, 0, String(probe.stderr))
   assert.match(open.log(), /--rpc-access open: the rpc-server accepts anyone on the LAN/)
   // The completion still works after all that (nothing was disturbed).
-  assert.ok((await completeFrom(h3, dir, view.plan!.server.url)).ok)
+  assert.ok((await completeFrom(h3, dir, view.plan!.server.url, 10_000, TOKEN)).ok)
 })

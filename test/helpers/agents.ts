@@ -12,10 +12,10 @@ export const ROOT = new URL('../../..', import.meta.url).pathname
 export const CLI = join(ROOT, 'packages', 'sollol-agent', 'bin', 'sollol-agent.js')
 
 const COMPLETER = `
-const [url, timeoutMs] = [process.argv[2], Number(process.argv[3] ?? 10000)]
+const [url, timeoutMs, token] = [process.argv[2], Number(process.argv[3] ?? 10000), process.argv[4]]
 try {
   const r = await fetch(url + '/v1/chat/completions', {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: 'Bearer ' + token } : {}) },
     body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }], max_tokens: 8, temperature: 0 }),
     signal: AbortSignal.timeout(timeoutMs)
   })
@@ -26,10 +26,16 @@ try {
 `
 
 /** One chat completion against `url`, sent from inside `host` (the server is on the test network). */
-export async function completeFrom(host: TestHost, dir: string, url: string, timeoutMs = 10_000): Promise<{ ok: boolean; output: string }> {
+export async function completeFrom(
+  host: TestHost,
+  dir: string,
+  url: string,
+  timeoutMs = 10_000,
+  token?: string
+): Promise<{ ok: boolean; output: string }> {
   const script = join(dir, 'complete.mjs')
   writeFileSync(script, COMPLETER)
-  const result = await host.run(process.execPath, [script, url, String(timeoutMs)])
+  const result = await host.run(process.execPath, [script, url, String(timeoutMs), ...(token !== undefined ? [token] : [])])
   return { ok: result.exitCode === 0, output: String(result.stdout) }
 }
 

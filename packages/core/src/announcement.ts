@@ -70,7 +70,15 @@ export const planSchema = z
       .min(1)
       .max(2 ** 53 - 1),
     model: z.object({ name: shortText, id: z.string().max(64) }).strict(),
-    server: z.object({ url: z.string().max(256), state: z.enum(SERVER_STATES), detail: z.string().max(512).nullable() }).strict(),
+    server: z
+      .object({
+        url: z.string().max(256),
+        state: z.enum(SERVER_STATES),
+        detail: z.string().max(512).nullable(),
+        /** `token`: requests need `Authorization: Bearer <--api-token>`; `none`: anyone on the LAN may use it. */
+        auth: z.enum(['token', 'none'])
+      })
+      .strict(),
     contextSize: z.number().int().min(1).max(10_000_000),
     tensorSplit: z.array(z.number().min(0).max(1e6)).max(256),
     assignments: z.array(assignmentSchema).max(256),

@@ -53,6 +53,7 @@ export interface AgentOptions {
   readonly maxMemory?: number
   readonly model?: string
   readonly serverPort: number
+  readonly apiToken?: string
   readonly contextSize?: number
   readonly recalibrate: boolean
   readonly bootstrap: readonly string[]
@@ -162,6 +163,7 @@ export class Agent {
       modelPath: this.o.model,
       serverHost: this.rpcHost,
       serverPort: this.o.serverPort,
+      apiToken: this.o.apiToken,
       contextSize: this.o.contextSize,
       threads: this.o.rpcThreads,
       electionTimings: LAN_ELECTION_TIMINGS,

@@ -60,6 +60,8 @@ export interface CoordinationOptions {
   /** Address in the server URL (this host's LAN address). */
   readonly serverHost: string
   readonly serverPort: number
+  /** Bearer token llama-server requires (`--api-token`); none = open to the LAN. */
+  readonly apiToken: string | undefined
   readonly contextSize: number | undefined
   readonly threads: number
   readonly electionTimings: ElectionTimings
@@ -441,6 +443,7 @@ export class Coordination {
       host: '0.0.0.0',
       port: this.o.serverPort,
       threads: this.o.threads,
+      ...(this.o.apiToken !== undefined ? { apiKey: this.o.apiToken } : {}),
       timings: this.o.supervisorTimings,
       logger: log
     })
@@ -509,7 +512,7 @@ export class Coordination {
       term,
       generation: this.generation,
       model: p.model,
-      server: { url, state, detail },
+      server: { url, state, detail, auth: this.o.apiToken !== undefined ? 'token' : 'none' },
       contextSize: p.contextSize,
       tensorSplit: [...p.tensorSplit],
       assignments: p.nodes.map((n) => {

@@ -35,6 +35,7 @@ interface StartFlags extends BinaryFlags {
   mdns: boolean
   clusterKey?: string
   serverPort: number
+  apiToken?: string
   ctxSize?: number
   recalibrate: boolean
 }
@@ -124,6 +125,10 @@ export function registerStart(program: Command, getLog: () => Logger): void {
       "context size llama-server runs with (default: the model's, at most 4096)",
       integer('--ctx-size', 16, 10_000_000)
     )
+    .option(
+      '--api-token <token>',
+      'require this bearer token on the OpenAI API this agent serves when it coordinates (use the same on every model holder)'
+    )
     .option('--recalibrate', 'measure the rpc-server speed again instead of using the cached result', false)
     .option('--no-setup', 'fail instead of building llama.cpp when no binaries are found')
     .action(async (flags: StartFlags) => {
@@ -139,6 +144,12 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         log.info(
           { keyFingerprint: clusterKeyFingerprint(clusterKey) },
           'the cluster is closed: only agents with the cluster key can connect (mDNS announcements stay visible on the LAN)'
+        )
+      }
+      if (flags.model !== undefined && flags.apiToken === undefined) {
+        log.warn(
+          { port: flags.serverPort },
+          'the OpenAI API this agent serves when it coordinates has NO token: anyone on the LAN can use it; set --api-token'
         )
       }
       const binaries = await binariesFromFlags(flags, log, flags.setup)
@@ -162,6 +173,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         mdns: flags.mdns,
         ...(clusterKey !== undefined ? { clusterKey } : {}),
         serverPort: flags.serverPort,
+        ...(flags.apiToken !== undefined ? { apiToken: flags.apiToken } : {}),
         ...(flags.ctxSize !== undefined ? { contextSize: flags.ctxSize } : {}),
         recalibrate: flags.recalibrate,
         binaries,

@@ -104,6 +104,7 @@ export function formatStatus(view: ClusterView): string {
     lines.push(
       `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${plan.server.detail !== null ? ` (${plan.server.detail})` : ''}, plan generation ${plan.generation}${tps}`
     )
+    if (plan.server.auth === 'none') lines.push('the OpenAI API has no token: anyone on the LAN can use it (--api-token)')
     if (plan.mismatch !== null) lines.push(`split differs from the plan: ${plan.mismatch}`)
     for (const x of plan.excluded) {
       const node = view.nodes.find((n) => n.peerId === x.peerId)
