@@ -55,6 +55,15 @@ export interface ClusterView {
   /** Why the cluster is not serving, when it is not (no model holder, planning failed...). */
   readonly problem?: string | null
   readonly discovery: DiscoveryView
+  /** What this agent received and dropped (hostile or malformed input is counted, never applied). */
+  readonly counters?: {
+    readonly announcementsIn: number
+    readonly announcementsOut: number
+    readonly dropped: number
+    readonly dropReasons: Readonly<Record<string, number>>
+    readonly tunnelsOpened: number
+    readonly tunnelsRefused: number
+  }
   readonly generatedAt: string
 }
 

@@ -117,3 +117,9 @@ test('a restarted node learns the term from hearsay and claims above it', () => 
   e.observe({ peerId: 'c', coordinator: { peerId: 'a', term: 7 } }, 100)
   assert.equal(e.decide(new Set(['b', 'c']), ['b'], 2000).claimTerm, 8)
 })
+
+test('an absurd hearsay term is ignored', () => {
+  const e = new Election('b', T, 0)
+  e.observe({ peerId: 'c', coordinator: { peerId: 'a', term: 2 ** 52 } }, 100)
+  assert.equal(e.decide(new Set(['b', 'c']), ['b'], 2000).claimTerm, 1)
+})

@@ -27,6 +27,9 @@ export const LAN_ELECTION_TIMINGS: ElectionTimings = {
 
 export const FAST_ELECTION_TIMINGS: ElectionTimings = { settleMs: 600, claimStaggerMs: 500, startupQuietMs: 800 }
 
+/** How far ahead of what we know a hearsay term may be and still count. */
+export const MAX_HEARSAY_JUMP = 100
+
 export type Role = 'observing' | 'follower' | 'waiting' | 'settling' | 'coordinator'
 
 export interface Decision {
@@ -100,8 +103,9 @@ export class Election {
     const belief = a.coordinator
     if (belief === null) return false
     if (belief.peerId === a.peerId) return this.onClaim(belief.term, a.peerId, now)
-    // Hearsay is no claim, but a later claim of ours must beat the term the others believe in.
-    this.seenTerm = Math.max(this.seenTerm, belief.term)
+    // Hearsay is no claim, but a later claim of ours must beat the term the others believe in. Bounded:
+    // one peer's word must not push every later term towards the integer limit.
+    if (belief.term <= Math.max(this.term, this.seenTerm) + MAX_HEARSAY_JUMP) this.seenTerm = Math.max(this.seenTerm, belief.term)
     return false
   }
 

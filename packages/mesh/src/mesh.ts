@@ -229,7 +229,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       connections: connections.length,
       connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size
     }
-    return clusterView(
+    const view = clusterView(
       this.announcement(),
       this.membership.list(this.now()),
       discovery,
@@ -237,6 +237,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       Date.now(),
       this.options.coordination?.()
     )
+    return { ...view, counters: { ...this.counters, dropReasons: { ...this.counters.dropReasons } } }
   }
 
   /**

@@ -125,6 +125,11 @@ export class Coordination {
 
   start(): void {
     this.o.mesh.on('announcement', (a) => {
+      // A claim counts only from a node that could coordinate: it holds the cluster's model and a llama-server.
+      if (a.coordinator?.peerId === a.peerId && !this.eligible(a)) {
+        this.o.logger.warn({ peer: a.peerId, term: a.coordinator.term }, 'ignored a coordinator claim from a node that cannot coordinate')
+        return
+      }
       if (this.election.observe(a, this.o.now())) void this.tick()
     })
     this.o.mesh.on('membership', (event) => {
@@ -150,6 +155,11 @@ export class Coordination {
     const tunnel = this.tunnels.get(peerId)
     this.tunnels.delete(peerId)
     await tunnel?.close()
+  }
+
+  private eligible(a: Announcement): boolean {
+    const model = clusterModel(this.liveAnnouncements())
+    return model !== undefined && rankCandidates([a], model.id).length === 1
   }
 
   /** What this agent announces about coordination. */

@@ -1,0 +1,159 @@
+/**
+ * A rogue cluster member for the fuzz test: it holds the cluster key, joins the mesh with a throw-away
+ * identity and sends malformed and hostile messages through every protocol. Run inside a test host:
+ *   node rogue.js <cluster-key-file> <count> <multiaddr>...
+ * Prints a JSON summary of what it sent.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { ANNOUNCEMENT_VERSION, type Announcement } from '@sollol/core'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import { announceTopic, helloProtocol, readClusterKey, stateProtocol } from '@sollol/mesh'
+
+const [keyFile, countText, ...targets] = process.argv.slice(2)
+const count = Number(countText)
+
+/** mulberry32, so a failing run can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function announcement(peerId: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  const a: Announcement = {
+    v: ANNOUNCEMENT_VERSION,
+    cluster: 'default',
+    peerId,
+    incarnation: Date.now(),
+    seq: 1,
+    hostname: 'rogue',
+    agentVersion: '0.1.0',
+    addresses: [],
+    rpc: { host: '10.213.0.99', port: 50052, protocol: '6.0.0', state: 'failed', llamaBuild: 'x', servingTerm: 0, access: 'direct' },
+    devices: [],
+    memoryBudget: 1,
+    cpuThreads: 1,
+    models: [],
+    canCoordinate: false,
+    apiPort: null,
+    speed: null,
+    coordinator: null,
+    plan: null
+  }
+  return { ...a, ...over }
+}
+
+const encoder = new TextEncoder()
+
+/** The i-th malformed message: every kind the boundary must refuse. */
+function malformed(i: number, rand: () => number, selfId: string, victimId: string): Uint8Array {
+  const kind = i % 12
+  const valid = announcement(selfId, { seq: i + 1 })
+  switch (kind) {
+    case 0:
+      return Uint8Array.from({ length: 1 + Math.floor(rand() * 200) }, () => Math.floor(rand() * 256))
+    case 1:
+      return encoder.encode('{"v":1, "cluster": "default", ')
+    case 2:
+      return encoder.encode(JSON.stringify([1, 2, 3]))
+    case 3:
+      return encoder.encode(JSON.stringify({ ...valid, seq: 'seven' }))
+    case 4:
+      return encoder.encode(JSON.stringify({ ...valid, memoryBudget: -1 }))
+    case 5:
+      return encoder.encode(JSON.stringify({ ...valid, memoryBudget: 1e30 }))
+    case 6:
+      return encoder.encode(JSON.stringify({ ...valid, hostname: 'x'.repeat(70_000) }))
+    case 7:
+      return encoder.encode('['.repeat(5000) + ']'.repeat(5000))
+    case 8:
+      return encoder.encode(JSON.stringify({ ...valid, v: 99 }))
+    // speaks for another peer: a claim of a huge term in the victim's name
+    case 9:
+      return encoder.encode(
+        JSON.stringify(announcement(victimId, { seq: 1e6 + i, incarnation: Date.now() * 2, coordinator: { peerId: victimId, term: 999 } }))
+      )
+    case 10:
+      return encoder.encode(JSON.stringify({ ...valid, admin: true }))
+    default:
+      return encoder.encode(JSON.stringify({ ...valid, devices: [{ kind: 'quantum', name: 'q', memoryTotal: 1, memoryFree: 1 }] }))
+  }
+}
+
+const key = await readClusterKey(keyFile ?? '')
+// Built by hand rather than with createMeshNode: a large gossip send buffer, so that its own publishes are
+// not dropped locally (gossipsub has no back-pressure) and all of them reach the agents.
+const node = await createLibp2p({
+  privateKey: await generateKeyPair('Ed25519'),
+  addresses: { listen: ['/ip4/0.0.0.0/tcp/0'] },
+  transports: [tcp()],
+  connectionProtector: preSharedKey({ psk: key }),
+  connectionEncrypters: [noise()],
+  streamMuxers: [yamux()],
+  services: {
+    identify: identify(),
+    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, maxOutboundBufferSize: 1024 * 1024 * 1024 })
+  }
+})
+const selfId = node.peerId.toString()
+const summary = { gossip: 0, gossipFailed: 0, illegalClaims: 0, streams: 0, streamErrors: 0 }
+const topic = announceTopic('default')
+node.services.pubsub.subscribe(topic)
+const peers = []
+for (const target of targets) {
+  const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(10_000) })
+  peers.push(connection.remotePeer)
+}
+// let the gossip mesh form (a few heartbeats) so that publishes reach every target
+const deadline = Date.now() + 10_000
+while (Date.now() < deadline && node.services.pubsub.getSubscribers(topic).length < peers.length)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+const victimId = peers[0]?.toString() ?? selfId
+const rand = random(20261127)
+
+// Paced: gossipsub drops what does not fit its outbound buffers, and the point is that every message arrives.
+for (let i = 0; i < count; i++) {
+  try {
+    await node.services.pubsub.publish(topic, malformed(i, rand, selfId, victimId))
+    summary.gossip++
+  } catch {
+    summary.gossipFailed++
+  }
+  if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+// Well-formed, but a coordinator claim (and a plan) from a node that cannot coordinate: must change nothing.
+for (let i = 0; i < 20; i++) {
+  const claim = announcement(selfId, { seq: 1_000_000 + i, coordinator: { peerId: selfId, term: 500 + i } })
+  await node.services.pubsub.publish(topic, encoder.encode(JSON.stringify(claim)))
+  summary.illegalClaims++
+}
+// The request/response protocols, fed garbage, and protocols nobody speaks.
+for (let i = 0; i < 300; i++) {
+  const peer = peers[i % peers.length]
+  if (peer === undefined) break
+  const protocol = [stateProtocol('default'), helloProtocol('default'), '/sollol/default/nonsense/1.0.0'][i % 3] ?? ''
+  try {
+    const stream = await node.dialProtocol(peer, protocol, { signal: AbortSignal.timeout(3000) })
+    stream.send(Uint8Array.from({ length: 1 + Math.floor(rand() * 4096) }, () => Math.floor(rand() * 256)))
+    await stream.close()
+    summary.streams++
+  } catch {
+    summary.streamErrors++
+  }
+}
+// stay connected a moment so that everything queued is delivered
+await new Promise((resolve) => setTimeout(resolve, 3000))
+console.log(JSON.stringify(summary))
+await node.stop()
