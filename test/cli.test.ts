@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -124,6 +124,62 @@ test('start with a port in use, or a bad option value, says so in one line', asy
     assert.match(String(env.stderr), /Expected --rpc-port to be an integer 1-65535, got `abc`/)
   } finally {
     await first.stop()
+    network.destroy()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('bad files: a missing or corrupt model leaves a worker that says why; a binary that is not llama.cpp is one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sollol-cli-'))
+  const network = TestNetwork.create([{}, {}])
+  const corrupt = join(dir, 'corrupt.gguf')
+  writeFileSync(corrupt, 'GGUF but not really')
+  const missing = new TestAgent(network.hosts[0]!, dir, ['--rpc-threads', '1', '--model', join(dir, 'missing.gguf')])
+  const broken = new TestAgent(network.hosts[1]!, dir, ['--rpc-threads', '1', '--model', corrupt])
+  try {
+    missing.start()
+    broken.start()
+    const views = await waitFor(
+      'both agents serving as workers',
+      () => {
+        const v = [missing.view(), broken.view()]
+        return v.every((x) => x !== undefined && x.nodes.length === 2) ? v : undefined
+      },
+      { timeoutMs: 30_000 }
+    )
+    assert.match(
+      views[0]!.problem ?? '',
+      /Expected --model to name a GGUF file, got `.*missing\.gguf` \(no such file\); serving as a worker only/
+    )
+    assert.match(views[1]!.problem ?? '', /corrupt\.gguf` to be a GGUF model file.*serving as a worker only/)
+    for (const v of views) {
+      const self = v!.nodes.find((n) => n.peerId === v!.self)!
+      assert.equal(self.rpc.state, 'ready')
+      assert.equal(self.canCoordinate, false)
+    }
+    const status = await network.hosts[0]!.run(process.execPath, [CLI, 'status'])
+    assert.match(String(status.stdout), /not serving: Expected --model/)
+    const notLlama = await network.hosts[0]!.run(process.execPath, [
+      CLI,
+      'start',
+      '--data-dir',
+      join(dir, 'x'),
+      '--p2p-port',
+      '7590',
+      '--api-port',
+      '7591',
+      '--rpc-port',
+      '50060',
+      '--rpc-server-bin',
+      '/bin/true',
+      '--llama-server-bin',
+      '/bin/true'
+    ])
+    assert.equal(notLlama.exitCode, 1)
+    assert.match(String(notLlama.stderr), /rpc-server exited during start/)
+    assert.doesNotMatch(String(notLlama.stderr), /\n\s+at /)
+  } finally {
+    await Promise.all([missing.stop(), broken.stop()])
     network.destroy()
     rmSync(dir, { recursive: true, force: true })
   }

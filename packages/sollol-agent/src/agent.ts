@@ -20,6 +20,7 @@ import {
   type RpcDeviceMemory,
   type RpcServerState
 } from '@sollol/llama-cpp'
+import { readModelInfo } from '@sollol/gguf'
 import { LAN_ELECTION_TIMINGS, LAN_MESH_TIMINGS, type Announcement, type Device, type MeshTimings, type ModelRef } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
@@ -80,6 +81,10 @@ export class Agent {
   private rpcProtocol: string | null = null
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
+  /** The model file in use (undefined when none was given or it was unusable). */
+  private modelPath: string | undefined
+  /** Why this agent is less than it was asked to be (a bad model file), shown in status. */
+  private problem: string | null = null
   /** The address announced for the rpc-server (this host's LAN address). */
   readonly rpcHost: string
   /** Where the rpc-server listens: loopback behind the tunnel, the LAN address when open. */
@@ -110,8 +115,16 @@ export class Agent {
   async start(): Promise<void> {
     const log = this.o.logger
     if (this.o.model !== undefined) {
-      if (!existsSync(this.o.model)) throw new Error(`Expected --model to name a GGUF file, got \`${this.o.model}\` (no such file)`)
-      this.models = [await modelRef(this.o.model)]
+      // A bad model file does not stop the agent: it serves as a worker and says why in its log and status.
+      try {
+        if (!existsSync(this.o.model)) throw new Error(`Expected --model to name a GGUF file, got \`${this.o.model}\` (no such file)`)
+        await readModelInfo(this.o.model)
+        this.models = [await modelRef(this.o.model)]
+        this.modelPath = this.o.model
+      } catch (err) {
+        this.problem = `${(err as Error).message}; serving as a worker only`
+        log.error({ model: this.o.model }, this.problem)
+      }
     }
     let rpcDevices: readonly RpcDeviceMemory[] = []
     if (this.o.rpcEndpoint !== undefined) {
@@ -153,14 +166,17 @@ export class Agent {
       timings: this.o.timings ?? LAN_MESH_TIMINGS,
       logger: log,
       describeSelf: () => this.describeSelf(),
-      coordination: () => this.coordination?.view() ?? { coordinator: null, plan: null, problem: null },
+      coordination: () => {
+        const view = this.coordination?.view() ?? { coordinator: null, plan: null, problem: null }
+        return this.problem !== null && view.plan === null ? { ...view, problem: this.problem } : view
+      },
       now: monotonic
     })
     this.mesh = mesh
     this.coordination = new Coordination({
       mesh,
       binaries: this.o.binaries,
-      modelPath: this.o.model,
+      modelPath: this.modelPath,
       serverHost: this.rpcHost,
       serverPort: this.o.serverPort,
       apiToken: this.o.apiToken,
