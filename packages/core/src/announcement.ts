@@ -18,7 +18,7 @@ const shortText = z.string().max(256)
 
 export const DEVICE_KINDS = ['cpu', 'cuda', 'rocm', 'metal', 'vulkan'] as const
 export const RPC_ACCESS = ['gated', 'tunnel', 'direct'] as const
-export const RPC_STATES = ['starting', 'ready', 'restarting', 'failed', 'stopped', 'external', 'unreachable'] as const
+export const RPC_STATES = ['starting', 'ready', 'restarting', 'failed', 'stopped', 'external', 'unreachable', 'frozen'] as const
 
 export const deviceSchema = z
   .object({

@@ -81,6 +81,7 @@ export class Agent {
   private rpcProtocol: string | null = null
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
+  private frozenCheck: NodeJS.Timeout | undefined
   /** The model file in use (undefined when none was given or it was unusable). */
   private modelPath: string | undefined
   /** Why this agent is less than it was asked to be (a bad model file), shown in status. */
@@ -143,6 +144,13 @@ export class Agent {
         logger: log
       })
       this.rpc = rpc
+      // A frozen rpc-server still accepts connections (the kernel does) but never answers: say so, so
+      // that no plan uses it, and take it back when it thaws.
+      this.frozenCheck = setInterval(() => {
+        const frozen = rpc.isFrozen()
+        if (frozen && this.rpcState === 'ready') this.setRpcState('frozen')
+        else if (!frozen && this.rpcState === 'frozen' && rpc.state.kind === 'ready') this.setRpcState('ready')
+      }, 1000)
       rpc.on('state', (state) => {
         this.onRpcState(state)
       })
@@ -229,6 +237,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     clearInterval(this.externalProbe)
+    clearInterval(this.frozenCheck)
     await new Promise<void>((resolve) => {
       if (this.http === undefined) resolve()
       else this.http.close(() => resolve())

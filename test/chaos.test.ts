@@ -1,0 +1,235 @@
+/**
+ * Chaos on the test hosts with real llama.cpp: random faults (SIGKILL, SIGSTOP/SIGCONT of an agent, of
+ * an rpc-server, of llama-server; a host's link down and up), each followed by recovery, with the
+ * invariants watched throughout. SOLLOL_CHAOS_EVENTS sets the number of events (CI runs fewer than the
+ * documented long run); SOLLOL_CHAOS_SEED replays a sequence.
+ */
+import { after, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { TestNetwork, type TestHost } from './helpers/netns.js'
+import { completeFrom, TestAgent } from './helpers/agents.js'
+import { waitFor } from './helpers/wait.js'
+
+const EVENTS = Number(process.env.SOLLOL_CHAOS_EVENTS ?? 8)
+const SEED = Number(process.env.SOLLOL_CHAOS_SEED ?? Date.now() % 100_000)
+const dir = mkdtempSync(join(tmpdir(), 'sollol-chaos-'))
+const model = join(dir, 'model.gguf')
+writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+// As in the coordinator test: any three of the four nodes hold the model, two of them can coordinate.
+const network = TestNetwork.create([{}, {}, {}, {}])
+const common = ['--rpc-threads', '1', '--ctx-size', '512']
+const agents = network.hosts.map(
+  (host, i) =>
+    new TestAgent(host, dir, [
+      ...common,
+      '--max-memory',
+      i < 2 ? '34MiB' : i === 2 ? '56MiB' : '20MiB',
+      ...(i < 2 ? ['--model', model] : [])
+    ])
+)
+const hostOfAddress = new Map(network.hosts.map((h) => [h.address, h]))
+const violations: string[] = []
+const report: Array<{ event: string; target: string; recoveryMs: number; backMs: number }> = []
+
+after(async () => {
+  await Promise.all(agents.map(async (a) => await a.stop()))
+  network.destroy()
+  rmSync(dir, { recursive: true, force: true })
+  console.log(
+    `chaos (seed ${SEED}, ${report.length} events):\n${report.map((r) => `  ${r.event} ${r.target}: serving again ${r.recoveryMs} ms after the fault, all nodes back ${r.backMs} ms after the repair`).join('\n')}`
+  )
+})
+
+function seeded(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Processes in a host's namespace by name. */
+function pidsOf(host: TestHost, name: string): number[] {
+  const pids = execFileSync('ip', ['netns', 'pids', host.name], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number)
+  return pids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name
+    } catch {
+      return false
+    }
+  })
+}
+
+/** Invariant: never two llama-servers attached to one rpc-server (established TCP connections, all hosts). */
+function checkAttachments(): void {
+  const users = new Map<string, Set<string>>()
+  for (const host of network.hosts) {
+    let out = ''
+    try {
+      out = execFileSync('ip', ['netns', 'exec', host.name, 'ss', '-tnpH', 'state', 'established'], { encoding: 'utf8' })
+    } catch {
+      continue
+    }
+    for (const line of out.split('\n')) {
+      const pid = /"llama-server",pid=(\d+)/.exec(line)?.[1]
+      const peer = line.trim().split(/\s+/)[3]
+      if (pid === undefined || peer === undefined || !peer.endsWith(':50052')) continue
+      const ip = peer.slice(0, peer.lastIndexOf(':'))
+      const rpcServer = ip === '127.0.0.1' ? host.name : (hostOfAddress.get(ip)?.name ?? ip)
+      const set = users.get(rpcServer) ?? new Set<string>()
+      set.add(`${host.name}/${pid}`)
+      users.set(rpcServer, set)
+    }
+  }
+  for (const [rpcServer, set] of users) if (set.size > 1) violations.push(`rpc-server of ${rpcServer} used by ${[...set].join(' and ')}`)
+}
+
+/** Invariant: no agent acts on an older term (per agent process, the term it shows never goes down). */
+const highestTerm = new Map<TestAgent, number>()
+function checkTerms(): void {
+  for (const a of agents) {
+    const term = a.view()?.coordinator?.term
+    if (term === undefined) continue
+    const seen = highestTerm.get(a) ?? 0
+    if (term < seen) violations.push(`${a.host.name} went back from term ${seen} to ${term}`)
+    highestTerm.set(a, Math.max(seen, term))
+  }
+}
+
+/** Time until `among` agree on one serving plan and a completion through it succeeds from `observer`. */
+async function serving(
+  among: TestAgent[],
+  boundMs: number,
+  what: string,
+  observer: TestHost = among[among.length - 1]!.host
+): Promise<number> {
+  const started = Date.now()
+  await waitFor(
+    what,
+    async () => {
+      const views = among.map((a) => a.view())
+      const first = views[0]
+      if (first === undefined || first.plan?.server.state !== 'ready') return false
+      const agreed = views.every(
+        (v) =>
+          v !== undefined &&
+          v.coordinator?.term === first.coordinator?.term &&
+          v.coordinator?.peerId === first.coordinator?.peerId &&
+          v.plan?.generation === first.plan?.generation
+      )
+      if (!agreed || first.nodes.length !== among.length) return false
+      return (await completeFrom(observer, dir, first.plan.server.url, 4000)).ok
+    },
+    { timeoutMs: boundMs, intervalMs: 250 }
+  )
+  return Date.now() - started
+}
+
+function coordinatorAgent(): TestAgent {
+  const id = agents.map((a) => a.view()?.coordinator?.peerId).find((p) => p !== undefined)
+  return agents.find((a) => a.view()?.self === id) ?? agents[0]!
+}
+
+const EVENT_KINDS = ['agent-kill', 'agent-freeze', 'rpc-kill', 'rpc-freeze', 'llama-kill', 'llama-freeze', 'link-flap'] as const
+
+test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the invariants hold`, async () => {
+  for (const a of agents) a.start()
+  const monitor = setInterval(() => {
+    checkAttachments()
+    checkTerms()
+  }, 300)
+  try {
+    await serving(agents, 90_000, 'the cluster to serve')
+    const rand = seeded(SEED)
+    for (let i = 0; i < EVENTS; i++) {
+      const kind = EVENT_KINDS[Math.floor(rand() * EVENT_KINDS.length)]!
+      const target = kind.startsWith('llama') ? coordinatorAgent() : agents[Math.floor(rand() * agents.length)]!
+      const others = agents.filter((a) => a !== target)
+      const t0 = Date.now()
+      let recoveryMs = 0
+      switch (kind) {
+        case 'agent-kill': {
+          target.signal('SIGKILL')
+          await target.exited()
+          // no child outlives its agent
+          await waitFor(
+            `${target.host.name}: children gone with the agent`,
+            () => pidsOf(target.host, 'ggml-rpc-server').length === 0 && pidsOf(target.host, 'llama-server').length === 0,
+            { timeoutMs: 3000 }
+          ).catch(() => violations.push(`${target.host.name}: a child outlived its SIGKILLed agent`))
+          // its state entry leaves every view within the bound (5 s)
+          await waitFor(
+            'the killed agent to leave every view',
+            () => others.every((a) => !a.peers().includes(target.view()?.self ?? '-')),
+            { timeoutMs: 5000 }
+          ).catch(() => violations.push(`${target.host.name}: still listed 5 s after SIGKILL`))
+          await serving(others, 20_000, `serving after ${kind} of ${target.host.name}`)
+          recoveryMs = Date.now() - t0
+          target.start()
+          break
+        }
+        case 'agent-freeze': {
+          target.signal('SIGSTOP')
+          await waitFor(
+            'the frozen agent to leave every view',
+            () => others.every((a) => !a.peers().includes(target.view()?.self ?? '-')),
+            { timeoutMs: 10_000 }
+          ).catch(() => violations.push(`${target.host.name}: still listed 10 s after SIGSTOP`))
+          await serving(others, 30_000, `serving after ${kind} of ${target.host.name}`)
+          recoveryMs = Date.now() - t0
+          target.signal('SIGCONT')
+          break
+        }
+        case 'link-flap': {
+          execFileSync('ip', ['-n', target.host.name, 'link', 'set', 'eth0', 'down'])
+          await waitFor(
+            'the unplugged host to leave every view',
+            () => others.every((a) => !a.peers().includes(target.view()?.self ?? '-')),
+            { timeoutMs: 10_000 }
+          ).catch(() => violations.push(`${target.host.name}: still listed 10 s after its link went down`))
+          await serving(others, 30_000, `serving after ${kind} of ${target.host.name}`)
+          recoveryMs = Date.now() - t0
+          execFileSync('ip', ['-n', target.host.name, 'link', 'set', 'eth0', 'up'])
+          execFileSync('ip', ['-n', target.host.name, 'route', 'replace', '224.0.0.0/4', 'dev', 'eth0'])
+          break
+        }
+        default: {
+          const name = kind.startsWith('rpc') ? 'ggml-rpc-server' : 'llama-server'
+          const pids = pidsOf(target.host, name)
+          for (const pid of pids) process.kill(pid, kind.endsWith('kill') ? 'SIGKILL' : 'SIGSTOP')
+          if (kind.endsWith('freeze')) {
+            // the cluster must notice and work around it (liveness, frozen-state detection), then thaw it
+            await serving(agents, 30_000, `serving around ${kind} of ${target.host.name}`).catch(
+              async () => await serving(others, 30_000, `serving without ${target.host.name}`)
+            )
+            recoveryMs = Date.now() - t0
+            for (const pid of pids) {
+              try {
+                process.kill(pid, 'SIGCONT')
+              } catch {} // already replaced (a frozen llama-server is killed and restarted)
+            }
+          } else {
+            await serving(agents, 20_000, `serving after ${kind} of ${target.host.name}`)
+            recoveryMs = Date.now() - t0
+          }
+        }
+      }
+      const backMs = await serving(agents, 60_000, `everyone back after ${kind} of ${target.host.name}`)
+      report.push({ event: kind, target: target.host.name, recoveryMs, backMs })
+    }
+  } finally {
+    clearInterval(monitor)
+  }
+  assert.deepEqual(violations, [])
+})
