@@ -39,7 +39,8 @@ const report: Array<{ event: string; target: string; recoveryMs: number; backMs:
 after(async () => {
   await Promise.all(agents.map(async (a) => await a.stop()))
   network.destroy()
-  rmSync(dir, { recursive: true, force: true })
+  if (process.env.SOLLOL_KEEP_TEST_LOGS === undefined) rmSync(dir, { recursive: true, force: true })
+  else console.log(`chaos logs: ${dir}`)
   console.log(
     `chaos (seed ${SEED}, ${report.length} events):\n${report.map((r) => `  ${r.event} ${r.target}: serving again ${r.recoveryMs} ms after the fault, all nodes back ${r.backMs} ms after the repair`).join('\n')}`
   )

@@ -7,7 +7,7 @@
  * - Dying with the agent: on Linux `setpriv --pdeathsig SIGKILL` makes the kernel kill the child when the
  *   agent dies, even by SIGKILL, where no exit handler runs. Elsewhere an exit handler kills what it can.
  */
-import { accessSync, constants } from 'node:fs'
+import { accessSync, constants, readFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 
@@ -108,9 +108,29 @@ export function spawnChild(
   return child
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`. Resolves once the child has exited. */
+/**
+ * True while a process is stopped (SIGSTOP, a debugger): it cannot answer anything, nor handle SIGTERM.
+ * Read from /proc (Linux; false elsewhere), so checking disturbs nothing.
+ */
+export function isProcessFrozen(pid: number | undefined): boolean {
+  if (pid === undefined || process.platform !== 'linux') return false
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2)[0]
+    return state === 'T' || state === 't'
+  } catch {
+    return false
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs` (at once for a frozen process). Resolves once the child has exited. */
 export async function stopChild(child: Child, graceMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
+  if (isProcessFrozen(child.pid)) {
+    child.kill('SIGKILL')
+    await child
+    return
+  }
   child.kill('SIGTERM')
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
   try {

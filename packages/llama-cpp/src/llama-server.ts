@@ -4,7 +4,7 @@
  * used is read back from its log, and an exit for a lost rpc-server is its own kind.
  */
 import { EventEmitter } from 'node:events'
-import { OutputRing, spawnChild, stopChild, type Child } from './child.js'
+import { isProcessFrozen, OutputRing, spawnChild, stopChild, type Child } from './child.js'
 import { classifyExit, LoadLogParser, type LlamaServerExitKind, type LoadReport } from './llama-server-log.js'
 import { silentLogger, type Logger } from './log.js'
 import { isPortInUse } from './net-util.js'
@@ -195,6 +195,11 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     } catch {
       return false
     }
+  }
+
+  /** True while the process is stopped (SIGSTOP): it cannot answer, and needs no timeout to tell. */
+  isFrozen(): boolean {
+    return isProcessFrozen(this.child?.pid)
   }
 
   /** Liveness: a 1-token completion within the timeout. */

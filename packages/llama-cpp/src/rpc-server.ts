@@ -4,9 +4,8 @@
  * output kept, a clean stop, and no survival past the agent (see child.ts).
  */
 import { EventEmitter } from 'node:events'
-import { readFileSync } from 'node:fs'
 import { canConnect, connectHost, isPortInUse } from './net-util.js'
-import { OutputRing, spawnChild, stopChild, type Child } from './child.js'
+import { isProcessFrozen, OutputRing, spawnChild, stopChild, type Child } from './child.js'
 import { silentLogger, type Logger } from './log.js'
 import { LAN_TIMINGS, restartDelayMs, type SupervisorTimings } from './timings.js'
 
@@ -121,15 +120,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
    * kernel but answers nothing. Read from /proc, so it never disturbs the server (Linux; false elsewhere).
    */
   isFrozen(): boolean {
-    const pid = this.child?.pid
-    if (pid === undefined || process.platform !== 'linux') return false
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const state = stat.slice(stat.lastIndexOf(')') + 2)[0]
-      return state === 'T' || state === 't'
-    } catch {
-      return false
-    }
+    return isProcessFrozen(this.child?.pid)
   }
 
   recentOutput(lines?: number): string[] {

@@ -192,7 +192,9 @@ export class Agent {
       threads: this.o.rpcThreads,
       electionTimings: LAN_ELECTION_TIMINGS,
       timings: LAN_COORDINATION_TIMINGS,
-      supervisorTimings: { ...LAN_TIMINGS, readyTimeoutMs: 10 * 60_000 },
+      // Loading a big model over the LAN takes minutes; a 1-token liveness check should take milliseconds
+      // (it gets a slot of its own), so 6 s without an answer means a frozen or lost rpc-server.
+      supervisorTimings: { ...LAN_TIMINGS, readyTimeoutMs: 10 * 60_000, livenessTimeoutMs: 6000 },
       fence: async (term) => {
         await this.fence(term)
       },

@@ -389,6 +389,12 @@ export class Coordination {
   }
 
   private async checkLiveness(now: number, running: Running): Promise<void> {
+    if (running.llama.isFrozen()) {
+      // Stopped (SIGSTOP): no need to wait for timeouts to know it will not answer.
+      await this.stopServer('llama-server is frozen (stopped process)')
+      this.lastSignature = ''
+      return
+    }
     if (now - this.lastLiveness < this.o.timings.livenessIntervalMs) return
     this.lastLiveness = now
     if (await running.llama.checkLiveness()) {
