@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { DEFAULT_TEST_MODEL, seededRandom, writeTestModel } from '@sollol/gguf'
 import { TestNetwork, type TestHost } from './helpers/netns.js'
 import { completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
@@ -45,17 +45,6 @@ after(async () => {
     `chaos (seed ${SEED}, ${report.length} events):\n${report.map((r) => `  ${r.event} ${r.target}: serving again ${r.recoveryMs} ms after the fault, all nodes back ${r.backMs} ms after the repair`).join('\n')}`
   )
 })
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Processes in a host's namespace by name. */
 function pidsOf(host: TestHost, name: string): number[] {
@@ -152,7 +141,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
   }, 300)
   try {
     await serving(agents, 90_000, 'the cluster to serve')
-    const rand = seeded(SEED)
+    const rand = seededRandom(SEED)
     for (let i = 0; i < EVENTS; i++) {
       const kind = EVENT_KINDS[Math.floor(rand() * EVENT_KINDS.length)]!
       const target = kind.startsWith('llama') ? coordinatorAgent() : agents[Math.floor(rand() * agents.length)]!

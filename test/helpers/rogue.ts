@@ -7,6 +7,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ANNOUNCEMENT_VERSION, type Announcement } from '@sollol/core'
+import { seededRandom } from '@sollol/gguf'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub } from '@libp2p/gossipsub'
@@ -18,18 +19,6 @@ import { announceTopic, helloProtocol, readClusterKey, stateProtocol } from '@so
 
 const [keyFile, countText, ...targets] = process.argv.slice(2)
 const count = Number(countText)
-
-/** mulberry32, so a failing run can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function announcement(peerId: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   const a: Announcement = {
@@ -121,7 +110,7 @@ const deadline = Date.now() + 10_000
 while (Date.now() < deadline && node.services.pubsub.getSubscribers(topic).length < peers.length)
   await new Promise((resolve) => setTimeout(resolve, 100))
 const victimId = peers[0]?.toString() ?? selfId
-const rand = random(20261127)
+const rand = seededRandom(20261127)
 
 // Paced: gossipsub drops what does not fit its outbound buffers, and the point is that every message arrives.
 for (let i = 0; i < count; i++) {

@@ -14,6 +14,7 @@ export type { GgufHeader, ModelInfo, TensorEntry } from './model-info.js'
 export { readGgufHeader, readModelInfo } from './read.js'
 export {
   buildTestModel,
+  seededRandom,
   writeTestModel,
   testVocabulary,
   validateTestModelOptions,

@@ -208,8 +208,8 @@ export function testVocabulary(): VocabEntry[] {
   return vocab
 }
 
-/** mulberry32: a tiny, fast, well-distributed seeded PRNG. */
-function seededRandom(seed: number): () => number {
+/** mulberry32: a tiny, fast, well-distributed seeded PRNG (also what tests use to replay random runs). */
+export function seededRandom(seed: number): () => number {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0
