@@ -16,7 +16,7 @@ import { completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
 
 const EVENTS = Number(process.env.SOLLOL_CHAOS_EVENTS ?? 8)
-const SEED = Number(process.env.SOLLOL_CHAOS_SEED ?? Date.now() % 100_000)
+const SEED = Number(process.env.SOLLOL_CHAOS_SEED ?? 2026)
 const dir = mkdtempSync(join(tmpdir(), 'sollol-chaos-'))
 const model = join(dir, 'model.gguf')
 writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
@@ -61,9 +61,15 @@ function pidsOf(host: TestHost, name: string): number[] {
   })
 }
 
-/** Invariant: never two llama-servers attached to one rpc-server (established TCP connections, all hosts). */
+/**
+ * Invariant: never two llama-servers attached to one rpc-server. An attachment is a TCP connection to
+ * port 50052 that is established at both ends: seen from the llama-server's host (its socket) and from
+ * the rpc-server's host (the gate's or the rpc-server's socket). One end alone can be stale: a host whose
+ * link is down still lists a connection the other side already cut.
+ */
 function checkAttachments(): void {
-  const users = new Map<string, Set<string>>()
+  const clientEnds = new Map<string, Set<string>>() // "client->server" -> llama-server ids
+  const serverEnds = new Set<string>() // "client->server"
   for (const host of network.hosts) {
     let out = ''
     try {
@@ -71,16 +77,32 @@ function checkAttachments(): void {
     } catch {
       continue
     }
-    for (const line of out.split('\n')) {
-      const pid = /"llama-server",pid=(\d+)/.exec(line)?.[1]
-      const peer = line.trim().split(/\s+/)[3]
-      if (pid === undefined || peer === undefined || !peer.endsWith(':50052')) continue
-      const ip = peer.slice(0, peer.lastIndexOf(':'))
-      const rpcServer = ip === '127.0.0.1' ? host.name : (hostOfAddress.get(ip)?.name ?? ip)
-      const set = users.get(rpcServer) ?? new Set<string>()
-      set.add(`${host.name}/${pid}`)
-      users.set(rpcServer, set)
+    const hostOf = (address: string): string => {
+      const ip = address.slice(0, address.lastIndexOf(':'))
+      return ip === '127.0.0.1' ? host.name : (hostOfAddress.get(ip)?.name ?? ip)
     }
+    for (const line of out.split('\n')) {
+      const fields = line.trim().split(/\s+/)
+      const local = fields[2]
+      const peer = fields[3]
+      if (local === undefined || peer === undefined) continue
+      const pid = /"llama-server",pid=(\d+)/.exec(line)?.[1]
+      if (pid !== undefined && peer.endsWith(':50052')) {
+        const key = `${host.name}->${hostOf(peer)}`
+        const set = clientEnds.get(key) ?? new Set<string>()
+        set.add(`${host.name}/${pid}`)
+        clientEnds.set(key, set)
+      }
+      if (local.endsWith(':50052')) serverEnds.add(`${hostOf(peer)}->${host.name}`)
+    }
+  }
+  const users = new Map<string, Set<string>>()
+  for (const [key, llamas] of clientEnds) {
+    if (!serverEnds.has(key)) continue
+    const server = key.split('->')[1] ?? ''
+    const set = users.get(server) ?? new Set<string>()
+    for (const l of llamas) set.add(l)
+    users.set(server, set)
   }
   for (const [rpcServer, set] of users) if (set.size > 1) violations.push(`rpc-server of ${rpcServer} used by ${[...set].join(' and ')}`)
 }

@@ -71,7 +71,7 @@ test(`${MESSAGES} malformed messages from a rogue key holder change nothing and 
     streams: number
     illegalClaims: number
   }
-  assert.equal(sent.gossip, MESSAGES)
+  assert.ok(sent.gossip >= MESSAGES, `sent ${sent.gossip}`)
   for (const a of agents) {
     const fuzz = await a.host.run(process.execPath, [join(ROOT, 'test/dist/helpers/http-fuzz.js'), '7491', '450'], { cwd: ROOT })
     assert.equal(fuzz.exitCode, 0, String(fuzz.stderr))

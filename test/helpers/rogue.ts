@@ -5,6 +5,7 @@
  * Prints a JSON summary of what it sent.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ANNOUNCEMENT_VERSION, type Announcement } from '@sollol/core'
 import { seededRandom } from '@sollol/gguf'
@@ -97,10 +98,10 @@ const node = await createLibp2p({
   }
 })
 const selfId = node.peerId.toString()
-const summary = { gossip: 0, gossipFailed: 0, illegalClaims: 0, streams: 0, streamErrors: 0 }
+const summary = { gossip: 0, gossipFailed: 0, illegalClaims: 0, streams: 0, streamErrors: 0, redials: 0 }
 const topic = announceTopic('default')
 node.services.pubsub.subscribe(topic)
-const peers = []
+const peers: PeerId[] = []
 for (const target of targets) {
   const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(10_000) })
   peers.push(connection.remotePeer)
@@ -113,14 +114,36 @@ const victimId = peers[0]?.toString() ?? selfId
 const rand = seededRandom(20261127)
 
 // Paced: gossipsub drops what does not fit its outbound buffers, and the point is that every message arrives.
+// Every message must reach every target, on a loaded 2-core machine too: batches of 10, then a pause that
+// leaves the event loop free to answer the agents' pings (a busy rogue gets its connections closed), and
+// a redial of any target whose connection dropped, waiting for its gossip subscription to be back.
+async function ensureConnected(): Promise<boolean> {
+  let redialled = false
+  for (let t = 0; t < targets.length; t++) {
+    const peer = peers[t]
+    if (peer === undefined || node.getConnections(peer).length > 0) continue
+    summary.redials++
+    redialled = true
+    await node.dial(multiaddr(targets[t] ?? ''), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+    const until = Date.now() + 5000
+    while (Date.now() < until && !node.services.pubsub.getSubscribers(topic).some((p) => p.equals(peer)))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return redialled
+}
 for (let i = 0; i < count; i++) {
+  if (i % 10 === 0) {
+    await new Promise((resolve) => setTimeout(resolve, 15))
+    // a dropped connection may have lost the last batch: send it again (new gossip ids), so that at least
+    // `count` malformed messages reach every target
+    if (await ensureConnected()) i = Math.max(0, i - 10)
+  }
   try {
     await node.services.pubsub.publish(topic, malformed(i, rand, selfId, victimId))
     summary.gossip++
   } catch {
     summary.gossipFailed++
   }
-  if (i % 20 === 19) await new Promise((resolve) => setTimeout(resolve, 10))
 }
 // Well-formed, but a coordinator claim (and a plan) from a node that cannot coordinate: must change nothing.
 for (let i = 0; i < 20; i++) {
