@@ -79,6 +79,9 @@ export interface MeshEvents {
 /** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
 export type CoordinationView = Parameters<typeof clusterView>[5]
 
+/** How long a departed peer is redialled at its last announced addresses. */
+const KNOWN_PEER_TTL_MS = 10 * 60_000
+
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
 export class Mesh extends EventEmitter<MeshEvents> {
@@ -91,7 +94,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private timers: NodeJS.Timeout[] = []
   private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
   /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
-  private readonly known = new Map<string, Multiaddr[]>()
+  private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number }>()
   private readonly dialing = new Set<string>()
   readonly counters: MeshCounters = {
     announcementsIn: 0,
@@ -395,7 +398,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
           return []
         }
       })
-      this.known.set(a.peerId, addresses)
+      this.known.set(a.peerId, { addresses, heardAt: this.now() })
       const node = this.node
       if (node !== undefined && node.getConnections(peerIdFromString(a.peerId)).length > 0) {
         this.emitEvents(this.membership.onConnected(a.peerId, this.now()))
@@ -486,7 +489,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private async redial(): Promise<void> {
     const node = this.node
     if (node === undefined) return
-    for (const [id, addresses] of this.known) {
+    for (const [id, { addresses, heardAt }] of this.known) {
+      // A peer silent for this long is not coming back at that address: stop knocking.
+      if (this.now() - heardAt > KNOWN_PEER_TTL_MS) {
+        this.known.delete(id)
+        continue
+      }
       if (id !== this.peerId) void this.dialIfUnconnected(peerIdFromString(id), addresses)
     }
     for (const address of this.options.bootstrap ?? []) {

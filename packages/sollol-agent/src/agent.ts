@@ -88,6 +88,11 @@ export class Agent {
   private problem: string | null = null
   /** The address announced for the rpc-server (this host's LAN address). */
   readonly rpcHost: string
+  /**
+   * Fixed at start (--max-memory, or 75 % of what is free then): re-reading free memory on every
+   * announcement would move the offer as processes come and go, and every move can change the plan.
+   */
+  private readonly memoryBudget: number
   /** Where the rpc-server listens: loopback behind the tunnel, the LAN address when open. */
   private readonly rpcBind: string
   private readonly rpcAccess: 'gated' | 'tunnel' | 'direct'
@@ -96,6 +101,7 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     const lan = lanAddresses()[0]?.address
     this.rpcHost = o.rpcEndpoint?.host ?? o.rpcHost ?? lan ?? '127.0.0.1'
+    this.memoryBudget = o.maxMemory ?? defaultMemoryBudget()
     this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' ? 'direct' : o.rpcAccess
     this.rpcBind = this.rpcAccess === 'direct' ? this.rpcHost : '127.0.0.1'
     if (o.rpcAccess === 'open' && o.rpcEndpoint === undefined) {
@@ -322,7 +328,7 @@ export class Agent {
         access: this.rpcAccess
       },
       devices: this.devices,
-      memoryBudget: this.o.maxMemory ?? defaultMemoryBudget(),
+      memoryBudget: this.memoryBudget,
       cpuThreads: this.o.rpcThreads,
       models: this.models,
       canCoordinate: this.models.length > 0 && existsSync(this.o.binaries.llamaServer),

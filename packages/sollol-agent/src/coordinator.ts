@@ -102,6 +102,7 @@ export class Coordination {
   private livenessFailures = 0
   private readonly rtts = new Map<string, { ms: number; at: number }>()
   private loggedProblem: string | null = null
+  private lastPlan: { key: string; plan: Plan } | undefined
   /** Tunnel entries to workers' protected rpc-servers, by peer. */
   private readonly tunnels = new Map<string, { port: number; close: () => Promise<void> }>()
   /** llama-server's endpoint -> the rpc endpoint the node announced (what users see). */
@@ -328,12 +329,17 @@ export class Coordination {
       })
     }
     const modelRef = self.models[0]
-    const plan = makePlan({
-      model: { ...info, name: modelRef?.name ?? info.name ?? 'model', id: modelRef?.id ?? '' },
-      nodes,
-      ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
-    })
-    return { plan, excluded, usable: nodes.map((n) => n.peerId) }
+    // The loop asks every 250 ms; the subset search runs again only when its inputs changed.
+    const key = JSON.stringify([nodes, modelRef?.id, this.o.contextSize])
+    if (this.lastPlan?.key !== key) {
+      const plan = makePlan({
+        model: { ...info, name: modelRef?.name ?? info.name ?? 'model', id: modelRef?.id ?? '' },
+        nodes,
+        ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
+      })
+      this.lastPlan = { key, plan }
+    }
+    return { plan: this.lastPlan.plan, excluded, usable: nodes.map((n) => n.peerId) }
   }
 
   private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
