@@ -25,7 +25,7 @@ import { LAN_ELECTION_TIMINGS, LAN_MESH_TIMINGS, type Announcement, type Device,
 import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
-import { startHttpApi } from './http-api.js'
+import { startHttpApi, type Upstream } from './http-api.js'
 import { RpcGate } from './rpc-gate.js'
 
 export const RPC_ACCESS_MODES = ['gated', 'tunnel', 'open'] as const
@@ -82,6 +82,7 @@ export class Agent {
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
   private frozenCheck: NodeJS.Timeout | undefined
+  private openAiTunnel: { peerId: string; entry: { port: number; close: () => Promise<void> } } | undefined
   /** The model file in use (undefined when none was given or it was unusable). */
   private modelPath: string | undefined
   /** Why this agent is less than it was asked to be (a bad model file), shown in status. */
@@ -225,13 +226,16 @@ export class Agent {
       })
       await this.gate.start()
     }
+    // Any member may reach the OpenAI API of this agent's llama-server (when it coordinates) through the mesh.
+    await mesh.serveTunnel('openai', { host: '127.0.0.1', port: this.o.serverPort }, () => true)
     coordination.start()
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
       host: this.o.apiHost,
       port: this.o.apiPort,
       view: () => mesh.view(),
-      plan: async () => await (this.coordination as Coordination).dryRun()
+      plan: async () => await (this.coordination as Coordination).dryRun(),
+      upstream: async () => await this.openAiUpstream()
     })
     log.info(
       {
@@ -252,9 +256,34 @@ export class Agent {
     })
     this.http = undefined
     await this.coordination?.stop()
+    await this.openAiTunnel?.entry.close()
     await this.gate?.stop()
     await this.mesh?.stop()
     await this.rpc?.stop()
+  }
+
+  /** Where this agent forwards OpenAI requests: the coordinator's llama-server, through the mesh if remote. */
+  private async openAiUpstream(): Promise<Upstream> {
+    const mesh = this.mesh
+    const view = this.coordination?.view()
+    if (mesh === undefined || view === undefined || view.coordinator === null)
+      return { unavailable: view?.problem ?? 'no coordinator elected yet' }
+    if (view.plan === null || view.plan.server.state !== 'ready') {
+      return {
+        unavailable:
+          view.plan === null
+            ? (view.problem ?? 'no plan yet')
+            : `the llama-server is ${view.plan.server.state}${view.plan.server.detail !== null ? ` (${view.plan.server.detail})` : ''}`
+      }
+    }
+    const coordinator = view.coordinator.peerId
+    if (coordinator === mesh.peerId) return { host: '127.0.0.1', port: this.o.serverPort }
+    if (this.openAiTunnel?.peerId !== coordinator) {
+      const previous = this.openAiTunnel
+      this.openAiTunnel = { peerId: coordinator, entry: await mesh.openTunnel(coordinator, 'openai') }
+      await previous?.entry.close()
+    }
+    return { host: '127.0.0.1', port: this.openAiTunnel.entry.port }
   }
 
   private rpcPortInUse(): number {

@@ -1,9 +1,16 @@
 /**
- * The agent's local HTTP API. Binds 127.0.0.1 unless told otherwise: it describes the cluster and,
- * later, controls it. Routes: GET /v1/cluster (the state JSON), GET /healthz.
+ * The agent's local HTTP API. Binds 127.0.0.1 unless told otherwise. Routes:
+ * - GET /v1/cluster: the state JSON; GET /v1/plan: a dry-run plan; GET /healthz.
+ * - The OpenAI API (/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings): forwarded to the
+ *   coordinator's llama-server, through the mesh when the coordinator is another machine, so a client can
+ *   use any agent. Bodies and streamed (SSE) answers are piped as they come; with nobody serving, a 503
+ *   with the reason and Retry-After.
  */
-import { createServer, type Server } from 'node:http'
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { ClusterView, Plan } from '@sollol/core'
+
+/** Where to send OpenAI requests now, or why they cannot be served. */
+export type Upstream = { readonly host: string; readonly port: number } | { readonly unavailable: string }
 
 export interface HttpApiOptions {
   readonly host: string
@@ -11,38 +18,79 @@ export interface HttpApiOptions {
   readonly view: () => ClusterView
   /** A dry-run plan for the current cluster (GET /v1/plan). */
   readonly plan: () => Promise<Plan>
+  readonly upstream: () => Promise<Upstream>
+}
+
+const OPENAI_ROUTES = new Set(['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'])
+const RETRY_AFTER_SECONDS = 5
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers })
+  res.end(JSON.stringify(body, null, 2) + '\n')
+}
+
+/** OpenAI-style error body, so that clients show the reason. */
+const openAiError = (message: string, type: string): unknown => ({ error: { message, type, code: null } })
+
+async function forward(req: IncomingMessage, res: ServerResponse, upstream: () => Promise<Upstream>): Promise<void> {
+  const target = await upstream()
+  if ('unavailable' in target) {
+    sendJson(res, 503, openAiError(`The cluster is not serving: ${target.unavailable}`, 'unavailable'), {
+      'retry-after': String(RETRY_AFTER_SECONDS)
+    })
+    req.resume()
+    return
+  }
+  const headers = { ...req.headers, host: `${target.host}:${target.port}` }
+  const outgoing = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers }, (incoming) => {
+    res.writeHead(incoming.statusCode ?? 502, incoming.headers)
+    incoming.pipe(res)
+  })
+  outgoing.on('error', (err) => {
+    if (!res.headersSent)
+      sendJson(res, 502, openAiError(`The coordinator's llama-server did not answer: ${err.message}`, 'bad_gateway'), {
+        'retry-after': String(RETRY_AFTER_SECONDS)
+      })
+    else res.destroy()
+  })
+  // A client that goes away stops the generation upstream too.
+  res.on('close', () => {
+    if (!res.writableFinished) outgoing.destroy()
+  })
+  req.pipe(outgoing)
 }
 
 export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]
-    const send = (status: number, body: unknown): void => {
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
-      res.end(JSON.stringify(body, null, 2) + '\n')
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    if (OPENAI_ROUTES.has(path)) {
+      forward(req, res, o.upstream).catch((err: Error) => sendJson(res, 500, openAiError(err.message, 'internal')))
+      return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(405, { error: `Expected GET, got ${req.method ?? '?'}` })
+      sendJson(res, 405, { error: `Expected GET, got ${req.method ?? '?'}` })
       return
     }
     if (path === '/v1/cluster') {
-      send(200, o.view())
+      sendJson(res, 200, o.view())
       return
     }
     if (path === '/v1/plan') {
       o.plan().then(
-        (p) => send(200, p),
-        (err: Error) => send(409, { error: err.message })
+        (p) => sendJson(res, 200, p),
+        (err: Error) => sendJson(res, 409, { error: err.message })
       )
       return
     }
     if (path === '/healthz') {
-      send(200, { ok: true })
+      sendJson(res, 200, { ok: true })
       return
     }
-    send(404, { error: `No route ${path}; try /v1/cluster` })
+    sendJson(res, 404, { error: `No route ${path}; try /v1/cluster` })
   })
   server.headersTimeout = 10_000
-  server.requestTimeout = 10_000
+  // Receiving a request (headers and body) must be quick; answering it (a long generation) need not.
+  server.requestTimeout = 30_000
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(o.port, o.host, () => {
