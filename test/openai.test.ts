@@ -53,7 +53,7 @@ async function openai(): Promise<Record<string, unknown>> {
   return JSON.parse(String(result.stdout).trim().split('\n').pop() ?? '{}') as Record<string, unknown>
 }
 
-test('any agent serves the OpenAI API: 503 with a reason while nobody serves, then chat, streaming and completions', async () => {
+test('any agent serves the OpenAI API (503 with a reason while nobody serves, then chat, streaming, completions) and Prometheus metrics', async () => {
   client.start()
   await waitFor('the client-side agent', () => client.view(), { timeoutMs: 30_000 })
   const early = await openai()
@@ -79,4 +79,27 @@ test('any agent serves the OpenAI API: 503 with a reason while nobody serves, th
   assert.ok((out.streamed as string).length > 0, JSON.stringify(out))
   // the random test model may stop at once on this prompt: a 200 with a text field is what is checked
   assert.equal(typeof out.completion, 'string', JSON.stringify(out))
+
+  // Prometheus metrics on every agent; the coordinator adds llama-server's own.
+  const metricsOf = async (host: typeof h1): Promise<string> => {
+    const r = await host.run(process.execPath, [
+      '--input-type=module',
+      '-e',
+      "const r = await fetch('http://127.0.0.1:7491/metrics'); console.log(r.headers.get('content-type')); console.log(await r.text())"
+    ])
+    return String(r.stdout)
+  }
+  const clientMetrics = await metricsOf(h3)
+  assert.match(clientMetrics, /^text\/plain/)
+  assert.match(clientMetrics, /sollol_cluster_nodes\{status="alive"\} 2/)
+  assert.match(clientMetrics, /sollol_coordinator_term [1-9]/)
+  assert.match(clientMetrics, /sollol_openai_requests_total\{route="\/v1\/chat\/completions",status="200"\} 2/)
+  assert.match(clientMetrics, /sollol_openai_requests_total\{route="\/v1\/models",status="503"\} 1/)
+  assert.match(clientMetrics, /sollol_openai_request_seconds_count\{route="\/v1\/chat\/completions"\} 2/)
+  assert.match(clientMetrics, /sollol_gossip_messages\{direction="in"\} [1-9]/)
+  assert.match(clientMetrics, /sollol_llama_server_up 0/)
+  const coordinatorMetrics = await metricsOf(h1)
+  assert.match(coordinatorMetrics, /sollol_llama_server_up 1/)
+  assert.match(coordinatorMetrics, /sollol_llama_server_starts\{cause="first plan"\} 1/)
+  assert.match(coordinatorMetrics, /llamacpp:tokens_predicted_total/)
 })

@@ -26,6 +26,7 @@ import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 import { startHttpApi, type Upstream } from './http-api.js'
+import { AgentMetrics } from './metrics.js'
 import { RpcGate } from './rpc-gate.js'
 
 export const RPC_ACCESS_MODES = ['gated', 'tunnel', 'open'] as const
@@ -235,7 +236,17 @@ export class Agent {
       port: this.o.apiPort,
       view: () => mesh.view(),
       plan: async () => await (this.coordination as Coordination).dryRun(),
-      upstream: async () => await this.openAiUpstream()
+      upstream: async () => await this.openAiUpstream(),
+      metrics: new AgentMetrics({
+        view: () => mesh.view(),
+        rpcRestarts: () => this.rpc?.restartCount ?? 0,
+        llama: () => ({
+          serving: coordination.serving,
+          starts: coordination.stats.starts,
+          causes: coordination.stats.causes,
+          metricsUrl: coordination.llamaMetricsUrl
+        })
+      })
     })
     log.info(
       {

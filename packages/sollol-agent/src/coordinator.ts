@@ -120,6 +120,19 @@ export class Coordination {
     this.election = new Election(o.mesh.peerId, o.electionTimings, o.now())
   }
 
+  /** For metrics: llama-server starts by cause, and whether one serves now. */
+  readonly stats = { starts: 0, causes: {} as Record<string, number> }
+  private cause = 'first plan'
+
+  get serving(): boolean {
+    return this.running?.llama.state.kind === 'ready'
+  }
+
+  /** The local llama-server's /metrics URL while this agent coordinates and serves. */
+  get llamaMetricsUrl(): string | undefined {
+    return this.serving ? `${this.running?.llama.url ?? ''}/metrics` : undefined
+  }
+
   get servingTerm(): number {
     return this.servingTermValue
   }
@@ -397,6 +410,7 @@ export class Coordination {
   private async checkLiveness(now: number, running: Running): Promise<void> {
     if (running.llama.isFrozen()) {
       // Stopped (SIGSTOP): no need to wait for timeouts to know it will not answer.
+      this.cause = 'llama-server frozen'
       await this.stopServer('llama-server is frozen (stopped process)')
       this.lastSignature = ''
       return
@@ -411,6 +425,7 @@ export class Coordination {
     this.o.logger.warn({ failures: this.livenessFailures }, 'llama-server failed its liveness check')
     if (this.livenessFailures >= 2) {
       this.livenessFailures = 0
+      this.cause = 'liveness failed'
       await this.stopServer('liveness check failed twice (an rpc-server is frozen or unreachable)')
       this.lastSignature = '' // plan again from the current membership
     }
@@ -441,6 +456,9 @@ export class Coordination {
       await this.stopServer('re-planning')
     }
     if (this.stopped || this.election.currentTerm !== term || this.role !== 'coordinator') return
+    this.stats.starts++
+    this.stats.causes[this.cause] = (this.stats.causes[this.cause] ?? 0) + 1
+    this.cause = 'cluster changed'
     this.generation++
     const url = `http://${this.o.serverHost}:${this.o.serverPort}`
     this.planView = this.toPlanView(desired, term, url, 'loading', null, null)
@@ -475,6 +493,7 @@ export class Coordination {
       if (this.running !== running) return
       this.running = undefined
       if (kind === 'stopped') return
+      this.cause = kind
       this.failures++
       this.nextStartAt = this.o.now() + this.o.timings.restartBackoffMs * 2 ** Math.min(3, this.failures - 1)
       this.lastSignature = ''

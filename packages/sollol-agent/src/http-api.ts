@@ -8,6 +8,7 @@
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { ClusterView, Plan } from '@sollol/core'
+import type { AgentMetrics } from './metrics.js'
 
 /** Where to send OpenAI requests now, or why they cannot be served. */
 export type Upstream = { readonly host: string; readonly port: number } | { readonly unavailable: string }
@@ -19,6 +20,7 @@ export interface HttpApiOptions {
   /** A dry-run plan for the current cluster (GET /v1/plan). */
   readonly plan: () => Promise<Plan>
   readonly upstream: () => Promise<Upstream>
+  readonly metrics: AgentMetrics
 }
 
 const OPENAI_ROUTES = new Set(['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'])
@@ -32,7 +34,18 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 /** OpenAI-style error body, so that clients show the reason. */
 const openAiError = (message: string, type: string): unknown => ({ error: { message, type, code: null } })
 
-async function forward(req: IncomingMessage, res: ServerResponse, upstream: () => Promise<Upstream>): Promise<void> {
+async function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  upstream: () => Promise<Upstream>,
+  metrics: AgentMetrics,
+  route: string
+): Promise<void> {
+  const end = metrics.proxyLatency.startTimer({ route })
+  res.on('close', () => {
+    end()
+    metrics.proxyRequests.inc({ route, status: String(res.statusCode) })
+  })
   const target = await upstream()
   if ('unavailable' in target) {
     sendJson(res, 503, openAiError(`The cluster is not serving: ${target.unavailable}`, 'unavailable'), {
@@ -64,7 +77,7 @@ export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     if (OPENAI_ROUTES.has(path)) {
-      forward(req, res, o.upstream).catch((err: Error) => sendJson(res, 500, openAiError(err.message, 'internal')))
+      forward(req, res, o.upstream, o.metrics, path).catch((err: Error) => sendJson(res, 500, openAiError(err.message, 'internal')))
       return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -79,6 +92,16 @@ export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
       o.plan().then(
         (p) => sendJson(res, 200, p),
         (err: Error) => sendJson(res, 409, { error: err.message })
+      )
+      return
+    }
+    if (path === '/metrics') {
+      o.metrics.text().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': o.metrics.registry.contentType })
+          res.end(text)
+        },
+        (err: Error) => sendJson(res, 500, { error: err.message })
       )
       return
     }

@@ -1,0 +1,119 @@
+/**
+ * Prometheus metrics at /metrics on every agent (prom-client). Values are read from the agent's state
+ * when scraped; the coordinator appends its llama-server's own metrics (llama.cpp's `llamacpp:` series).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { ClusterView } from '@sollol/core'
+
+export interface MetricsSources {
+  readonly view: () => ClusterView
+  readonly rpcRestarts: () => number
+  readonly llama: () => { serving: boolean; starts: number; causes: Readonly<Record<string, number>>; metricsUrl: string | undefined }
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry()
+  readonly proxyRequests = new Counter({
+    name: 'sollol_openai_requests_total',
+    help: 'OpenAI API requests forwarded by this agent',
+    labelNames: ['route', 'status'],
+    registers: [this.registry]
+  })
+  readonly proxyLatency = new Histogram({
+    name: 'sollol_openai_request_seconds',
+    help: 'Time to the end of a forwarded OpenAI response',
+    labelNames: ['route'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry]
+  })
+
+  constructor(private readonly sources: MetricsSources) {
+    const registers = [this.registry]
+    const s = sources
+    new Gauge({
+      name: 'sollol_cluster_nodes',
+      help: "Nodes in this agent's view, by status",
+      labelNames: ['status'],
+      registers,
+      collect() {
+        const counts: Record<string, number> = { self: 0, alive: 0, suspect: 0 }
+        for (const n of s.view().nodes) counts[n.status] = (counts[n.status] ?? 0) + 1
+        for (const [status, count] of Object.entries(counts)) this.set({ status }, count)
+      }
+    })
+    new Gauge({
+      name: 'sollol_coordinator_term',
+      help: 'Term of the coordinator this agent follows (0: none)',
+      registers,
+      collect() {
+        this.set(s.view().coordinator?.term ?? 0)
+      }
+    })
+    new Gauge({
+      name: 'sollol_plan_generation',
+      help: 'Generation of the current plan (0: none)',
+      registers,
+      collect() {
+        this.set(s.view().plan?.generation ?? 0)
+      }
+    })
+    new Gauge({
+      name: 'sollol_rpc_server_restarts',
+      help: "Restarts of this agent's rpc-server after a crash",
+      registers,
+      collect() {
+        this.set(s.rpcRestarts())
+      }
+    })
+    new Gauge({
+      name: 'sollol_llama_server_up',
+      help: "1 while this agent runs the cluster's llama-server and it answers",
+      registers,
+      collect() {
+        this.set(s.llama().serving ? 1 : 0)
+      }
+    })
+    new Gauge({
+      name: 'sollol_llama_server_starts',
+      help: 'llama-server starts on this agent (re-plans), by cause',
+      labelNames: ['cause'],
+      registers,
+      collect() {
+        for (const [cause, count] of Object.entries(s.llama().causes)) this.set({ cause }, count)
+      }
+    })
+    new Gauge({
+      name: 'sollol_gossip_messages',
+      help: 'Announcements received and published',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const c = s.view().counters
+        this.set({ direction: 'in' }, c?.announcementsIn ?? 0)
+        this.set({ direction: 'out' }, c?.announcementsOut ?? 0)
+      }
+    })
+    new Gauge({
+      name: 'sollol_gossip_dropped',
+      help: 'Inbound messages dropped at the boundary, by reason',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, count] of Object.entries(s.view().counters?.dropReasons ?? {})) this.set({ reason }, count)
+      }
+    })
+  }
+
+  /** The exposition text: ours, then llama-server's own when this agent serves. */
+  async text(): Promise<string> {
+    const ours = await this.registry.metrics()
+    const url = this.sources.llama().metricsUrl
+    if (url === undefined) return ours
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2000) })
+      return response.ok ? `${ours}\n${await response.text()}` : ours
+    } catch {
+      return ours
+    }
+  }
+}
