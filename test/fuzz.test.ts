@@ -51,7 +51,10 @@ test(`${MESSAGES} malformed messages from a rogue key holder change nothing and 
     'a serving plan with both nodes',
     () => {
       const v = coordinator.view()
-      return v?.plan?.server.state === 'ready' && v.nodes.length === 2 && worker.view()?.plan?.generation === v.plan.generation
+      return v?.plan?.server.state === 'ready' &&
+        v.nodes.length === 2 &&
+        worker.view()?.plan?.generation === v.plan.generation &&
+        worker.view()?.plan?.server.state === 'ready'
         ? v
         : undefined
     },
