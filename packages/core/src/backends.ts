@@ -6,11 +6,22 @@ import type { Announcement } from './announcement.js'
 
 const USABLE_STATES = new Set(['ready', 'external'])
 
-/** llama.cpp's own rule: same major, and the server's minor not newer than the client's. */
+export interface RpcVersionNumbers {
+  readonly major: number
+  readonly minor: number
+  readonly patch?: number
+}
+
+/** llama.cpp's own rule (ggml-rpc.cpp): same major, and the server's minor not newer than the client's. */
+export function isCompatibleRpcVersion(client: RpcVersionNumbers, server: RpcVersionNumbers): boolean {
+  return client.major === server.major && server.minor <= client.minor
+}
+
+/** The same rule on announced version strings (`6.0.0`). */
 export function rpcProtocolCompatible(ours: string | null, theirs: string | null): boolean {
   if (ours === null || theirs === null) return false
   const [a, b] = [ours.split('.').map(Number), theirs.split('.').map(Number)]
-  return a[0] === b[0] && (b[1] ?? 0) <= (a[1] ?? 0)
+  return isCompatibleRpcVersion({ major: a[0] ?? NaN, minor: a[1] ?? 0 }, { major: b[0] ?? NaN, minor: b[1] ?? 0 })
 }
 
 /**

@@ -26,9 +26,8 @@ export function formatRpcVersion(v: RpcVersion): string {
 }
 
 /** llama.cpp's own rule: the major must match and the server's minor must not be newer than the client's. */
-export function isCompatibleRpcVersion(client: RpcVersion, server: RpcVersion): boolean {
-  return client.major === server.major && server.minor <= client.minor
-}
+/** llama.cpp's compatibility rule; it lives with the pure core, where the planner uses it too. */
+export { isCompatibleRpcVersion } from '@sollol/core'
 
 export function encodeRequest(command: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
   const out = Buffer.alloc(1 + 8 + payload.length)
