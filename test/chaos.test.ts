@@ -153,6 +153,14 @@ function coordinatorAgent(): TestAgent {
   return agents.find((a) => a.view()?.self === id) ?? agents[0]!
 }
 
+/** Invariant: a gone node's entry does not outlive the membership bound in any other view. */
+async function expectLeft(target: TestAgent, others: TestAgent[], boundMs: number, cause: string): Promise<void> {
+  const id = target.view()?.self ?? '-'
+  await waitFor(`${target.host.name} to leave every view`, () => others.every((a) => !a.peers().includes(id)), {
+    timeoutMs: boundMs
+  }).catch(() => violations.push(`${target.host.name}: still listed ${boundMs / 1000} s after ${cause}`))
+}
+
 const EVENT_KINDS = ['agent-kill', 'agent-freeze', 'rpc-kill', 'rpc-freeze', 'llama-kill', 'llama-freeze', 'link-flap'] as const
 
 test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the invariants hold`, async () => {
@@ -181,11 +189,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
             { timeoutMs: 3000 }
           ).catch(() => violations.push(`${target.host.name}: a child outlived its SIGKILLed agent`))
           // its state entry leaves every view within the bound (5 s)
-          await waitFor(
-            'the killed agent to leave every view',
-            () => others.every((a) => !a.peers().includes(target.view()?.self ?? '-')),
-            { timeoutMs: 5000 }
-          ).catch(() => violations.push(`${target.host.name}: still listed 5 s after SIGKILL`))
+          await expectLeft(target, others, 5000, 'SIGKILL')
           await serving(others, 20_000, `serving after ${kind} of ${target.host.name}`)
           recoveryMs = Date.now() - t0
           target.start()
@@ -193,11 +197,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
         }
         case 'agent-freeze': {
           target.signal('SIGSTOP')
-          await waitFor(
-            'the frozen agent to leave every view',
-            () => others.every((a) => !a.peers().includes(target.view()?.self ?? '-')),
-            { timeoutMs: 10_000 }
-          ).catch(() => violations.push(`${target.host.name}: still listed 10 s after SIGSTOP`))
+          await expectLeft(target, others, 10_000, 'SIGSTOP')
           await serving(others, 30_000, `serving after ${kind} of ${target.host.name}`)
           recoveryMs = Date.now() - t0
           target.signal('SIGCONT')
@@ -205,11 +205,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
         }
         case 'link-flap': {
           execFileSync('ip', ['-n', target.host.name, 'link', 'set', 'eth0', 'down'])
-          await waitFor(
-            'the unplugged host to leave every view',
-            () => others.every((a) => !a.peers().includes(target.view()?.self ?? '-')),
-            { timeoutMs: 10_000 }
-          ).catch(() => violations.push(`${target.host.name}: still listed 10 s after its link went down`))
+          await expectLeft(target, others, 10_000, 'its link went down')
           await serving(others, 30_000, `serving after ${kind} of ${target.host.name}`)
           recoveryMs = Date.now() - t0
           execFileSync('ip', ['-n', target.host.name, 'link', 'set', 'eth0', 'up'])

@@ -15,12 +15,10 @@ const otherKey = join(dir, 'other.key')
 writeFileSync(key, generateClusterKey(), { mode: 0o600 })
 writeFileSync(otherKey, generateClusterKey(), { mode: 0o600 })
 const network = TestNetwork.create([{}, {}, {}, {}])
-const [h1, h2, h3, h4] = network.hosts as [
-  (typeof network.hosts)[0],
-  (typeof network.hosts)[0],
-  (typeof network.hosts)[0],
-  (typeof network.hosts)[0]
-]
+const h1 = network.host(0)
+const h2 = network.host(1)
+const h3 = network.host(2)
+const h4 = network.host(3)
 const common = ['--rpc-threads', '1']
 const member1 = new TestAgent(h1, dir, [...common, '--cluster-key', key])
 const member2 = new TestAgent(h2, dir, [...common, '--cluster-key', key])

@@ -16,7 +16,9 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-openai-'))
 const model = join(dir, 'model.gguf')
 writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
 const network = TestNetwork.create([{}, {}, {}])
-const [h1, h2, h3] = network.hosts as [(typeof network.hosts)[0], (typeof network.hosts)[0], (typeof network.hosts)[0]]
+const h1 = network.host(0)
+const h2 = network.host(1)
+const h3 = network.host(2)
 const common = ['--rpc-threads', '1', '--ctx-size', '512']
 const coordinator = new TestAgent(h1, dir, [...common, '--model', model, '--max-memory', '30MiB'])
 const worker = new TestAgent(h2, dir, [...common, '--max-memory', '60MiB'])

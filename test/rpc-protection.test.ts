@@ -16,12 +16,10 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-rpc-'))
 const model = join(dir, 'model.gguf')
 writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
 const network = TestNetwork.create([{}, {}, {}, {}])
-const [h1, h2, h3, h4] = network.hosts as [
-  (typeof network.hosts)[0],
-  (typeof network.hosts)[0],
-  (typeof network.hosts)[0],
-  (typeof network.hosts)[0]
-]
+const h1 = network.host(0)
+const h2 = network.host(1)
+const h3 = network.host(2)
+const h4 = network.host(3)
 const common = ['--rpc-threads', '1', '--ctx-size', '512']
 // The model holder offers too little to hold the model alone: the worker's rpc-server must be used.
 const TOKEN = 'correct-horse-battery-staple'

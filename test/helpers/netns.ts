@@ -117,6 +117,13 @@ export class TestNetwork {
     })
   }
 
+  /** The i-th host (0-based); throws when there is none, so tests need no casts. */
+  host(index: number): TestHost {
+    const host = this.hosts[index]
+    if (host === undefined) throw new Error(`no test host ${index}: the network has ${this.hosts.length}`)
+    return host
+  }
+
   /** Removes every namespace (and so every link and every process left inside). Idempotent. */
   destroy(): void {
     for (const name of this.namespaces.splice(0).reverse()) deleteNamespace(name)

@@ -18,7 +18,6 @@ export {
   writeTestModel,
   testVocabulary,
   validateTestModelOptions,
-  testModelDataBytes,
   DEFAULT_TEST_MODEL,
   TestModelOptionError
 } from './test-model.js'

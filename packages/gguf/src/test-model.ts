@@ -3,7 +3,7 @@
  * SentencePiece-style vocabulary. llama-server loads it and completes text with it, so tests,
  * benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
  */
-import { TensorType, ValueType, writeGguf, tensorByteLength, type MetadataEntry, type TensorSpec } from './writer.js'
+import { TensorType, ValueType, writeGguf, type MetadataEntry, type TensorSpec } from './writer.js'
 
 export interface TestModelOptions {
   /** Repeating transformer blocks. */
@@ -297,11 +297,6 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
     random(`${p}ffn_down.weight`, [o.ff, o.embd])
   }
   return { metadata, tensors }
-}
-
-/** Bytes of tensor data the model will have (without the header). */
-export function testModelDataBytes(model: TestModel): number {
-  return model.tensors.reduce((sum, t) => sum + tensorByteLength(t), 0)
 }
 
 /** Writes the model to `path` and returns the file size in bytes. */

@@ -331,10 +331,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }
   }
 
-  listenAddresses(): string[] {
-    return this.node?.getMultiaddrs().map(String) ?? []
-  }
-
   private buildAnnouncement(): Announcement {
     const self = this.options.describeSelf()
     this.seq++

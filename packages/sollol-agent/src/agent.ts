@@ -242,7 +242,6 @@ export class Agent {
         rpcRestarts: () => this.rpc?.restartCount ?? 0,
         llama: () => ({
           serving: coordination.serving,
-          starts: coordination.stats.starts,
           causes: coordination.stats.causes,
           metricsUrl: coordination.llamaMetricsUrl
         })

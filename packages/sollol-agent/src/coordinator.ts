@@ -89,7 +89,6 @@ export class Coordination {
   private servingTermValue = 0
   private fencing = false
   private running: Running | undefined
-  private starting = false
   private planView: PlanView | null = null
   private problem: string | null = null
   private generation = 0
@@ -120,8 +119,8 @@ export class Coordination {
     this.election = new Election(o.mesh.peerId, o.electionTimings, o.now())
   }
 
-  /** For metrics: llama-server starts by cause, and whether one serves now. */
-  readonly stats = { starts: 0, causes: {} as Record<string, number> }
+  /** For metrics: llama-server starts by cause (their sum is all starts), and whether one serves now. */
+  readonly stats = { causes: {} as Record<string, number> }
   private cause = 'first plan'
 
   get serving(): boolean {
@@ -387,10 +386,8 @@ export class Coordination {
       if (this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
       return
     }
-    if (this.starting || now - this.lastChange < this.o.timings.replanDebounceMs || now < this.nextStartAt) return
-    this.starting = true
+    if (this.restarting !== undefined || now - this.lastChange < this.o.timings.replanDebounceMs || now < this.nextStartAt) return
     this.restarting = this.restart(desired, signature, term).finally(() => {
-      this.starting = false
       this.restarting = undefined
     })
   }
@@ -456,7 +453,6 @@ export class Coordination {
       await this.stopServer('re-planning')
     }
     if (this.stopped || this.election.currentTerm !== term || this.role !== 'coordinator') return
-    this.stats.starts++
     this.stats.causes[this.cause] = (this.stats.causes[this.cause] ?? 0) + 1
     this.cause = 'cluster changed'
     this.generation++

@@ -8,7 +8,7 @@ import type { ClusterView } from '@sollol/core'
 export interface MetricsSources {
   readonly view: () => ClusterView
   readonly rpcRestarts: () => number
-  readonly llama: () => { serving: boolean; starts: number; causes: Readonly<Record<string, number>>; metricsUrl: string | undefined }
+  readonly llama: () => { serving: boolean; causes: Readonly<Record<string, number>>; metricsUrl: string | undefined }
 }
 
 export class AgentMetrics {
