@@ -75,6 +75,8 @@ export const planSchema = z
         url: z.string().max(256),
         state: z.enum(SERVER_STATES),
         detail: z.string().max(512).nullable(),
+        /** While loading: how far, 0-1 (rough, from llama-server's log stages); later versions may omit it. */
+        progress: z.number().min(0).max(1).nullable().optional(),
         /** `token`: requests need `Authorization: Bearer <--api-token>`; `none`: anyone on the LAN may use it. */
         auth: z.enum(['token', 'none'])
       })

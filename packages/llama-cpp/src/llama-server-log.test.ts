@@ -76,3 +76,36 @@ test('llamaServerArgs puts --rpc first and keeps the split and layers explicit',
   assert.equal(args[args.indexOf('--n-gpu-layers') + 1], 'all')
   assert.deepEqual(args.slice(-2), ['--device', 'RPC0'])
 })
+
+test('loading progress follows the stages of the log and only moves forward', () => {
+  const parser = new LoadLogParser()
+  const seen: Array<[string, number]> = []
+  const lines = [
+    'main: loading model',
+    '0.00.006 I llama_model_loader: loaded meta data with 20 key-value pairs',
+    '0.00.007 I load_tensors: loading model tensors, this can take a while... (load_mode = mmap)',
+    '0.00.083 I load_tensors: RPC0[127.0.0.1:50052] model buffer size =    40.25 MiB',
+    '.'.repeat(50),
+    '0.00.084 I llama_model_loader: loaded meta data with 20 key-value pairs',
+    '0.00.085 I llama_context: constructing llama_context',
+    '0.00.086 I llama_kv_cache:        CPU KV buffer size =   128.00 MiB',
+    '0.00.411 I sched_reserve: reserve took 6.04 ms, sched copies = 1',
+    'main: server is listening on http://127.0.0.1:7492'
+  ]
+  for (const line of lines) {
+    parser.push(line)
+    seen.push([parser.progress().stage, parser.progress().fraction])
+  }
+  assert.deepEqual(seen, [
+    ['starting', 0],
+    ['reading the model', 0.05],
+    ['placing layers', 0.1],
+    ['uploading weights', 0.2],
+    ['uploading weights', 0.5],
+    ['uploading weights', 0.5],
+    ['creating the context', 0.8],
+    ['allocating the KV cache', 0.85],
+    ['reserving compute buffers', 0.9],
+    ['checking a first completion', 0.95]
+  ])
+})

@@ -25,7 +25,30 @@ const BUFFER = /(load_tensors|llama_kv_cache):\s+(\S+?)(?:\[([^\]]+)\])? (model|
 const PRINT_INFO = /print_info: (\w+)\s+= (.*)$/
 const LISTENING = /server is listening on (\S+)/
 
+/**
+ * How far loading has come, from the log lines llama-server prints on the way (it prints no percentage
+ * of its own when weights are memory-mapped; a line of dots, when it prints one, is its percentage).
+ * The fractions are rough weights of each stage on a cluster: uploading the weights to the rpc-servers
+ * dominates.
+ */
+export interface LoadProgress {
+  readonly stage: string
+  readonly fraction: number
+}
+
+const LOAD_STAGES: ReadonlyArray<{ readonly marker: string; readonly stage: string; readonly fraction: number }> = [
+  { marker: 'llama_model_loader: loaded meta data', stage: 'reading the model', fraction: 0.05 },
+  { marker: 'load_tensors: loading model tensors', stage: 'placing layers', fraction: 0.1 },
+  { marker: 'model buffer size', stage: 'uploading weights', fraction: 0.2 },
+  { marker: 'llama_context: constructing', stage: 'creating the context', fraction: 0.8 },
+  { marker: 'KV buffer size', stage: 'allocating the KV cache', fraction: 0.85 },
+  { marker: 'sched_reserve: reserve took', stage: 'reserving compute buffers', fraction: 0.9 },
+  { marker: 'server is listening', stage: 'checking a first completion', fraction: 0.95 }
+]
+const DOTS = /^\.+$/
+
 export class LoadLogParser {
+  private progressValue: LoadProgress = { stage: 'starting', fraction: 0 }
   private readonly deviceEndpoints = new Map<string, string>()
   private readonly layerDevices = new Map<number, string>()
   private readonly modelBufferMiB = new Map<string, number>()
@@ -36,6 +59,7 @@ export class LoadLogParser {
 
   /** Feeds one line. Cheap for the many lines that match nothing (a substring test first). */
   push(line: string): void {
+    this.trackProgress(line)
     if (line.includes('load_tensors:')) {
       const layer = LAYER.exec(line)
       if (layer !== null) {
@@ -67,6 +91,25 @@ export class LoadLogParser {
       return
     }
     if (line.includes('server is listening')) this.listening = LISTENING.exec(line)?.[1]
+  }
+
+  progress(): LoadProgress {
+    return this.progressValue
+  }
+
+  private trackProgress(line: string): void {
+    if (DOTS.test(line)) {
+      // llama.cpp's own progress: one dot per percent of the weights loaded
+      const uploaded = Math.min(100, line.length) / 100
+      this.progressValue = { stage: 'uploading weights', fraction: 0.2 + 0.6 * uploaded }
+      return
+    }
+    for (const s of LOAD_STAGES) {
+      if (s.fraction > this.progressValue.fraction && line.includes(s.marker)) {
+        this.progressValue = { stage: s.stage, fraction: s.fraction }
+        return
+      }
+    }
   }
 
   report(): LoadReport {

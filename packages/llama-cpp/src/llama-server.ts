@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { isProcessFrozen, OutputRing, spawnChild, stopChild, type Child } from './child.js'
-import { classifyExit, LoadLogParser, type LlamaServerExitKind, type LoadReport } from './llama-server-log.js'
+import { classifyExit, LoadLogParser, type LlamaServerExitKind, type LoadProgress, type LoadReport } from './llama-server-log.js'
 import { silentLogger, type Logger } from './log.js'
 import { isPortInUse } from './net-util.js'
 import { PortInUseError, ProcessStartError } from './rpc-server.js'
@@ -100,6 +100,10 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
   }
   recentOutput(lines?: number): string[] {
     return this.output.tail(lines)
+  }
+  /** How far loading has come (meaningful while the state is `loading`). */
+  loadProgress(): LoadProgress {
+    return this.parser.progress()
   }
   /** What the log says llama.cpp did (devices, per-layer placement, buffers). */
   loadReport(): LoadReport {

@@ -21,7 +21,17 @@ import {
   type RpcServerState
 } from '@sollol/llama-cpp'
 import { readModelInfo } from '@sollol/gguf'
-import { LAN_ELECTION_TIMINGS, LAN_MESH_TIMINGS, type Announcement, type Device, type MeshTimings, type ModelRef } from '@sollol/core'
+import {
+  clusterEvents,
+  EventLog,
+  LAN_ELECTION_TIMINGS,
+  LAN_MESH_TIMINGS,
+  type Announcement,
+  type ClusterView,
+  type Device,
+  type MeshTimings,
+  type ModelRef
+} from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
@@ -83,6 +93,10 @@ export class Agent {
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
   private frozenCheck: NodeJS.Timeout | undefined
+  private eventWatch: NodeJS.Timeout | undefined
+  /** Recent cluster events (joins, leaves, elections, re-plans) for the dashboard, told by comparing views. */
+  private readonly events = new EventLog()
+  private lastView: ClusterView | null = null
   private openAiTunnel: { peerId: string; entry: { port: number; close: () => Promise<void> } } | undefined
   /** The model file in use (undefined when none was given or it was unusable). */
   private modelPath: string | undefined
@@ -230,11 +244,15 @@ export class Agent {
     // Any member may reach the OpenAI API of this agent's llama-server (when it coordinates) through the mesh.
     await mesh.serveTunnel('openai', { host: '127.0.0.1', port: this.o.serverPort }, () => true)
     coordination.start()
+    this.eventWatch = setInterval(() => {
+      this.recordEvents(mesh.view())
+    }, 500)
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
       host: this.o.apiHost,
       port: this.o.apiPort,
       view: () => mesh.view(),
+      events: (after) => this.events.since(after),
       plan: async () => await (this.coordination as Coordination).dryRun(),
       upstream: async () => await this.openAiUpstream(),
       metrics: new AgentMetrics({
@@ -260,6 +278,7 @@ export class Agent {
   async stop(): Promise<void> {
     clearInterval(this.externalProbe)
     clearInterval(this.frozenCheck)
+    clearInterval(this.eventWatch)
     await new Promise<void>((resolve) => {
       if (this.http === undefined) resolve()
       else this.http.close(() => resolve())
@@ -270,6 +289,14 @@ export class Agent {
     await this.gate?.stop()
     await this.mesh?.stop()
     await this.rpc?.stop()
+  }
+
+  private recordEvents(view: ClusterView): void {
+    const events = clusterEvents(this.lastView, view)
+    this.lastView = view
+    if (events.length === 0) return
+    this.events.add(events, view.generatedAt)
+    for (const e of events) this.o.logger.info({ event: e.kind, peer: e.peerId ?? undefined }, e.message)
   }
 
   /** Where this agent forwards OpenAI requests: the coordinator's llama-server, through the mesh if remote. */

@@ -180,8 +180,18 @@ export class Coordination {
     const coordinator = this.election.coordinator
     return {
       coordinator: coordinator !== undefined ? { peerId: coordinator, term: this.election.currentTerm } : null,
-      plan: this.role === 'coordinator' ? this.planView : null
+      plan: this.role === 'coordinator' ? this.currentPlanView() : null
     }
+  }
+
+  /** The plan view, with how far llama-server has come while it loads (detail and progress). */
+  private currentPlanView(): PlanView | null {
+    const view = this.planView
+    const running = this.running
+    if (view === null || view.server.state !== 'loading' || running === undefined) return view
+    const { stage, fraction } = running.llama.loadProgress()
+    const seconds = Math.round((this.o.now() - running.startedAt) / 1000)
+    return { ...view, server: { ...view.server, detail: `${stage}, ${seconds} s`, progress: fraction } }
   }
 
   view(): CoordinationView {
@@ -193,7 +203,7 @@ export class Coordination {
     if (coordinator === undefined || !alive) return { coordinator: null, plan: null, problem: this.problem ?? 'no coordinator elected yet' }
     const planView =
       coordinator === this.o.mesh.peerId
-        ? this.planView
+        ? this.currentPlanView()
         : (this.o.mesh.members().find((m) => m.announcement.peerId === coordinator)?.announcement.plan ?? null)
     return {
       coordinator: { peerId: coordinator, term },

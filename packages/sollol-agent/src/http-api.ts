@@ -1,13 +1,16 @@
 /**
  * The agent's local HTTP API. Binds 127.0.0.1 unless told otherwise. Routes:
- * - GET /v1/cluster: the state JSON; GET /v1/plan: a dry-run plan; GET /healthz.
+ * - GET /: the dashboard (one static page that polls the two routes below).
+ * - GET /v1/cluster: the state JSON; GET /v1/events?after=N: recent cluster events; GET /v1/plan: a
+ *   dry-run plan; GET /healthz; GET /metrics (Prometheus).
  * - The OpenAI API (/v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings): forwarded to the
  *   coordinator's llama-server, through the mesh when the coordinator is another machine, so a client can
  *   use any agent. Bodies and streamed (SSE) answers are piped as they come; with nobody serving, a 503
  *   with the reason and Retry-After.
  */
+import { readFileSync } from 'node:fs'
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { ClusterView, Plan } from '@sollol/core'
+import type { ClusterEvent, ClusterView, Plan } from '@sollol/core'
 import type { AgentMetrics } from './metrics.js'
 
 /** Where to send OpenAI requests now, or why they cannot be served. */
@@ -17,6 +20,8 @@ export interface HttpApiOptions {
   readonly host: string
   readonly port: number
   readonly view: () => ClusterView
+  /** Cluster events with an id above `after`, oldest first. */
+  readonly events: (after: number) => readonly ClusterEvent[]
   /** A dry-run plan for the current cluster (GET /v1/plan). */
   readonly plan: () => Promise<Plan>
   readonly upstream: () => Promise<Upstream>
@@ -25,6 +30,8 @@ export interface HttpApiOptions {
 
 const OPENAI_ROUTES = new Set(['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'])
 const RETRY_AFTER_SECONDS = 5
+// Read once: the page is static (dist/http-api.js -> ../assets/dashboard.html, also in the npm package).
+const DASHBOARD = readFileSync(new URL('../assets/dashboard.html', import.meta.url))
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers })
@@ -82,6 +89,16 @@ export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: `Expected GET, got ${req.method ?? '?'}` })
+      return
+    }
+    if (path === '/' || path === '/index.html') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
+      res.end(DASHBOARD)
+      return
+    }
+    if (path === '/v1/events') {
+      const after = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('after') ?? '0')
+      sendJson(res, 200, { events: o.events(Number.isSafeInteger(after) && after >= 0 ? after : 0) })
       return
     }
     if (path === '/v1/cluster') {
