@@ -47,6 +47,8 @@ export interface AgentOptions {
   readonly cluster: string
   readonly dataDir: string
   readonly p2pPort: number
+  /** Where the mesh listens (default all addresses); on loopback the agents of one machine find each other. */
+  readonly p2pHost?: string
   readonly apiHost: string
   readonly apiPort: number
   /** The address the rpc-server binds and is announced with; default: this host's first LAN address. */
@@ -78,6 +80,8 @@ export interface AgentOptions {
 
 type RpcAnnounceState = SelfDescription['rpc']['state']
 type Speed = NonNullable<Announcement['speed']>
+
+const isLoopback = (host: string): boolean => host.startsWith('127.')
 
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
@@ -120,7 +124,7 @@ export class Agent {
     this.memoryBudget = o.maxMemory ?? defaultMemoryBudget()
     this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' ? 'direct' : o.rpcAccess
     this.rpcBind = this.rpcAccess === 'direct' ? this.rpcHost : '127.0.0.1'
-    if (o.rpcAccess === 'open' && o.rpcEndpoint === undefined) {
+    if (o.rpcAccess === 'open' && o.rpcEndpoint === undefined && !isLoopback(this.rpcHost)) {
       o.logger.warn(
         { rpc: `${this.rpcHost}:${o.rpcPort}` },
         '--rpc-access open: the rpc-server accepts anyone on the LAN (llama.cpp: "never run the RPC server on an open network"); use it on trusted networks only'
@@ -190,6 +194,7 @@ export class Agent {
       cluster: this.o.cluster,
       privateKey: key,
       port: this.o.p2pPort,
+      ...(this.o.p2pHost !== undefined ? { listenHost: this.o.p2pHost, announceLoopback: isLoopback(this.o.p2pHost) } : {}),
       bootstrap: this.o.bootstrap,
       mdns: this.o.mdns,
       ...(this.o.clusterKey !== undefined ? { clusterKey: this.o.clusterKey } : {}),

@@ -486,7 +486,8 @@ export class Coordination {
       tensorSplit: desired.tensorSplit,
       gpuLayers: 'all',
       contextSize: desired.contextSize,
-      host: '0.0.0.0',
+      // The LAN may use it directly (the plan's URL); a loopback-only agent (the demo) keeps it on loopback.
+      host: this.o.serverHost.startsWith('127.') ? this.o.serverHost : '0.0.0.0',
       port: this.o.serverPort,
       threads: this.o.threads,
       ...(this.o.apiToken !== undefined ? { apiKey: this.o.apiToken } : {}),

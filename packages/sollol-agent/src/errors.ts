@@ -21,8 +21,17 @@ export const ExitCode = {
   /** The command line or an input file was wrong. */
   USAGE: 2,
   /** A prerequisite is missing: build tools or llama.cpp binaries. */
-  MISSING_PREREQUISITE: 3
+  MISSING_PREREQUISITE: 3,
+  /** Stopped by Ctrl-C (SIGINT) or SIGTERM before it was done (the shell convention, 128 + 2). */
+  INTERRUPTED: 130
 } as const
+
+export class InterruptedError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'InterruptedError'
+  }
+}
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -32,6 +41,7 @@ export class UsageError extends Error {
 }
 
 export function exitCodeFor(err: unknown): number {
+  if (err instanceof InterruptedError) return ExitCode.INTERRUPTED
   if (err instanceof Error && err.name === 'ClusterKeyError') return ExitCode.USAGE
   if (err instanceof UsageError || err instanceof GgufFormatError || err instanceof TestModelOptionError) return ExitCode.USAGE
   if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE

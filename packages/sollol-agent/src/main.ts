@@ -13,6 +13,7 @@ import { registerSetup } from './commands/setup.js'
 import { registerStart } from './commands/start.js'
 import { registerStatus } from './commands/status.js'
 import { registerPlan } from './commands/plan.js'
+import { registerDemo } from './commands/demo.js'
 import { registerKeygen } from './commands/keygen.js'
 import { applyConfig, configPathFrom, readConfigFile, SollolCommand } from './config.js'
 import { registerTestModel } from './commands/test-model.js'
@@ -36,6 +37,7 @@ export function buildProgram(getLog: () => PinoLogger): Command {
   registerStatus(program)
   registerPlan(program)
   registerKeygen(program)
+  registerDemo(program, getLog)
   program.option('--config <file>', 'JSON file of option values (default: $XDG_CONFIG_HOME/sollol-agent/config.json)')
   for (const command of [program, ...program.commands]) {
     command.exitOverride()

@@ -19,6 +19,7 @@ interface StartFlags extends BinaryFlags {
   cluster: ClusterName
   dataDir: string
   p2pPort: number
+  p2pHost: string
   apiHost: string
   apiPort: number
   rpcHost?: string
@@ -79,6 +80,12 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     .option('--model <file>', 'a GGUF model this machine holds (makes it able to coordinate)')
     .option('--data-dir <dir>', 'where the agent keeps its identity', defaultDataDir())
     .option('--p2p-port <port>', 'TCP port of the mesh (libp2p)', integer('--p2p-port', 0, 65535), DEFAULT_P2P_PORT)
+    .option(
+      '--p2p-host <ipv4>',
+      'address the mesh listens on (127.0.0.1 keeps a cluster on this machine, as the demo does)',
+      ipv4('--p2p-host'),
+      '0.0.0.0'
+    )
     .option('--api-host <ipv4>', 'address of the local HTTP API (keep it on loopback unless you know why)', ipv4('--api-host'), '127.0.0.1')
     .option(
       '--rpc-host <ipv4>',
@@ -158,6 +165,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         cluster: flags.cluster,
         dataDir: resolve(flags.dataDir),
         p2pPort: flags.p2pPort,
+        p2pHost: flags.p2pHost,
         apiHost: flags.apiHost,
         apiPort: flags.apiPort,
         ...(flags.rpcHost !== undefined ? { rpcHost: flags.rpcHost } : {}),

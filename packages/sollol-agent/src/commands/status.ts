@@ -56,6 +56,15 @@ function devicesText(node: NodeView): string {
   return node.devices.map((d) => `${d.kind} ${formatBytes(d.memoryTotal)}`).join(', ') || '-'
 }
 
+function serverDetail(plan: NonNullable<ClusterView['plan']>): string {
+  const parts = [
+    plan.server.detail,
+    plan.server.state === 'loading' && typeof plan.server.progress === 'number' ? `${Math.round(plan.server.progress * 100)} %` : null
+  ]
+  const text = parts.filter((p) => p !== null).join(', ')
+  return text === '' ? '' : ` (${text})`
+}
+
 /** A fixed-width table, columns sized to their content. Pure. */
 export function formatTable(rows: readonly string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
@@ -73,6 +82,28 @@ export function layersText(node: Pick<NodeView, 'layers' | 'output'>): string {
   const range = node.layers === null ? '' : node.layers[0] === node.layers[1] ? `${node.layers[0]}` : `${node.layers[0]}-${node.layers[1]}`
   if (range === '' && !node.output) return '-'
   return node.output ? `${range}${range === '' ? '' : '+'}out` : range
+}
+
+/**
+ * The layer map as text: one letter per layer (the node holding it), `|`, then the output layer's, and a
+ * legend. Pure; empty when there is no plan.
+ */
+export function formatLayerMap(view: ClusterView): string {
+  const plan = view.plan
+  if (plan === null) return ''
+  const letters = new Map(plan.assignments.map((a, i) => [a.peerId, String.fromCharCode(65 + (i % 26))]))
+  const owner: string[] = []
+  let output = '.'
+  for (const a of plan.assignments) {
+    if (a.layers !== null) for (let l = a.layers[0]; l <= a.layers[1]; l++) owner[l] = letters.get(a.peerId) ?? '?'
+    if (a.output) output = letters.get(a.peerId) ?? '?'
+  }
+  const bar = Array.from({ length: owner.length }, (_, l) => owner[l] ?? '.').join('')
+  const legend = plan.assignments.map((a) => {
+    const node = view.nodes.find((n) => n.peerId === a.peerId)
+    return `  ${letters.get(a.peerId) ?? '?'} ${node?.hostname ?? ''} ${shortId(a.peerId)}  layers ${layersText(a)}, ${formatBytes(a.memoryBytes)}`
+  })
+  return [`layer map (${owner.length} layers | output): ${bar}|${output}`, ...legend].join('\n') + '\n'
 }
 
 export function formatStatus(view: ClusterView): string {
@@ -102,7 +133,7 @@ export function formatStatus(view: ClusterView): string {
   if (plan !== null) {
     const tps = plan.predictedTokensPerSecond !== null ? `, predicted ${plan.predictedTokensPerSecond.toFixed(0)} tok/s` : ''
     lines.push(
-      `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${plan.server.detail !== null ? ` (${plan.server.detail})` : ''}, plan generation ${plan.generation}${tps}`
+      `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${serverDetail(plan)}, plan generation ${plan.generation}${tps}`
     )
     if (plan.server.auth === 'none') lines.push('the OpenAI API has no token: anyone on the LAN can use it (--api-token)')
     if (plan.mismatch !== null) lines.push(`split differs from the plan: ${plan.mismatch}`)
