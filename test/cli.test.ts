@@ -159,6 +159,19 @@ test('bad files: a missing or corrupt model leaves a worker that says why; a bin
     }
     const status = await network.hosts[0]!.run(process.execPath, [CLI, 'status'])
     assert.match(String(status.stdout), /not serving: Expected --model/)
+    // --watch --json: one JSON line per refresh until Ctrl-C (SIGINT), then exit 0
+    const watch = network.hosts[0]!.run(process.execPath, [CLI, 'status', '--watch', '1', '--json'], { buffer: true })
+    let lines = 0
+    watch.stdout?.on('data', (chunk: Buffer) => {
+      lines += String(chunk).split('\n').length - 1
+    })
+    await waitFor('two refreshes of status --watch', () => lines >= 2, { timeoutMs: 10_000 })
+    watch.kill('SIGINT')
+    const watched = await watch
+    assert.equal(watched.exitCode, 0, String(watched.stderr))
+    const refreshes = String(watched.stdout).trim().split('\n')
+    assert.ok(refreshes.length >= 2)
+    for (const line of refreshes) assert.equal((JSON.parse(line) as { nodes: unknown[] }).nodes.length, 2)
     const notLlama = await network.hosts[0]!.run(process.execPath, [
       CLI,
       'start',

@@ -1,12 +1,13 @@
 import type { Command } from 'commander'
 import type { ClusterName, ClusterView, NodeView } from '@sollol/core'
 import { discoverAndFetchState, fetchClusterState, readClusterKey } from '@sollol/mesh'
-import { formatBytes, multiaddrOption } from '../options.js'
+import { formatBytes, integer, multiaddrOption } from '../options.js'
 import { addClusterOptions } from './start.js'
 
 interface StatusFlags {
   clusterKey?: string
   json?: boolean
+  watch?: number
   peer?: string[]
   api?: string
   cluster: ClusterName
@@ -152,9 +153,41 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print the state JSON')
     .option('--peer <multiaddr>', 'ask this agent (a multiaddr with /p2p/<peer id>)', multiaddrOption('--peer'))
     .option('--api <url>', 'ask the agent whose HTTP API is at this URL, e.g. http://127.0.0.1:7491')
+    .option(
+      '--watch [seconds]',
+      'refresh every N seconds (default 2) until Ctrl-C; with --json, one JSON line per refresh',
+      (value: string) => integer('--watch', 1, 3600)(value)
+    )
     .action(async (flags: StatusFlags, command: Command) => {
       const source = command.getOptionValueSource('cluster')
-      const view = await clusterState(flags, source !== undefined && source !== 'default')
-      process.stdout.write(flags.json === true ? JSON.stringify(view, null, 2) + '\n' : formatStatus(view))
+      const explicit = source !== undefined && source !== 'default'
+      const render = (view: ClusterView): string =>
+        flags.json === true
+          ? JSON.stringify(view, null, flags.watch === undefined ? 2 : 0) + '\n'
+          : formatStatus(view) + formatLayerMap(view)
+      if (flags.watch === undefined) {
+        process.stdout.write(render(await clusterState(flags, explicit)))
+        return
+      }
+      const seconds = typeof flags.watch === 'number' ? flags.watch : 2
+      let stop = false
+      process.once('SIGINT', () => {
+        stop = true
+      })
+      const clear = process.stdout.isTTY && flags.json !== true
+      while (!stop) {
+        let text: string
+        try {
+          text = render(await clusterState(flags, explicit))
+        } catch (err) {
+          // The agent may be restarting: say so and keep watching.
+          text = `${new Date().toLocaleTimeString()}: ${(err as Error).message}\n`
+        }
+        process.stdout.write(
+          clear ? `\x1b[2J\x1b[H${new Date().toLocaleTimeString()}  (every ${seconds} s, Ctrl-C to stop)\n${text}` : text
+        )
+        const until = Date.now() + seconds * 1000
+        while (!stop && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100))
+      }
     })
 }
