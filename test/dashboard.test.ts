@@ -35,7 +35,7 @@ after(async () => {
   await browser?.close()
   await Promise.all(agents.map(async (a) => await a.stop()))
   network.destroy()
-  if (process.env.SOLLOL_KEEP === undefined) rmSync(dir, { recursive: true, force: true })
+  if (process.env.SOLLOL_KEEP_TEST_LOGS === undefined) rmSync(dir, { recursive: true, force: true })
 })
 
 /** What the page shows, read from its DOM. */
