@@ -150,6 +150,7 @@ export class TestAgent {
   async stop(): Promise<void> {
     this.watcher?.kill('SIGKILL')
     this.watcher = undefined
+    this.latest = undefined // a view from before the stop must not pass for one after a restart
     if (this.process !== undefined && this.process.exitCode === null) {
       this.process.kill('SIGTERM')
       const timer = setTimeout(() => this.process?.kill('SIGKILL'), 5000)

@@ -105,6 +105,24 @@ export function computeHeadroomBytes(model: PlanModel): number {
   return 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize) + 2 * 2 ** 20
 }
 
+/** Memory a node needs besides its layers: compute headroom, the output head, the input embeddings on the host. */
+function fixedNodeBytes(model: PlanModel, n: Pick<PlanNode, 'isHost'>, output: boolean): number {
+  return computeHeadroomBytes(model) + (output ? model.outputBytes : 0) + (n.isHost ? model.embeddingBytes : 0)
+}
+
+/** Most layers a node can hold within its memory budget (the memory limit the planner and the benchmarks use). */
+export function layerCapacity(
+  model: PlanModel,
+  n: Pick<PlanNode, 'isHost' | 'memoryBudget'>,
+  output: boolean,
+  contextSize: number
+): number {
+  const layerCount = model.layerWeightBytes.length
+  const perLayer = Math.max(0, ...model.layerWeightBytes) + model.kvBytesPerTokenPerLayer * contextSize
+  const free = n.memoryBudget - fixedNodeBytes(model, n, output)
+  return free <= 0 ? 0 : Math.min(layerCount, Math.floor(free / perLayer))
+}
+
 interface Layout {
   readonly order: readonly PlanNode[]
   readonly counts: readonly number[]
@@ -125,13 +143,8 @@ export function plan(input: PlanInput): Plan {
   // An unmeasured node is assumed half as fast as the slowest measured one: never preferred on a guess.
   const assumed = measured.length > 0 ? Math.max(...measured) * 2 : 1
   const speedOf = (n: PlanNode): number => n.secondsPerGiB ?? assumed
-  const fixedBytes = (n: PlanNode, output: boolean): number =>
-    headroom + (output ? model.outputBytes : 0) + (n.isHost ? model.embeddingBytes : 0)
-  /** Most layers node `n` can hold. */
-  const capacity = (n: PlanNode, output: boolean): number => {
-    const free = n.memoryBudget - fixedBytes(n, output)
-    return free <= 0 ? 0 : Math.min(layerCount, Math.floor(free / (maxLayerBytes + kvPerLayer)))
-  }
+  const fixedBytes = (n: PlanNode, output: boolean): number => fixedNodeBytes(model, n, output)
+  const capacity = (n: PlanNode, output: boolean): number => layerCapacity(model, n, output, contextSize)
 
   const host = input.nodes.find((n) => n.isHost)
   const bySpeed = [...input.nodes].sort((a, b) => speedOf(a) - speedOf(b) || a.hopSeconds - b.hopSeconds || (a.peerId < b.peerId ? -1 : 1))

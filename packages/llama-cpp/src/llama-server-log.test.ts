@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { classifyExit, layerEndpoints, layerRanges, LoadLogParser, plannedLayerEndpoints } from './llama-server-log.js'
 import { expectedLayerDevices } from '@sollol/core'
-import { llamaServerArgs } from './llama-server.js'
+import { llamaServerArgs, prometheusValue } from './llama-server.js'
 
 // Lines as llama-server (v0.4.0, -lv 5) printed them for -ts 1,2,1 over three rpc-servers.
 const LOG = `0.00.015.581 I llama_prepare_model_devices: using device RPC0 (127.0.0.1:50061) (unknown id) - 24105 MiB free
@@ -108,4 +108,12 @@ test('loading progress follows the stages of the log and only moves forward', ()
     ['reserving compute buffers', 0.9],
     ['checking a first completion', 0.95]
   ])
+})
+
+test('prometheusValue reads an unlabelled sample and ignores HELP, TYPE and longer names', () => {
+  const text =
+    '# HELP llamacpp:n_decode_total Total decodes\n# TYPE llamacpp:n_decode_total counter\nllamacpp:n_decode_total_x 9\nllamacpp:n_decode_total 42\nllamacpp:requests_processing 1\n'
+  assert.equal(prometheusValue(text, 'llamacpp:n_decode_total'), 42)
+  assert.equal(prometheusValue(text, 'llamacpp:requests_processing'), 1)
+  assert.equal(prometheusValue(text, 'llamacpp:requests_deferred'), undefined)
 })

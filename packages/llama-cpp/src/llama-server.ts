@@ -206,10 +206,33 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     return isProcessFrozen(this.child?.pid)
   }
 
-  /** Liveness: a 1-token completion within the timeout. */
+  /**
+   * Liveness: while requests run and llama-server's decode counter moved since the last check, it is alive
+   * (a check completion would only slow the users' requests down); otherwise a 1-token completion within
+   * the timeout, the only check that notices a dead or frozen rpc-server.
+   */
   async checkLiveness(timeoutMs = this.timings.livenessTimeoutMs): Promise<boolean> {
     if (this.stateValue.kind !== 'ready') return false
+    if (await this.busyAndProgressing(timeoutMs)) return true
     return await this.completes(timeoutMs)
+  }
+
+  private lastDecodes: number | undefined
+
+  private async busyAndProgressing(timeoutMs: number): Promise<boolean> {
+    try {
+      const headers: Record<string, string> = {}
+      if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
+      const response = await fetch(`${this.url}/metrics`, { headers, signal: AbortSignal.timeout(timeoutMs) })
+      const text = await response.text()
+      const decodes = prometheusValue(text, 'llamacpp:n_decode_total')
+      const processing = prometheusValue(text, 'llamacpp:requests_processing')
+      const previous = this.lastDecodes
+      this.lastDecodes = decodes
+      return processing !== undefined && processing > 0 && decodes !== undefined && previous !== undefined && decodes > previous
+    } catch {
+      return false
+    }
   }
 
   /** Stops it (SIGTERM, then SIGKILL after the grace period). Idempotent. */
@@ -231,4 +254,15 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     }
     this.emit('exit', reason)
   }
+}
+
+/** The value of an unlabelled Prometheus sample (`name 12`), or undefined. */
+export function prometheusValue(text: string, name: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name + ' ')) {
+      const value = Number(line.slice(name.length + 1).trim())
+      return Number.isFinite(value) ? value : undefined
+    }
+  }
+  return undefined
 }

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// `npm run bench [-- --quick] [-- --only placement,protection,convergence,failover] [-- --out DIR]`
+// Benchmarks on test hosts in network namespaces with real llama.cpp (root, like the end-to-end tests).
+// Not tests: `npm test` does not run them. Every comparison is a ratio of two things measured alternately
+// in the same run; each figure is a median with its spread. Prints tables and writes JSON to bench-results/.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { availableParallelism, cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { execaSync } from 'execa'
+import { ROOT } from './bench/lib.mjs'
+import { benchPlacement } from './bench/placement.mjs'
+import { benchProtection } from './bench/protection.mjs'
+import { benchConvergence } from './bench/convergence.mjs'
+import { benchFailover } from './bench/failover.mjs'
+
+const argv = process.argv.slice(2)
+const quick = argv.includes('--quick')
+const value = (name) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined)
+const SECTIONS = { placement: benchPlacement, protection: benchProtection, convergence: benchConvergence, failover: benchFailover }
+const only = value('--only')?.split(',') ?? Object.keys(SECTIONS)
+for (const name of only) {
+  if (!(name in SECTIONS)) {
+    process.stderr.write(`bench: expected --only to list some of ${Object.keys(SECTIONS).join(', ')}, got \`${name}\`\n`)
+    process.exit(2)
+  }
+}
+if (process.getuid?.() !== 0) {
+  process.stderr.write('bench: expected to run as root (test hosts are network namespaces), got uid ' + process.getuid?.() + '\n')
+  process.exit(2)
+}
+const outDir = value('--out') ?? join(ROOT, 'bench-results')
+const llama = JSON.parse(execaSync(process.execPath, [join(ROOT, 'packages/sollol-agent/bin/sollol-agent.js'), 'setup', '--json']).stdout)
+
+const started = Date.now()
+const results = {
+  date: new Date().toISOString(),
+  mode: quick ? 'quick' : 'full',
+  machine: {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: availableParallelism(),
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version
+  },
+  llamaCpp: llama.version,
+  commit: execaSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, reject: false }).stdout || null,
+  sections: {}
+}
+const log = (text) => process.stdout.write(text + '\n')
+let failed = false
+for (const name of only) {
+  log(`\n=== ${name} ===`)
+  const t0 = Date.now()
+  try {
+    results.sections[name] = { ...(await SECTIONS[name]({ quick, log })), seconds: Math.round((Date.now() - t0) / 1000) }
+  } catch (err) {
+    failed = true
+    results.sections[name] = { error: String(err?.stack ?? err) }
+    log(`${name} failed: ${err?.message ?? err}`)
+  }
+}
+results.seconds = Math.round((Date.now() - started) / 1000)
+
+// Every target, met or missed, in one list.
+const targets = []
+const s = results.sections
+const check = (what, value, op, target) => {
+  if (value === undefined || value === null || Number.isNaN(value)) return
+  targets.push({ what, value, target: `${op} ${target}`, met: op === '>=' ? value >= target : value <= target })
+}
+check('placement: mesh / llama.cpp default split', s.placement?.placement?.meshOverDefault, '>=', 1.3)
+check('placement: mesh / best contiguous split', s.placement?.placement?.meshOverBest, '>=', 0.95)
+check('orchestration: mesh-started / by hand', s.placement?.overhead?.ratio, '>=', 0.97)
+check('rpc protection: gated / open', s.protection?.gatedOverOpen, '>=', 0.9)
+check('convergence, 5 agents (s)', s.convergence?.agents5?.seconds?.median, '<=', 3)
+check('convergence, 20 agents (s)', s.convergence?.agents20?.seconds?.median, '<=', 10)
+check('failover after a worker SIGKILL (s)', s.failover?.worker?.median, '<=', 15)
+check('failover after a coordinator SIGKILL (s)', s.failover?.coordinator?.median, '<=', 20)
+check('footprint: idle agent RSS (MB)', s.convergence?.footprint?.rssMB?.median, '<=', 150)
+check('footprint: idle agent CPU (% of a core)', s.convergence?.footprint?.cpuPercent?.median, '<=', 2)
+results.targets = targets
+
+log('\n=== targets ===')
+for (const t of targets) log(`${t.met ? 'met   ' : 'MISSED'}  ${t.what}: ${Number(t.value.toFixed(3))} (target ${t.target})`)
+mkdirSync(outDir, { recursive: true })
+const file = join(outDir, `bench-${results.mode}-${results.date.replace(/[:.]/g, '-')}.json`)
+writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
+writeFileSync(join(outDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n')
+log(`\nwrote ${file} (${results.seconds} s in all)`)
+process.exit(failed ? 1 : 0)

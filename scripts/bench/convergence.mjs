@@ -1,0 +1,154 @@
+// Convergence of the mesh and the footprint of an idle agent. N agents (5, then 20) on their own test hosts
+// discover each other by mDNS; the time is taken from the moment the last agent process was started until
+// every agent's /v1/cluster lists all N. A warm-up start first (so that each agent's rpc-server speed is
+// measured and cached, as on any machine after its first start). Then, at rest: gossip messages and bytes
+// per agent per second, and each idle agent's RSS and CPU share (the 5-agent mesh).
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { TestNetwork } from '../../test/dist/helpers/netns.js'
+import { CLI, fmt, interfaceCounters, processUsage, runScript, sleep, summary, table } from './lib.mjs'
+
+// Runs in a test host: polls every agent's API until all list `n` nodes; prints when.
+const CONVERGED = `
+const [n, deadline, ...urls] = [Number(process.argv[1]), Date.now() + Number(process.argv[2]), ...process.argv.slice(3)]
+const count = async (u) => { try { const r = await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) }); return (await r.json()).nodes.length } catch { return 0 } }
+for (;;) {
+  const counts = await Promise.all(urls.map(count))
+  if (counts.every((c) => c === n)) { console.log(JSON.stringify({ at: Date.now() })); process.exit(0) }
+  if (Date.now() > deadline) { console.log(JSON.stringify({ at: null, counts })); process.exit(1) }
+  await new Promise((r) => setTimeout(r, 50))
+}
+`
+const COUNTERS = `
+const urls = process.argv.slice(1)
+console.log(JSON.stringify(await Promise.all(urls.map(async (u) => (await (await fetch(u + '/v1/cluster')).json()).counters))))
+`
+
+function startAgents(network, dir) {
+  return network.hosts.map((host, i) => {
+    const log = createWriteStream(join(dir, `agent-${i + 1}.log`), { flags: 'a' })
+    const child = host.run(
+      process.execPath,
+      [
+        CLI,
+        'start',
+        '--data-dir',
+        join(dir, `data-${i + 1}`),
+        '--no-setup',
+        '--api-host',
+        host.address,
+        '--rpc-threads',
+        '1',
+        '--max-memory',
+        '64MiB',
+        '--log-level',
+        'warn'
+      ],
+      { buffer: false, stdin: 'ignore' }
+    )
+    child.stdout?.pipe(log)
+    child.stderr?.pipe(log)
+    return child
+  })
+}
+
+async function stopAgents(children) {
+  for (const c of children) c.kill('SIGTERM')
+  await Promise.all(children)
+}
+
+async function converge(network, dir, n, timeoutMs) {
+  const urls = network.hosts.map((h) => `http://${h.address}:7491`)
+  const watcher = runScript(network.hosts[0], CONVERGED, [n, timeoutMs, ...urls])
+  const children = startAgents(network, dir)
+  const lastStart = Date.now()
+  const { at, counts } = await watcher
+  if (at === null) {
+    await stopAgents(children)
+    throw new Error(`${n} agents did not converge within ${timeoutMs} ms (views: ${counts.join(',')})`)
+  }
+  return { children, seconds: (at - lastStart) / 1000, urls }
+}
+
+async function atRest(network, children, urls, seconds, withFootprint) {
+  const counters0 = await runScript(network.hosts[0], COUNTERS, urls)
+  const if0 = await Promise.all(network.hosts.map(interfaceCounters))
+  const usage0 = children.map((c) => processUsage(c.pid))
+  const t0 = Date.now()
+  await sleep(seconds * 1000) // a measurement window, not a wait for a condition
+  const elapsed = (Date.now() - t0) / 1000
+  const counters1 = await runScript(network.hosts[0], COUNTERS, urls)
+  const if1 = await Promise.all(network.hosts.map(interfaceCounters))
+  const usage1 = children.map((c) => processUsage(c.pid))
+  const perAgent = (f) => network.hosts.map((_, i) => f(i) / elapsed)
+  const result = {
+    windowSeconds: Math.round(elapsed),
+    announcementsOutPerSecond: summary(perAgent((i) => counters1[i].announcementsOut - counters0[i].announcementsOut)),
+    announcementsInPerSecond: summary(perAgent((i) => counters1[i].announcementsIn - counters0[i].announcementsIn)),
+    // everything on the wire at rest: gossipsub, mDNS, identify, ping
+    bytesPerSecond: summary(perAgent((i) => if1[i].txBytes - if0[i].txBytes + (if1[i].rxBytes - if0[i].rxBytes))),
+    packetsPerSecond: summary(perAgent((i) => if1[i].txPackets - if0[i].txPackets + (if1[i].rxPackets - if0[i].rxPackets)))
+  }
+  if (withFootprint) {
+    result.footprint = {
+      rssMB: summary(usage1.map((u) => u.rss / 1e6)),
+      cpuPercent: summary(usage1.map((u, i) => ((u.cpuSeconds - usage0[i].cpuSeconds) / elapsed) * 100))
+    }
+  }
+  return result
+}
+
+export async function benchConvergence({ quick, log }) {
+  const result = {}
+  const window = quick ? 15 : 30
+  for (const [n, runs, timeoutMs] of [
+    [5, quick ? 3 : 5, 60_000],
+    [20, quick ? 2 : 3, 180_000]
+  ]) {
+    const dir = mkdtempSync(join(tmpdir(), `sollol-bench-convergence-${n}-`))
+    const network = TestNetwork.create(Array.from({ length: n }, () => ({})))
+    const times = []
+    let rest
+    try {
+      // warm-up: every agent measures its rpc-server once and keeps the result
+      const warm = await converge(network, dir, n, timeoutMs * 3)
+      await stopAgents(warm.children)
+      for (let r = 1; r <= runs; r++) {
+        const run = await converge(network, dir, n, timeoutMs)
+        times.push(run.seconds)
+        log(`${n} agents, run ${r}: every view lists all ${n} after ${fmt(run.seconds)} s`)
+        if (r === runs) rest = await atRest(network, run.children, run.urls, window, n === 5)
+        await stopAgents(run.children)
+      }
+    } finally {
+      network.destroy()
+      rmSync(dir, { recursive: true, force: true })
+    }
+    const { footprint, ...gossip } = rest
+    result[`agents${n}`] = { seconds: summary(times), atRest: gossip, target: n === 5 ? '<= 3 s' : '<= 10 s' }
+    if (footprint !== undefined) result.footprint = { agents: n, ...footprint, targets: { rssMB: 150, cpuPercent: 2 } }
+  }
+  const f = result.footprint
+  log(
+    '\n' +
+      table([
+        ['agents', 'converged (median s)', 'min', 'max', 'runs', 'gossip out msg/s/agent', 'in msg/s/agent', 'bytes/s/agent (all traffic)'],
+        ...[5, 20].map((n) => {
+          const r = result[`agents${n}`]
+          return [
+            n,
+            fmt(r.seconds.median),
+            fmt(r.seconds.min),
+            fmt(r.seconds.max),
+            r.seconds.n,
+            fmt(r.atRest.announcementsOutPerSecond.median),
+            fmt(r.atRest.announcementsInPerSecond.median),
+            fmt(r.atRest.bytesPerSecond.median, 0)
+          ]
+        })
+      ]) +
+      `\nidle agent (5-agent mesh, ${window} s): RSS median ${fmt(f.rssMB.median, 0)} MB (max ${fmt(f.rssMB.max, 0)}), CPU median ${fmt(f.cpuPercent.median)} % of a core (max ${fmt(f.cpuPercent.max)})`
+  )
+  return result
+}

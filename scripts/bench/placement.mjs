@@ -1,0 +1,265 @@
+// Placement quality and orchestration overhead, on three test hosts of unequal speed (CPU quotas: a core,
+// a core, a quarter core) with memory offers that force a split over all three.
+//
+// Round by round, alternately:
+//   mesh phase:    the agents start (rpc-access open, so that the by-hand runs below can use the same
+//                  rpc-servers the same way), plan, start llama-server; its decode speed is measured, and the
+//                  command lines of its llama-server and rpc-servers are read from /proc; then the agents stop.
+//   by-hand phase: the same rpc-server command lines are started by hand in the same hosts and quotas, and
+//                  llama-server by hand with the mesh's exact command line ("mesh plan by hand", the overhead
+//                  reference), without --tensor-split (llama.cpp's default split), and with the best split
+//                  of an exhaustive sweep (round 1 sweeps every contiguous split the memory limits allow).
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { layerCapacity, tensorSplitForLayerCounts } from '@sollol/core'
+import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel } from '@sollol/gguf'
+import { TestNetwork } from '../../test/dist/helpers/netns.js'
+import { TestAgent } from '../../test/dist/helpers/agents.js'
+import { commandLines, CpuGroup, decode, fmt, median, quotaHost, runScript, summary, table, waitUntil } from './lib.mjs'
+
+const CONTEXT = 512
+const MAX_LAYERS_PER_NODE = 7
+
+const READY = `
+const [url, deadline] = [process.argv[1], Date.now() + Number(process.argv[2])]
+for (;;) {
+  try {
+    const r = await fetch(url + '/completion', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'ok', n_predict: 1, cache_prompt: false }), signal: AbortSignal.timeout(5000) })
+    if (r.status === 200) { console.log('true'); process.exit(0) }
+  } catch {}
+  if (Date.now() > deadline) { console.log('false'); process.exit(1) }
+  await new Promise((r) => setTimeout(r, 100))
+}
+`
+const LISTENING = `
+import { connect } from 'node:net'
+const [host, port, deadline] = [process.argv[1], Number(process.argv[2]), Date.now() + Number(process.argv[3])]
+for (;;) {
+  const ok = await new Promise((resolve) => { const s = connect(port, host); s.once('connect', () => { s.end(); resolve(true) }); s.once('error', () => resolve(false)) })
+  if (ok) { console.log('true'); process.exit(0) }
+  if (Date.now() > deadline) { console.log('false'); process.exit(1) }
+  await new Promise((r) => setTimeout(r, 100))
+}
+`
+
+/** Every way to give `total` layers to nodes in this order within their capacities (the last holds the output). */
+export function contiguousSplits(capacities, total) {
+  const out = []
+  const walk = (i, left, prefix) => {
+    if (i === capacities.length - 1) {
+      if (left <= capacities[i]) out.push([...prefix, left])
+      return
+    }
+    for (let c = 0; c <= Math.min(left, capacities[i]); c++) walk(i + 1, left - c, [...prefix, c])
+  }
+  walk(0, total, [])
+  return out
+}
+
+const withSplit = (argv, split) => {
+  const args = [...argv]
+  const at = args.indexOf('--tensor-split')
+  if (at >= 0) args.splice(at, 2)
+  if (split !== null) args.push('--tensor-split', split.map((x) => String(Math.round(x * 1e6) / 1e6)).join(','))
+  return args
+}
+
+export async function benchPlacement({ quick, log }) {
+  const rounds = quick ? 2 : 3
+  const runs = quick ? 3 : 5
+  const tokens = 48
+  const sweepTokens = 48
+  const sweepRuns = quick ? 2 : 3
+  const dir = mkdtempSync(join(tmpdir(), 'sollol-bench-placement-'))
+  const model = join(dir, 'model.gguf')
+  // 16 layers of 14 MB (226 MB, f16): large enough that compute, not per-token round trips, dominates.
+  writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 768, ff: 2048, heads: 12, type: 'f16' })
+  const info = await readModelInfo(model)
+  const planModel = { ...info, name: 'model', id: '' }
+  // The offer (the same on every node) that holds MAX_LAYERS_PER_NODE layers even on the host with the
+  // output head: the two fast nodes hold 14 of the 16 layers, so the slow one must take 2.
+  let offer = 1024 * 1024
+  while (layerCapacity(planModel, { isHost: true, memoryBudget: offer }, true, CONTEXT) < MAX_LAYERS_PER_NODE) offer += 256 * 1024
+  if (layerCapacity(planModel, { isHost: false, memoryBudget: offer }, false, CONTEXT) !== MAX_LAYERS_PER_NODE)
+    throw new Error('the memory offer does not give every node the same capacity')
+  const cores = [1, 1, 0.25]
+  const groups = cores.map((c, i) => new CpuGroup(`sollol-bench-${process.pid}-h${i + 1}`, c))
+  const network = TestNetwork.create([{}, {}, {}])
+  const hosts = network.hosts.map((h, i) => quotaHost(h, groups[i]))
+  const client = network.hosts[1] // outside any quota: the client must not be the bottleneck
+  const common = ['--rpc-access', 'open', '--rpc-threads', '1', '--ctx-size', String(CONTEXT), '--max-memory', String(offer)]
+  const agents = [
+    new TestAgent(hosts[0], dir, [...common, '--model', model]),
+    new TestAgent(hosts[1], dir, common),
+    new TestAgent(hosts[2], dir, common)
+  ]
+  const result = {
+    model: `16 layers x 768 embedding, f16, ${(statSync(model).size / 1e6).toFixed(0)} MB`,
+    cores,
+    offerBytes: offer,
+    maxLayersPerNode: MAX_LAYERS_PER_NODE,
+    rounds,
+    runs,
+    tokens
+  }
+  const mesh = []
+  const byHand = { mesh: [], default: [], best: [] }
+  let recorded
+  let sweep
+  let best
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      // ---- mesh phase
+      for (const a of [agents[1], agents[2], agents[0]]) {
+        a.start()
+        await waitUntil(`agent on ${a.host.name}`, () => a.view(), 120_000)
+      }
+      const view = await waitUntil(
+        'the mesh serving over three hosts',
+        () => {
+          const v = agents[0].view()
+          return v?.plan?.server.state === 'ready' && v.nodes.length === 3 ? v : undefined
+        },
+        180_000
+      )
+      const url = view.plan.server.url
+      await decode(client, url, 8, 1) // warm-up
+      const speeds = await decode(client, url, tokens, runs)
+      mesh.push(...speeds)
+      log(`round ${round} mesh-started llama-server: ${speeds.map((s) => fmt(s, 1)).join(' ')} tok/s`)
+      if (recorded === undefined) {
+        const llama = (await commandLines(network.hosts[0].name, /llama-server$/))[0]
+        const rpc = []
+        for (const h of network.hosts) rpc.push((await commandLines(h.name, /rpc-server$/))[0])
+        if (llama === undefined || rpc.some((r) => r === undefined))
+          throw new Error('could not read the command lines of the mesh processes')
+        const order = llama.argv[llama.argv.indexOf('--rpc') + 1].split(',')
+        const counts = order.map((endpoint) => {
+          const node = view.nodes.find((n) => `${n.rpc.host}:${n.rpc.port}` === endpoint)
+          return node?.layers === null || node === undefined ? 0 : node.layers[1] - node.layers[0] + 1
+        })
+        const speedOf = order.map(
+          (endpoint) => view.nodes.find((n) => `${n.rpc.host}:${n.rpc.port}` === endpoint)?.speed?.secondsPerGiB ?? null
+        )
+        recorded = { llama: llama.argv, rpc: rpc.map((r) => r.argv), order, counts, speedOf, url }
+        result.meshPlan = {
+          order,
+          layerCounts: counts,
+          measuredSecondsPerGiB: speedOf,
+          predictedTokensPerSecond: view.plan.predictedTokensPerSecond
+        }
+        log(`mesh plan: ${order.map((e, i) => `${e} ${counts[i]} layers`).join(', ')}`)
+      }
+      await Promise.all(agents.map((a) => a.stop()))
+
+      // ---- by-hand phase: the same rpc-servers, llama-server typed by hand
+      const rpcServers = recorded.rpc.map((argv, i) => {
+        const host = hosts[i]
+        return host.run('/bin/sh', ['-c', 'trap "" PIPE; exec "$0" "$@"', ...argv], { stdin: 'ignore' })
+      })
+      try {
+        for (const [i, argv] of recorded.rpc.entries()) {
+          const at = argv.indexOf('--host')
+          const port = argv[argv.indexOf('--port') + 1]
+          await runScript(network.hosts[i], LISTENING, [at >= 0 ? argv[at + 1] : '127.0.0.1', port, 30_000])
+        }
+        const order = recorded.order
+        const nodeOf = (endpoint) => network.hosts.findIndex((h) => endpoint.startsWith(h.address + ':'))
+        const run = async (name, split, n, reps) => {
+          const args = withSplit(recorded.llama.slice(1), split)
+          const server = hosts[0].run(recorded.llama[0], args, { stdin: 'ignore' })
+          try {
+            const ready = await runScript(client, READY, [recorded.url, 120_000])
+            if (ready !== true) throw new Error(`llama-server (${name}) did not become ready`)
+            await decode(client, recorded.url, 8, 1)
+            return await decode(client, recorded.url, n, reps)
+          } finally {
+            server.kill('SIGTERM')
+            await server
+          }
+        }
+        if (sweep === undefined) {
+          const capacities = order.map((endpoint, i) =>
+            layerCapacity(planModel, { isHost: nodeOf(endpoint) === 0, memoryBudget: offer }, i === order.length - 1, CONTEXT)
+          )
+          const splits = contiguousSplits(capacities, info.layerCount)
+          log(`exhaustive sweep: ${splits.length} contiguous splits within the memory limits (capacities ${capacities.join(', ')})`)
+          sweep = []
+          for (const counts of splits) {
+            const tps = await run(`sweep ${counts}`, tensorSplitForLayerCounts(counts), sweepTokens, sweepRuns)
+            sweep.push({ counts, tokensPerSecond: median(tps), samples: tps })
+          }
+          sweep.sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)
+          best = sweep[0]
+          log(
+            `best of the sweep: ${best.counts.join('/')} at ${fmt(best.tokensPerSecond, 1)} tok/s; mesh plan ${recorded.counts.join('/')}`
+          )
+          result.sweep = { capacities, splits: sweep }
+          result.best = { layerCounts: best.counts }
+        }
+        const configs = [
+          ['mesh', async () => await runExact(hosts[0], client, recorded, runs, tokens)],
+          ['default', async () => await run('default', null, tokens, runs)],
+          ['best', async () => await run('best', tensorSplitForLayerCounts(best.counts), tokens, runs)]
+        ]
+        for (const [name, measure] of configs) {
+          const speeds = await measure()
+          byHand[name].push(...speeds)
+          log(`round ${round} by hand, ${name}: ${speeds.map((s) => fmt(s, 1)).join(' ')} tok/s`)
+        }
+      } finally {
+        for (const p of rpcServers) p.kill('SIGTERM')
+        await Promise.all(rpcServers)
+      }
+    }
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()))
+    network.destroy()
+    for (const g of groups) g.destroy()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const m = summary(byHand.mesh)
+  const d = summary(byHand.default)
+  const b = summary(byHand.best)
+  const started = summary(mesh)
+  result.placement = {
+    meshPlanTokensPerSecond: m,
+    defaultSplitTokensPerSecond: d,
+    bestSplitTokensPerSecond: b,
+    meshOverDefault: m.median / d.median,
+    meshOverBest: m.median / b.median,
+    targets: { meshOverDefault: 1.3, meshOverBest: 0.95 }
+  }
+  result.overhead = { meshStartedTokensPerSecond: started, byHandTokensPerSecond: m, ratio: started.median / m.median, target: 0.97 }
+  log(
+    '\n' +
+      table([
+        ['placement (decode tok/s)', 'median', 'min', 'max', 'n'],
+        ...[
+          ['mesh plan ' + recorded.counts.join('/'), m],
+          ['llama.cpp default split', d],
+          ['best of sweep ' + best.counts.join('/'), b],
+          ['mesh-started llama-server', started]
+        ].map(([label, s]) => [label, fmt(s.median, 1), fmt(s.min, 1), fmt(s.max, 1), s.n])
+      ]) +
+      `\nmesh / default = ${fmt(result.placement.meshOverDefault)} (target >= 1.3)   mesh / best = ${fmt(result.placement.meshOverBest)} (target >= 0.95)` +
+      `\norchestration: mesh-started / by hand = ${fmt(result.overhead.ratio, 3)} (target >= 0.97)`
+  )
+  return result
+}
+
+/** The mesh's llama-server command line exactly as the mesh ran it. */
+async function runExact(host, client, recorded, runs, tokens) {
+  const server = host.run(recorded.llama[0], recorded.llama.slice(1), { stdin: 'ignore' })
+  try {
+    const ready = await runScript(client, READY, [recorded.url, 120_000])
+    if (ready !== true) throw new Error('llama-server (mesh command by hand) did not become ready')
+    await decode(client, recorded.url, 8, 1)
+    return await decode(client, recorded.url, tokens, runs)
+  } finally {
+    server.kill('SIGTERM')
+    await server
+  }
+}
