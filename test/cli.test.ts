@@ -79,6 +79,8 @@ test('start runs the agent with its rpc-server and takes everything down on SIGT
       await agent.exited()
       await waitFor(`nothing left running after ${signal}`, () => pidsIn(network.hosts[0]!.name).length === 0, { timeoutMs: 5000 })
       if (signal === 'SIGTERM') assert.match(agent.log(), /"msg":"stopping"/)
+      // The speed is measured at the first start into a fresh data dir, and kept for the next starts.
+      assert.equal(agent.log().match(/rpc-server speed measured/g)?.length, 1, 'measured once over two starts')
     }
   } finally {
     network.destroy()

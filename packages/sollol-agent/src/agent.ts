@@ -5,7 +5,7 @@
  */
 import type { Server } from 'node:http'
 import { existsSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   calibrateRpcServer,
@@ -141,6 +141,8 @@ export class Agent {
 
   async start(): Promise<void> {
     const log = this.o.logger
+    // Before anything is cached in it (the speed measurement comes before the identity is created).
+    await mkdir(this.o.dataDir, { recursive: true, mode: 0o700 })
     if (this.o.model !== undefined) {
       // A bad model file does not stop the agent: it serves as a worker and says why in its log and status.
       try {
@@ -376,7 +378,9 @@ export class Agent {
         },
         'rpc-server speed measured'
       )
-      await writeFile(file, JSON.stringify({ key, speed }, null, 2) + '\n').catch(() => {})
+      await writeFile(file, JSON.stringify({ key, speed }, null, 2) + '\n').catch((err: Error) => {
+        this.o.logger.warn({ file, err: err.message }, 'could not keep the measured speed; it will be measured again at the next start')
+      })
       return speed
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')
