@@ -71,7 +71,14 @@ test('start runs the agent with its rpc-server and takes everything down on SIGT
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       const agent = new TestAgent(network.hosts[0]!, dir, ['--rpc-threads', '1'])
       agent.start()
-      const view = await waitFor('the agent to answer', () => agent.view(), { timeoutMs: 20_000 })
+      // The API answers at once; the rpc-server is `starting` until it is probed and measured.
+      const view = await waitFor(
+        'the agent with its rpc-server ready',
+        () => (agent.view()?.nodes[0]?.rpc.state === 'ready' ? agent.view() : undefined),
+        {
+          timeoutMs: 20_000
+        }
+      )
       assert.equal(view.nodes[0]?.rpc.state, 'ready')
       await agent.stopWatching()
       assert.equal(pidsIn(network.hosts[0]!.name).length, 2, 'the agent and its rpc-server')
@@ -145,7 +152,8 @@ test('bad files: a missing or corrupt model leaves a worker that says why; a bin
       'both agents serving as workers',
       () => {
         const v = [missing.view(), broken.view()]
-        return v.every((x) => x !== undefined && x.nodes.length === 2) ? v : undefined
+        const ready = (x: (typeof v)[number]): boolean => x?.nodes.find((n) => n.peerId === x.self)?.rpc.state === 'ready'
+        return v.every((x) => x !== undefined && x.nodes.length === 2 && ready(x)) ? v : undefined
       },
       { timeoutMs: 30_000 }
     )

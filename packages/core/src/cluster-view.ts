@@ -63,6 +63,7 @@ export interface ClusterView {
     readonly dropReasons: Readonly<Record<string, number>>
     readonly tunnelsOpened: number
     readonly tunnelsRefused: number
+    readonly connectionsOpened?: number
   }
   readonly generatedAt: string
 }

@@ -28,10 +28,14 @@ export const LAN_MESH_TIMINGS: MeshTimings = {
   silenceGoneMs: 8000,
   // SIGKILL closes TCP at once (10-25 ms); 1.5 s lets a flapping link reconnect without a leave/join
   disconnectGoneMs: 1500,
-  // a 1 s ping timeout dropped healthy connections under start-up CPU load on 2 cores
-  pingIntervalMs: 2000,
+  // a 1 s ping timeout dropped healthy connections under start-up CPU load on 2 cores; a ping every 2 s
+  // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection), and
+  // silence (silenceGoneMs) bounds the detection of a frozen peer anyway
+  pingIntervalMs: 6000,
   pingTimeoutMs: 2000,
-  mdnsIntervalMs: 5000,
+  // every agent answers every query and every answer reaches every agent (N^3 work per period); a newcomer
+  // queries at its start and known peers are redialled, so the period only heals rare losses
+  mdnsIntervalMs: 30_000,
   redialIntervalMs: 2000
 }
 

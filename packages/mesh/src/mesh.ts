@@ -68,6 +68,8 @@ export interface MeshCounters {
   tunnelsOpened: number
   /** Tunnel streams refused because the peer was not admitted (not the coordinator of the term). */
   tunnelsRefused: number
+  /** libp2p connections opened (both directions): flat at rest, else connections churn. */
+  connectionsOpened: number
 }
 
 export interface MeshEvents {
@@ -102,7 +104,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
     dropped: 0,
     dropReasons: {},
     tunnelsOpened: 0,
-    tunnelsRefused: 0
+    tunnelsRefused: 0,
+    connectionsOpened: 0
   }
   /** Open tunnel exits, by the peer that opened them (cut when that peer loses admission). */
   private readonly tunnelStreams = new Map<string, Set<Stream>>()
@@ -436,6 +439,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private onConnectionOpen(connection: Connection): void {
+    this.counters.connectionsOpened++
     const peer = connection.remotePeer
     const id = peer.toString()
     this.emitEvents(this.membership.onConnected(id, this.now()))

@@ -97,6 +97,9 @@ export class Agent {
   private rpcState: RpcAnnounceState = 'starting'
   private externalProbe: NodeJS.Timeout | undefined
   private frozenCheck: NodeJS.Timeout | undefined
+  private rpcStarting: Promise<void> | undefined
+  /** False until the rpc-server is started and measured: it is announced as `starting` until then. */
+  private rpcMeasured = false
   private eventWatch: NodeJS.Timeout | undefined
   /** Recent cluster events (joins, leaves, elections, re-plans) for the dashboard, told by comparing views. */
   private readonly events = new EventLog()
@@ -155,42 +158,12 @@ export class Agent {
         log.error({ model: this.o.model }, this.problem)
       }
     }
-    let rpcDevices: readonly RpcDeviceMemory[] = []
-    if (this.o.rpcEndpoint !== undefined) {
-      rpcDevices = await this.probeExternal()
-      this.externalProbe = setInterval(() => {
-        void this.probeExternal()
-      }, 10_000)
-    } else {
-      const rpc = new RpcServerSupervisor({
-        binary: this.o.binaries.rpcServer,
-        host: this.rpcBind,
-        port: this.o.rpcPort,
-        threads: this.o.rpcThreads,
-        cache: this.o.rpcCache,
-        ...(this.o.rpcDevices !== undefined ? { devices: this.o.rpcDevices } : {}),
-        logger: log
-      })
-      this.rpc = rpc
-      // A frozen rpc-server still accepts connections (the kernel does) but never answers: say so, so
-      // that no plan uses it, and take it back when it thaws.
-      this.frozenCheck = setInterval(() => {
-        const frozen = rpc.isFrozen()
-        if (frozen && this.rpcState === 'ready') this.setRpcState('frozen')
-        else if (!frozen && this.rpcState === 'frozen' && rpc.state.kind === 'ready') this.setRpcState('ready')
-      }, 1000)
-      rpc.on('state', (state) => {
-        this.onRpcState(state)
-      })
-      await rpc.start()
-      const probe = await probeRpcServer(this.rpcBind, this.o.rpcPort)
-      this.rpcProtocol = formatRpcVersion(probe.version)
-      rpcDevices = probe.devices
-      // Measured now, while nobody else knows this rpc-server: it is idle.
-      this.speed = await this.measureSpeed()
-    }
-    this.devices = await detectDevices(rpcDevices)
-
+    // The rpc-server is started first (a port clash or a bad binary stops the agent before anything else
+    // binds); it is probed and measured (the first time: seconds) while the mesh starts, so joining takes
+    // no longer than the slower of the two. Until it is measured, the announcement says `starting`.
+    await this.launchRpc()
+    this.rpcStarting = this.measureRpc()
+    this.rpcStarting.catch(() => {}) // awaited below; a failure there stops the agent
     const { key, created } = await loadOrCreateIdentity(this.o.dataDir)
     const mesh = new Mesh({
       cluster: this.o.cluster,
@@ -253,7 +226,7 @@ export class Agent {
     coordination.start()
     this.eventWatch = setInterval(() => {
       this.recordEvents(mesh.view())
-    }, 500)
+    }, 1000)
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
       host: this.o.apiHost,
@@ -272,6 +245,7 @@ export class Agent {
         })
       })
     })
+    await this.rpcStarting
     log.info(
       {
         api: `http://${this.o.apiHost}:${this.o.apiPort}/v1/cluster`,
@@ -280,6 +254,55 @@ export class Agent {
       },
       'agent running'
     )
+  }
+
+  /** Starts the supervised rpc-server (an external one is only probed, later). */
+  private async launchRpc(): Promise<void> {
+    const log = this.o.logger
+    if (this.o.rpcEndpoint === undefined) {
+      const rpc = new RpcServerSupervisor({
+        binary: this.o.binaries.rpcServer,
+        host: this.rpcBind,
+        port: this.o.rpcPort,
+        threads: this.o.rpcThreads,
+        cache: this.o.rpcCache,
+        ...(this.o.rpcDevices !== undefined ? { devices: this.o.rpcDevices } : {}),
+        logger: log
+      })
+      this.rpc = rpc
+      // A frozen rpc-server still accepts connections (the kernel does) but never answers: say so, so
+      // that no plan uses it, and take it back when it thaws.
+      this.frozenCheck = setInterval(() => {
+        const frozen = rpc.isFrozen()
+        if (frozen && this.rpcState === 'ready') this.setRpcState('frozen')
+        else if (!frozen && this.rpcState === 'frozen' && rpc.state.kind === 'ready') this.setRpcState('ready')
+      }, 1000)
+      rpc.on('state', (state) => {
+        this.onRpcState(state)
+      })
+      await rpc.start()
+    }
+  }
+
+  /** Reads the rpc-server's devices and measures its speed (or attaches to an external one); then announces it. */
+  private async measureRpc(): Promise<void> {
+    let rpcDevices: readonly RpcDeviceMemory[] = []
+    if (this.o.rpcEndpoint !== undefined) {
+      rpcDevices = await this.probeExternal()
+      this.externalProbe = setInterval(() => {
+        void this.probeExternal()
+      }, 10_000)
+    } else {
+      const probe = await probeRpcServer(this.rpcBind, this.o.rpcPort)
+      this.rpcProtocol = formatRpcVersion(probe.version)
+      rpcDevices = probe.devices
+      // Measured now, while nobody uses it: it is announced as `starting` until this is done.
+      this.speed = await this.measureSpeed()
+    }
+    this.devices = await detectDevices(rpcDevices)
+
+    this.rpcMeasured = true
+    this.mesh?.announceNow()
   }
 
   async stop(): Promise<void> {
@@ -336,6 +359,7 @@ export class Agent {
 
   /** Restarts the supervised rpc-server for a new term: whatever llama-server used it is cut off. */
   private async fence(term: number): Promise<void> {
+    await this.rpcStarting?.catch(() => {})
     const rpc = this.rpc
     if (rpc === undefined) return // an external rpc-server cannot be fenced by us (documented)
     this.o.logger.info({ term }, 'fencing: restarting the rpc-server for the new term')
@@ -396,7 +420,7 @@ export class Agent {
         host: this.rpcHost,
         port: this.rpcPortInUse(),
         protocol: this.rpcProtocol,
-        state: this.rpcState,
+        state: this.rpcMeasured ? this.rpcState : 'starting',
         llamaBuild: this.o.binaries.version,
         // an external rpc-server cannot be restarted by us: it serves every term
         servingTerm: this.rpc === undefined ? (this.coordination?.election.currentTerm ?? 0) : (this.coordination?.servingTerm ?? 0),
