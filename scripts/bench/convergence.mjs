@@ -185,6 +185,7 @@ export async function benchConvergence({ quick, log }) {
             fmt(r.seconds.min),
             fmt(r.seconds.max),
             r.seconds.n,
+            fmt(r.coldStartSeconds.median),
             fmt(r.atRest.announcementsOutPerSecond.median),
             fmt(r.atRest.announcementsInPerSecond.median),
             fmt(r.atRest.bytesPerSecond.median, 0)

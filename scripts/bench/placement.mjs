@@ -202,7 +202,7 @@ export async function benchPlacement({ quick, log }) {
           best = finalists[0]
           result.finalists = finalists
           log(
-            `best of the sweep: ${best.counts.join('/')} at ${fmt(best.tokensPerSecond, 1)} tok/s; mesh plan ${recorded.counts.join('/')}`
+            `best of the sweep, after measuring its top 3 again (${finalists.map((f) => `${f.counts.join('/')}: ${fmt(f.tokensPerSecond, 1)}`).join(', ')} tok/s): ${best.counts.join('/')}; mesh plan ${recorded.counts.join('/')}`
           )
           result.sweep = { capacities, splits: sweep }
           result.best = { layerCounts: best.counts }

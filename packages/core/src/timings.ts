@@ -24,14 +24,14 @@ export interface MeshTimings {
 export const LAN_MESH_TIMINGS: MeshTimings = {
   announceIntervalMs: 2000,
   silenceSuspectMs: 5000,
-  // frozen: the connection monitor closes the connection after ~2-4 s, then disconnectGoneMs; this is the backstop
+  // frozen: a frozen peer's kernel keeps its TCP connection open; silence is what removes it (8 s)
   silenceGoneMs: 8000,
   // SIGKILL closes TCP at once (10-25 ms); 1.5 s lets a flapping link reconnect without a leave/join
   disconnectGoneMs: 1500,
   // a 1 s ping timeout dropped healthy connections under start-up CPU load on 2 cores; a ping every 2 s
-  // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection), and
-  // silence (silenceGoneMs) bounds the detection of a frozen peer anyway
-  pingIntervalMs: 6000,
+  // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection). Silence
+  // (silenceGoneMs) is what bounds the detection of a frozen peer; pings only close its dead connection.
+  pingIntervalMs: 10_000,
   pingTimeoutMs: 2000,
   // every agent answers every query and every answer reaches every agent (N^3 work per period); a newcomer
   // queries at its start and known peers are redialled, so the period only heals rare losses
