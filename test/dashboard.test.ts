@@ -113,7 +113,8 @@ test('the dashboard shows the live cluster: nodes, roles and the layer map equal
     'the page showing the serving cluster',
     async () => {
       const s = await read()
-      return s.serverState === 'ready' && s.rows.length === 3 ? s : undefined
+      // events arrive on their own poll, up to a couple of seconds after the state
+      return s.serverState === 'ready' && s.rows.length === 3 && s.events.some((e) => /plan \d+ \(term \d+\)/.test(e)) ? s : undefined
     },
     { timeoutMs: 10_000 }
   )
