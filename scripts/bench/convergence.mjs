@@ -30,6 +30,8 @@ const urls = process.argv.slice(1)
 console.log(JSON.stringify(await Promise.all(urls.map(async (u) => (await (await fetch(u + '/v1/cluster')).json()).counters))))
 `
 
+const SETTLE_SECONDS = 10
+
 function startAgents(network, dir, which = network.hosts.map((_, i) => i)) {
   return which.map((i) => {
     const host = network.hosts[i]
@@ -94,6 +96,8 @@ async function lastJoins(network, dir, n, timeoutMs) {
 }
 
 async function atRest(network, children, urls, seconds, withFootprint) {
+  // At rest means after start-up: JIT compilation and the first exchanges are over.
+  await sleep(SETTLE_SECONDS * 1000)
   const counters0 = await runScript(network.hosts[0], COUNTERS, urls)
   const if0 = await Promise.all(network.hosts.map(interfaceCounters))
   const usage0 = children.map((c) => processUsage(c.pid))
@@ -192,7 +196,7 @@ export async function benchConvergence({ quick, log }) {
           ]
         })
       ]) +
-      `\nidle agent (5-agent mesh, ${window} s): RSS median ${fmt(f.rssMB.median, 0)} MB (max ${fmt(f.rssMB.max, 0)}), CPU median ${fmt(f.cpuPercent.median)} % of a core (max ${fmt(f.cpuPercent.max)})`
+      `\nidle agent (5-agent mesh, ${window} s from ${SETTLE_SECONDS} s after convergence): RSS median ${fmt(f.rssMB.median, 0)} MB (max ${fmt(f.rssMB.max, 0)}), CPU median ${fmt(f.cpuPercent.median)} % of a core (max ${fmt(f.cpuPercent.max)})`
   )
   return result
 }

@@ -67,8 +67,8 @@ const withSplit = (argv, split) => {
 }
 
 export async function benchPlacement({ quick, log }) {
-  const rounds = quick ? 2 : 3
-  const runs = quick ? 3 : 5
+  const rounds = quick ? 3 : 4
+  const runs = quick ? 4 : 6
   const tokens = 48
   const sweepTokens = 48
   const sweepRuns = quick ? 2 : 3
@@ -125,6 +125,9 @@ export async function benchPlacement({ quick, log }) {
         180_000
       )
       const url = view.plan.server.url
+      // The test watchers (one polling process per agent) are not part of the product: stop them so that
+      // the mesh phase runs what a user runs, as the by-hand phase does.
+      await Promise.all(agents.map((a) => a.stopWatching()))
       await decode(client, url, 8, 1) // warm-up
       const speeds = await decode(client, url, tokens, runs)
       mesh.push(...speeds)
@@ -212,7 +215,9 @@ export async function benchPlacement({ quick, log }) {
           ['default', async () => await run('default', null, tokens, runs)],
           ['best', async () => await run('best', tensorSplitForLayerCounts(best.counts), tokens, runs)]
         ]
-        for (const [name, measure] of configs) {
+        // The order turns round by round, so that no configuration always runs first (or last).
+        const turn = (round - 1) % configs.length
+        for (const [name, measure] of [...configs.slice(turn), ...configs.slice(0, turn)]) {
           const speeds = await measure()
           byHand[name].push(...speeds)
           log(`round ${round} by hand, ${name}: ${speeds.map((s) => fmt(s, 1)).join(' ')} tok/s`)
