@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from '../test/dist/helpers/netns.js'
 import { CLI, TestAgent, completeFrom } from '../test/dist/helpers/agents.js'
 import { waitFor } from '../test/dist/helpers/wait.js'
@@ -15,7 +15,7 @@ const argv = process.argv.slice(2)
 const hosts = Number(argv[argv.indexOf('--hosts') + 1] ?? 4) || 4
 const dir = mkdtempSync(join(tmpdir(), 'sollol-try-'))
 const model = join(dir, 'model.gguf')
-writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+writeTestModel(model, SPLIT_TEST_MODEL)
 const network = TestNetwork.create(Array.from({ length: hosts }, () => ({})))
 const agents = network.hosts.map(
   (host, i) =>

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, seededRandom, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, seededRandom, writeTestModel } from '@sollol/gguf'
 import { TestNetwork, type TestHost } from './helpers/netns.js'
 import { completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
@@ -19,7 +19,7 @@ const EVENTS = Number(process.env.SOLLOL_CHAOS_EVENTS ?? 8)
 const SEED = Number(process.env.SOLLOL_CHAOS_SEED ?? 2026)
 const dir = mkdtempSync(join(tmpdir(), 'sollol-chaos-'))
 const model = join(dir, 'model.gguf')
-writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+writeTestModel(model, SPLIT_TEST_MODEL)
 // As in the coordinator test: any three of the four nodes hold the model, two of them can coordinate.
 const network = TestNetwork.create([{}, {}, {}, {}])
 const common = ['--rpc-threads', '1', '--ctx-size', '512']

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import type { ClusterView } from '@sollol/core'
 import { TestNetwork } from './helpers/netns.js'
 import { CLI, completeFrom, TestAgent } from './helpers/agents.js'
@@ -63,7 +63,7 @@ before(() => {
   // 16 layers x 256 dims, f32 (~40 MiB). Budgets: the model holders take 7 layers each, the third node 14,
   // the small one 2: no node holds the model alone, the two holders together neither, so every plan uses
   // a worker without the model, and any three nodes still hold it.
-  writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+  writeTestModel(model, SPLIT_TEST_MODEL)
   network = TestNetwork.create([{}, {}, {}, {}])
   const common = ['--rpc-threads', '1', '--ctx-size', '512']
   agents = [

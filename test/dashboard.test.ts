@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type Browser } from 'playwright-core'
 import type { ClusterView } from '@sollol/core'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from './helpers/netns.js'
 import { ROOT, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
@@ -22,7 +22,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-dashboard-'))
 const model = join(dir, 'model.gguf')
 // 16 layers of ~2.5 MiB (40 MiB): each agent offering 32 MiB holds 6 or 7 of them (after
 // ~13 MiB of compute-buffer headroom), so two agents cannot serve it and three can.
-writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+writeTestModel(model, SPLIT_TEST_MODEL)
 const network = TestNetwork.create([{}, {}, {}])
 const common = ['--rpc-threads', '1', '--ctx-size', '256', '--max-memory', '32MiB']
 const coordinator = new TestAgent(network.host(0), dir, [...common, '--model', model])

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { generateClusterKey } from '@sollol/mesh'
 import type { ClusterView } from '@sollol/core'
 import { TestNetwork } from './helpers/netns.js'
@@ -20,7 +20,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-fuzz-'))
 const key = join(dir, 'cluster.key')
 writeFileSync(key, generateClusterKey(), { mode: 0o600 })
 const model = join(dir, 'model.gguf')
-writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+writeTestModel(model, SPLIT_TEST_MODEL)
 const network = TestNetwork.create([{}, {}, {}])
 const h1 = network.host(0)
 const h2 = network.host(1)

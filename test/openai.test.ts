@@ -7,14 +7,14 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from './helpers/netns.js'
 import { ROOT, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sollol-openai-'))
 const model = join(dir, 'model.gguf')
-writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+writeTestModel(model, SPLIT_TEST_MODEL)
 const network = TestNetwork.create([{}, {}, {}])
 const h1 = network.host(0)
 const h2 = network.host(1)

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
 import { TestAgent } from '../../test/dist/helpers/agents.js'
 import { fmt, runScript, summary, table, waitUntil } from './lib.mjs'
@@ -46,7 +46,7 @@ export async function benchFailover({ quick, log }) {
   const requests = quick ? 30 : 100
   const dir = mkdtempSync(join(tmpdir(), 'sollol-bench-failover-'))
   const model = join(dir, 'model.gguf')
-  writeTestModel(model, { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 })
+  writeTestModel(model, SPLIT_TEST_MODEL)
   const network = TestNetwork.create([{}, {}, {}])
   const common = ['--rpc-threads', '1', '--ctx-size', '256', '--max-memory', '40MiB']
   const agents = [

@@ -1,32 +1,23 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { testAnnouncement } from './test-announcement.js'
 import { clusterModel, Election, rankCandidates, type ElectionTimings } from './election.js'
 import type { Announcement } from './announcement.js'
 
 const T: ElectionTimings = { settleMs: 1000, claimStaggerMs: 500, startupQuietMs: 2000 }
 
 function node(peerId: string, over: Partial<Announcement> = {}): Announcement {
-  return {
-    v: 1,
-    cluster: 'default',
-    peerId,
+  return testAnnouncement(peerId, {
     incarnation: 1,
-    seq: 1,
     hostname: peerId,
-    agentVersion: '0.1.0',
     addresses: [],
     rpc: { host: '10.0.0.1', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 0, access: 'direct' },
     devices: [{ kind: 'cpu', name: 'CPU', memoryTotal: 8e9, memoryFree: 8e9 }],
-    memoryBudget: 4e9,
-    cpuThreads: 2,
     models: [{ name: 'm.gguf', size: 100, id: 'aaaaaaaaaaaaaaaa' }],
     canCoordinate: true,
     apiPort: 7491,
-    speed: null,
-    coordinator: null,
-    plan: null,
     ...over
-  }
+  })
 }
 
 test('ranking prefers accelerators, then measured speed, then memory, then the lower peer id', () => {

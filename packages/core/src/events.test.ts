@@ -1,31 +1,20 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { testAnnouncement } from './test-announcement.js'
 import { clusterView, type ClusterView } from './cluster-view.js'
 import { clusterEvents, EventLog } from './events.js'
 import type { Announcement, PlanView } from './announcement.js'
 
 function node(peerId: string, over: Partial<Announcement> = {}): Announcement {
-  return {
-    v: 1,
-    cluster: 'default',
-    peerId,
+  return testAnnouncement(peerId, {
     incarnation: 1,
-    seq: 1,
-    hostname: `host-${peerId}`,
-    agentVersion: '0.1.0',
     addresses: [],
     rpc: { host: '10.0.0.2', port: 50052, protocol: '6.0.0', state: 'ready', llamaBuild: 'b1', servingTerm: 1, access: 'gated' },
     devices: [],
     memoryBudget: 1e9,
-    cpuThreads: 2,
-    models: [],
-    canCoordinate: false,
     apiPort: 7491,
-    speed: null,
-    coordinator: null,
-    plan: null,
     ...over
-  }
+  })
 }
 
 const plan = (generation: number, state: PlanView['server']['state']): PlanView => ({

@@ -19,6 +19,7 @@ export {
   testVocabulary,
   validateTestModelOptions,
   DEFAULT_TEST_MODEL,
+  SPLIT_TEST_MODEL,
   TestModelOptionError
 } from './test-model.js'
 export type { TestModel, TestModelOptions } from './test-model.js'

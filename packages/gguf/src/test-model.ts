@@ -32,6 +32,12 @@ export const DEFAULT_TEST_MODEL: TestModelOptions = {
   weightStd: 0.5
 }
 
+/**
+ * 16 layers of 2.5 MiB (40 MiB, f32): small enough to load in a second, big enough that agents offering a
+ * few tens of MiB each must split it (the e2e tests, the demo, the failover benchmark).
+ */
+export const SPLIT_TEST_MODEL: TestModelOptions = { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 }
+
 export class TestModelOptionError extends Error {
   constructor(message: string) {
     super(message)

@@ -188,6 +188,8 @@ export class Agent {
       binaries: this.o.binaries,
       modelPath: this.modelPath,
       serverHost: this.rpcHost,
+      // the LAN may use llama-server directly (the plan's URL); a loopback-only agent (the demo) keeps it there
+      serverBind: isLoopback(this.rpcHost) ? this.rpcHost : '0.0.0.0',
       serverPort: this.o.serverPort,
       apiToken: this.o.apiToken,
       contextSize: this.o.contextSize,

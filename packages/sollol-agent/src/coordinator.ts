@@ -59,6 +59,8 @@ export interface CoordinationOptions {
   readonly modelPath: string | undefined
   /** Address in the server URL (this host's LAN address). */
   readonly serverHost: string
+  /** Where llama-server listens: all interfaces (the LAN may use the plan's URL), or loopback for a loopback-only agent. */
+  readonly serverBind: string
   readonly serverPort: number
   /** Bearer token llama-server requires (`--api-token`); none = open to the LAN. */
   readonly apiToken: string | undefined
@@ -486,8 +488,7 @@ export class Coordination {
       tensorSplit: desired.tensorSplit,
       gpuLayers: 'all',
       contextSize: desired.contextSize,
-      // The LAN may use it directly (the plan's URL); a loopback-only agent (the demo) keeps it on loopback.
-      host: this.o.serverHost.startsWith('127.') ? this.o.serverHost : '0.0.0.0',
+      host: this.o.serverBind,
       port: this.o.serverPort,
       threads: this.o.threads,
       ...(this.o.apiToken !== undefined ? { apiKey: this.o.apiToken } : {}),

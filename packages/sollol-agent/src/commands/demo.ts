@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { freePort, spawnChild, stopChild, type Child, type Logger } from '@sollol/llama-cpp'
 import type { ClusterView } from '@sollol/core'
-import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { generateClusterKey } from '@sollol/mesh'
 import { defaultDataDir } from '../config.js'
 import { InterruptedError, UsageError } from '../errors.js'
@@ -26,8 +26,7 @@ import { formatLayerMap, formatStatus } from './status.js'
 
 const CLI = fileURLToPath(new URL('../../bin/sollol-agent.js', import.meta.url))
 const AGENTS = 3
-/** 16 layers of 2.5 MiB; with 32 MiB offered per agent (of which ~13 MiB compute headroom) it needs all three. */
-const DEMO_MODEL = { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 }
+/** With SPLIT_TEST_MODEL (16 layers of 2.5 MiB), 32 MiB per agent (~13 MiB compute headroom) needs all three. */
 const OFFER = '32MiB'
 
 interface DemoFlags extends BinaryFlags {
@@ -83,7 +82,7 @@ export function registerDemo(program: Command, getLog: () => Logger): void {
       const binaries = await binariesFromFlags(flags, log, true)
       mkdirSync(flags.dir, { recursive: true })
       const model = join(flags.dir, 'demo-model.gguf')
-      if (!existsSync(model)) writeTestModel(model, DEMO_MODEL)
+      if (!existsSync(model)) writeTestModel(model, SPLIT_TEST_MODEL)
       const cluster = `demo-${randomBytes(3).toString('hex')}`
       const keyFile = join(flags.dir, 'cluster.key')
       writeFileSync(keyFile, generateClusterKey(), { mode: 0o600 })
