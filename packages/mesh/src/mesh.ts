@@ -22,6 +22,7 @@ import {
   type MeshTimings,
   type MembershipEvent
 } from '@sollol/core'
+import { surplusConnections } from './duplicate-connections.js'
 import { createMeshNode, type MeshNode } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
 import { announceTopic, helloProtocol, MAX_STATE_BYTES, stateProtocol, tunnelProtocol } from './protocols.js'
@@ -442,6 +443,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.counters.connectionsOpened++
     const peer = connection.remotePeer
     const id = peer.toString()
+    this.closeDuplicates(peer)
     this.emitEvents(this.membership.onConnected(id, this.now()))
     // Ask the new peer for its announcement directly: no waiting for the next gossip round.
     this.request(peer, helloProtocol(this.options.cluster), MAX_ANNOUNCEMENT_BYTES).then(
@@ -457,8 +459,44 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private onConnectionClose(connection: Connection): void {
     const node = this.node
     const peer = connection.remotePeer
-    if (node !== undefined && node.getConnections(peer).length > 0) return
+    if (node !== undefined && node.getConnections(peer).length > 0) {
+      // a duplicate closed: gossip may have lost the stream it had on that connection
+      setImmediate(() => this.repairGossip(peer))
+      return
+    }
     this.emitEvents(this.membership.onDisconnected(peer.toString(), this.now()))
+  }
+
+  /** Closes this side's surplus connections to `peer` (see duplicate-connections.ts for the rule). */
+  private closeDuplicates(peer: PeerId): void {
+    const node = this.node
+    if (node === undefined) return
+    const open = node
+      .getConnections(peer)
+      .filter((c) => c.status === 'open')
+      .map((c) => ({ connection: c, direction: c.direction, openedAt: c.timeline.open }))
+    for (const { connection } of surplusConnections(this.peerId, peer.toString(), open)) {
+      this.options.logger.debug({ peer: peer.toString(), direction: connection.direction }, 'closing a duplicate connection')
+      connection.close().catch((err: Error) => connection.abort(err))
+    }
+  }
+
+  /**
+   * Gossipsub opens its one outbound stream per peer on the first connection it is told of and never
+   * opens another when that connection closes while the peer stays connected (the topology reports no
+   * disconnect): without this, a closed duplicate can leave a member that never receives our gossip.
+   * Telling gossipsub of the kept connection again is what the topology would do for a new peer.
+   */
+  private repairGossip(peer: PeerId): void {
+    const node = this.node
+    if (node === undefined) return
+    const connection = node.getConnections(peer).find((c) => c.status === 'open')
+    const pubsub = node.services.pubsub as unknown as {
+      streamsOutbound: Map<string, unknown>
+      onPeerConnected?: (peer: PeerId, connection: Connection) => void
+    }
+    if (connection === undefined || pubsub.streamsOutbound.has(peer.toString())) return
+    pubsub.onPeerConnected?.(peer, connection)
   }
 
   /**
@@ -489,6 +527,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private async redial(): Promise<void> {
     const node = this.node
     if (node === undefined) return
+    for (const member of this.membership.list(this.now())) {
+      const peer = peerIdFromString(member.announcement.peerId)
+      if (node.getConnections(peer).length === 0) continue
+      this.closeDuplicates(peer)
+      this.repairGossip(peer)
+    }
     for (const [id, { addresses, heardAt }] of this.known) {
       // A peer silent for this long is not coming back at that address: stop knocking.
       if (this.now() - heardAt > KNOWN_PEER_TTL_MS) {
