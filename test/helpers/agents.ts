@@ -115,6 +115,13 @@ export class TestAgent {
     return this.latest?.nodes.map((n) => n.peerId) ?? []
   }
 
+  /** null while the agent runs; its exit code (or signal number as a negative) once it has exited. */
+  exitCode(): number | null {
+    const p = this.process
+    if (p === undefined) return null
+    return p.exitCode ?? (p.signalCode !== null ? -1 : null)
+  }
+
   signal(signal: NodeJS.Signals): void {
     this.process?.kill(signal)
     if (signal === 'SIGKILL' || signal === 'SIGTERM') this.latest = undefined

@@ -1,11 +1,13 @@
 /**
- * Malformed HTTP against an agent's local API (run inside its test host):
- *   node http-fuzz.js <port> <count>
- * Prints how many requests got an answer and how many were cut.
+ * Malformed and hostile HTTP against an agent's local API (run inside its test host):
+ *   node http-fuzz.js <port> <count> [--heavy]
+ * Prints how many requests got an answer and how many were cut; with --heavy also what the OpenAI proxy
+ * answered to a 100 MiB body (declared and chunked), how slow clients fared, and a slow reader.
  */
 import { connect } from 'node:net'
+import { request } from 'node:http'
 
-const [portText, countText] = process.argv.slice(2)
+const [portText, countText, mode] = process.argv.slice(2)
 const port = Number(portText)
 const count = Number(countText)
 const requests = [
@@ -17,24 +19,100 @@ const requests = [
   'NOT HTTP AT ALL\r\n\r\n',
   '\u0000\u0001\u0002\u0003\r\n\r\n',
   'GET /v1/plan?x=%ZZ HTTP/1.1\r\nHost: x\r\n\r\n',
-  'GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n'
+  'GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n',
+  'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{"messag',
+  'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nxx',
+  'POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nnot a chunk\r\n'
 ]
-let answered = 0
-let cut = 0
-for (let i = 0; i < count; i++) {
-  const request = requests[i % requests.length] ?? ''
-  const reply = await new Promise<string>((resolve) => {
+
+async function exchange(text: string, timeoutMs = 3000): Promise<string> {
+  return await new Promise<string>((resolve) => {
     const socket = connect({ host: '127.0.0.1', port })
     let data = ''
-    socket.setTimeout(3000, () => socket.destroy())
+    socket.setTimeout(timeoutMs, () => socket.destroy())
     socket.on('data', (chunk) => {
       data += chunk.toString('latin1')
     })
     socket.on('close', () => resolve(data))
     socket.on('error', () => resolve(data))
-    socket.on('connect', () => socket.end(request))
+    socket.on('connect', () => socket.end(text))
   })
+}
+
+let answered = 0
+let cut = 0
+for (let i = 0; i < count; i++) {
+  const reply = await exchange(requests[i % requests.length] ?? '')
   if (reply.startsWith('HTTP/1.1')) answered++
   else cut++
 }
-console.log(JSON.stringify({ answered, cut }))
+
+/** A 100 MiB body to the OpenAI proxy, declared up front or chunked: the status it gets (or 'cut'). */
+async function hugeBody(chunked: boolean): Promise<number | string> {
+  return await new Promise((resolve) => {
+    const size = 100 * 1024 * 1024
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': String(size) }) }
+    })
+    req.on('response', (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', () => resolve('cut'))
+    const chunk = Buffer.alloc(1024 * 1024, 0x20)
+    let sent = 0
+    const pump = (): void => {
+      while (sent < size) {
+        sent += chunk.length
+        if (!req.write(chunk)) {
+          req.once('drain', pump)
+          return
+        }
+      }
+      req.end()
+    }
+    pump()
+  })
+}
+
+/** Clients that send their headers a byte at a time: the agent must cut them (headers timeout). */
+async function slowClients(n: number, limitMs: number): Promise<{ cut: number; heldOpen: number }> {
+  const results = await Promise.all(
+    Array.from({ length: n }, async () => {
+      return await new Promise<boolean>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port })
+        const text = 'GET /v1/cluster HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(1000)
+        let at = 0
+        const timer = setInterval(() => {
+          if (at < text.length) socket.write(text[at++] ?? '')
+        }, 200)
+        const giveUp = setTimeout(() => {
+          clearInterval(timer)
+          socket.destroy()
+          resolve(false)
+        }, limitMs)
+        const done = (): void => {
+          clearInterval(timer)
+          clearTimeout(giveUp)
+          resolve(true)
+        }
+        socket.on('close', done)
+        socket.on('error', () => {})
+      })
+    })
+  )
+  return { cut: results.filter(Boolean).length, heldOpen: results.filter((r) => !r).length }
+}
+
+const summary: Record<string, unknown> = { answered, cut }
+if (mode === '--heavy') {
+  summary.hugeDeclared = await hugeBody(false)
+  summary.hugeChunked = await hugeBody(true)
+  summary.slow = await slowClients(50, 20_000)
+  summary.afterwards = (await exchange('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')).split('\r\n')[0]
+}
+console.log(JSON.stringify(summary))

@@ -13,10 +13,9 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
-import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { announceTopic, helloProtocol, readClusterKey, stateProtocol } from '@sollol/mesh'
+import { announceTopic, helloProtocol, privateNetwork, readClusterKey, stateProtocol } from '@sollol/mesh'
 
 const [keyFile, countText, ...targets] = process.argv.slice(2)
 const count = Number(countText)
@@ -89,7 +88,7 @@ const node = await createLibp2p({
   privateKey: await generateKeyPair('Ed25519'),
   addresses: { listen: ['/ip4/0.0.0.0/tcp/0'] },
   transports: [tcp()],
-  connectionProtector: preSharedKey({ psk: key }),
+  connectionProtector: privateNetwork({ psk: key }),
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   services: {

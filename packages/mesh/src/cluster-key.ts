@@ -3,9 +3,8 @@
  * connection is encrypted with the key before anything else happens, so an agent without it, or with
  * another, gets no connection at all. mDNS announcements are not covered: they stay visible on the LAN.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { generateKey } from '@libp2p/pnet'
 
 const FORMAT = /^\/key\/swarm\/psk\/1\.0\.0\/\r?\n\/base16\/\r?\n([0-9a-fA-F]{64})\s*$/
 
@@ -18,9 +17,7 @@ export class ClusterKeyError extends Error {
 
 /** A new key, as the text of a key file. */
 export function generateClusterKey(): string {
-  const bytes = new Uint8Array(95)
-  generateKey(bytes)
-  return new TextDecoder().decode(bytes)
+  return `/key/swarm/psk/1.0.0/\n/base16/\n${randomBytes(32).toString('hex')}`
 }
 
 /** Checks a key file's text; returns the bytes libp2p's pnet takes. */

@@ -7,11 +7,11 @@ import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import type { PrivateKey } from '@libp2p/interface'
-import { preSharedKey } from '@libp2p/pnet'
 import { createLibp2p } from 'libp2p'
 import type { MeshTimings } from '@sollol/core'
 import { mdnsServiceTag } from './protocols.js'
 import { clusterKeyFingerprint } from './cluster-key.js'
+import { privateNetwork } from './private-network.js'
 
 export interface NodeOptions {
   readonly privateKey: PrivateKey
@@ -26,6 +26,11 @@ export interface NodeOptions {
   readonly clusterKey?: Uint8Array
 }
 
+/** Connections an agent keeps: a LAN cluster with room for status clients and reconnects. */
+export const MAX_CONNECTIONS = 256
+/** Streams a peer may have open on one connection (every protocol together; tunnels take up to 256). */
+export const MAX_STREAMS_PER_CONNECTION = 512
+
 const isLoopback = (ma: { toString: () => string }): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(ma.toString())
 
 export async function createMeshNode(o: NodeOptions) {
@@ -37,9 +42,19 @@ export async function createMeshNode(o: NodeOptions) {
       announceFilter: (addrs) => (o.announceLoopback ? addrs : addrs.filter((a) => !isLoopback(a)))
     },
     transports: [tcp()],
-    ...(o.clusterKey !== undefined ? { connectionProtector: preSharedKey({ psk: o.clusterKey }) } : {}),
+    ...(o.clusterKey !== undefined ? { connectionProtector: privateNetwork({ psk: o.clusterKey }) } : {}),
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // Limits on what peers may open (libp2p's defaults, written down, with fewer streams per connection):
+    // a key holder still cannot make the agent hold more than ~maxConnections x maxInboundStreams x 256 KiB
+    // (yamux's initial window, which only grows as we read) of unread data.
+    streamMuxers: [yamux({ maxInboundStreams: MAX_STREAMS_PER_CONNECTION })],
+    connectionManager: {
+      maxConnections: MAX_CONNECTIONS,
+      maxIncomingPendingConnections: 10,
+      // new inbound connections per second per remote host: a flood from one host is refused early
+      inboundConnectionThreshold: 5,
+      inboundUpgradeTimeout: 10_000
+    },
     peerDiscovery: o.mdns
       ? [
           mdns({

@@ -10,6 +10,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { Transform, type TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { ClusterEvent, ClusterView, Plan } from '@sollol/core'
 import type { AgentMetrics } from './metrics.js'
 
@@ -26,6 +28,34 @@ export interface HttpApiOptions {
   readonly plan: () => Promise<Plan>
   readonly upstream: () => Promise<Upstream>
   readonly metrics: AgentMetrics
+}
+
+/**
+ * Limits of the API (it binds loopback by default, but --api-host can put it on the LAN). A request body
+ * of more than 64 MiB is no prompt a llama-server context holds (and base64 images fit easily); headers
+ * above 16 KiB are Node's own default, stated here; a client has 10 s to send its headers and 30 s for the
+ * whole request; 512 open connections at most.
+ */
+export const API_LIMITS = {
+  maxBodyBytes: 64 * 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  maxConnections: 512
+} as const
+
+class BodyTooLargeError extends Error {}
+
+/** Passes bytes through until more than `limit` went by, then fails the pipeline. */
+function byteLimit(limit: number): Transform {
+  let seen = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      seen += chunk.length
+      if (seen > limit) callback(new BodyTooLargeError(`Expected a request body of at most ${limit} bytes, got more`))
+      else callback(null, chunk)
+    }
+  })
 }
 
 const OPENAI_ROUTES = new Set(['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'])
@@ -61,76 +91,106 @@ async function forward(
     req.resume()
     return
   }
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > API_LIMITS.maxBodyBytes) {
+    sendJson(
+      res,
+      413,
+      openAiError(`Expected a request body of at most ${API_LIMITS.maxBodyBytes} bytes, got ${declared}`, 'invalid_request_error'),
+      {
+        connection: 'close'
+      }
+    )
+    // the body is not read: the connection goes once the answer is out
+    res.on('finish', () => req.destroy())
+    return
+  }
   const headers = { ...req.headers, host: `${target.host}:${target.port}` }
-  const outgoing = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers }, (incoming) => {
-    res.writeHead(incoming.statusCode ?? 502, incoming.headers)
-    incoming.pipe(res)
-  })
-  outgoing.on('error', (err) => {
-    if (!res.headersSent)
+  const outgoing = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers })
+  // One answer per failure, whichever side fails first (the other side's error follows from it).
+  let failed = false
+  const fail = (err: Error): void => {
+    if (failed) return
+    failed = true
+    outgoing.destroy()
+    if (res.headersSent) res.destroy()
+    else if (err instanceof BodyTooLargeError)
+      sendJson(res, 413, openAiError(err.message, 'invalid_request_error'), { connection: 'close' })
+    else
       sendJson(res, 502, openAiError(`The coordinator's llama-server did not answer: ${err.message}`, 'bad_gateway'), {
         'retry-after': String(RETRY_AFTER_SECONDS)
       })
-    else res.destroy()
-  })
+  }
+  outgoing.on('error', fail)
   // A client that goes away stops the generation upstream too.
   res.on('close', () => {
     if (!res.writableFinished) outgoing.destroy()
   })
-  req.pipe(outgoing)
+  outgoing.on('response', (incoming) => {
+    res.writeHead(incoming.statusCode ?? 502, incoming.headers)
+    // pipeline, not pipe: when llama-server aborts mid-answer the client's connection is cut (it sees an
+    // error) instead of waiting for an end that never comes, and nothing stays open to block a stop.
+    pipeline(incoming, res).catch(() => res.destroy())
+  })
+  await pipeline(req, byteLimit(API_LIMITS.maxBodyBytes), outgoing).catch(fail)
 }
 
 export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/'
-    if (OPENAI_ROUTES.has(path)) {
-      forward(req, res, o.upstream, o.metrics, path).catch((err: Error) => sendJson(res, 500, openAiError(err.message, 'internal')))
-      return
+  const server = createServer(
+    // timeouts are enforced by a sweep; Node's default sweep (30 s) would let a slow client hold on 3x longer
+    { maxHeaderSize: API_LIMITS.maxHeaderBytes, connectionsCheckingInterval: 1000 },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/'
+      if (OPENAI_ROUTES.has(path)) {
+        forward(req, res, o.upstream, o.metrics, path).catch((err: Error) => sendJson(res, 500, openAiError(err.message, 'internal')))
+        return
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        sendJson(res, 405, { error: `Expected GET, got ${req.method ?? '?'}` })
+        return
+      }
+      if (path === '/' || path === '/index.html') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
+        res.end(DASHBOARD)
+        return
+      }
+      if (path === '/v1/events') {
+        const after = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('after') ?? '0')
+        sendJson(res, 200, { events: o.events(Number.isSafeInteger(after) && after >= 0 ? after : 0) })
+        return
+      }
+      if (path === '/v1/cluster') {
+        sendJson(res, 200, o.view())
+        return
+      }
+      if (path === '/v1/plan') {
+        o.plan().then(
+          (p) => sendJson(res, 200, p),
+          (err: Error) => sendJson(res, 409, { error: err.message })
+        )
+        return
+      }
+      if (path === '/metrics') {
+        o.metrics.text().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': o.metrics.registry.contentType })
+            res.end(text)
+          },
+          (err: Error) => sendJson(res, 500, { error: err.message })
+        )
+        return
+      }
+      if (path === '/healthz') {
+        sendJson(res, 200, { ok: true })
+        return
+      }
+      sendJson(res, 404, { error: `No route ${path}; try /v1/cluster` })
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: `Expected GET, got ${req.method ?? '?'}` })
-      return
-    }
-    if (path === '/' || path === '/index.html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-      res.end(DASHBOARD)
-      return
-    }
-    if (path === '/v1/events') {
-      const after = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('after') ?? '0')
-      sendJson(res, 200, { events: o.events(Number.isSafeInteger(after) && after >= 0 ? after : 0) })
-      return
-    }
-    if (path === '/v1/cluster') {
-      sendJson(res, 200, o.view())
-      return
-    }
-    if (path === '/v1/plan') {
-      o.plan().then(
-        (p) => sendJson(res, 200, p),
-        (err: Error) => sendJson(res, 409, { error: err.message })
-      )
-      return
-    }
-    if (path === '/metrics') {
-      o.metrics.text().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': o.metrics.registry.contentType })
-          res.end(text)
-        },
-        (err: Error) => sendJson(res, 500, { error: err.message })
-      )
-      return
-    }
-    if (path === '/healthz') {
-      sendJson(res, 200, { ok: true })
-      return
-    }
-    sendJson(res, 404, { error: `No route ${path}; try /v1/cluster` })
-  })
-  server.headersTimeout = 10_000
+  )
+  server.headersTimeout = API_LIMITS.headersTimeoutMs
   // Receiving a request (headers and body) must be quick; answering it (a long generation) need not.
-  server.requestTimeout = 30_000
+  server.requestTimeout = API_LIMITS.requestTimeoutMs
+  server.maxConnections = API_LIMITS.maxConnections
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(o.port, o.host, () => {

@@ -8,6 +8,7 @@ import { Agent, RPC_ACCESS_MODES, type RpcAccessMode } from '../agent.js'
 import { defaultDataDir } from '../config.js'
 import { byteSize, endpoint, integer, ipv4, multiaddrOption, oneOf, cluster as clusterOption } from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
+import { ExitCode } from '../errors.js'
 
 export const DEFAULT_P2P_PORT = 7490
 export const DEFAULT_API_PORT = 7491
@@ -58,6 +59,24 @@ function untilStopSignal(log: Logger): Promise<string> {
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+  })
+}
+
+/**
+ * The last line of defence. Input from the network is handled where it arrives (a bad message is dropped,
+ * a bad connection closed); an exception that still escapes to the event loop means the agent's state can
+ * no longer be trusted, so it logs why in one line and exits 1: the service manager restarts it (the
+ * systemd unit has Restart=on-failure) and its children die with it. A rejected promise nobody awaited is
+ * a bug but leaves no half-done work behind: it is logged and the agent keeps serving.
+ */
+function guardProcess(log: Logger): void {
+  process.on('uncaughtException', (err) => {
+    log.error({ err: err.message, stack: err.stack?.split('\n').slice(1, 4).join(' | ') }, `agent died: ${err.name}: ${err.message}`)
+    process.exit(ExitCode.FAILURE)
+  })
+  process.on('unhandledRejection', (reason) => {
+    const message = reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason)
+    log.warn({ reason: message }, 'ignored a rejected promise that nothing awaited')
   })
 }
 
@@ -187,6 +206,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         binaries,
         logger: log
       })
+      guardProcess(log)
       const stopSignal = untilStopSignal(log)
       try {
         await agent.start()
