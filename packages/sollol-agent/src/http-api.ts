@@ -101,8 +101,10 @@ async function forward(
         connection: 'close'
       }
     )
-    // the body is not read: the connection goes once the answer is out
-    res.on('finish', () => req.destroy())
+    // The body is discarded, not buffered; the connection goes a second after the answer is out (at
+    // once, a client still sending would see a reset before it reads the 413).
+    req.resume()
+    res.on('finish', () => setTimeout(() => req.destroy(), 1000).unref())
     return
   }
   const headers = { ...req.headers, host: `${target.host}:${target.port}` }
