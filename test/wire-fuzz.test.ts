@@ -94,7 +94,8 @@ test(`byte-level attacks on every port for ${DURATION_MS / 1000} s: every agent 
   for (const h of http) assert.equal(h.exitCode, 0, String(h.stderr))
   const heavy = JSON.parse(String(http[0]!.stdout).trim()) as Record<string, unknown>
   // refused, not buffered: a 413, or a cut when the client was still sending as the connection closed
-  for (const huge of [heavy.hugeDeclared, heavy.hugeChunked]) assert.ok(huge === 413 || huge === 'cut', `100 MiB bodies: ${JSON.stringify(heavy)}`)
+  for (const huge of [heavy.hugeDeclared, heavy.hugeChunked])
+    assert.ok(huge === 413 || huge === 'cut', `100 MiB bodies: ${JSON.stringify(heavy)}`)
   assert.deepEqual(heavy.slow, { cut: 50, heldOpen: 0 }, 'slow clients are cut by the headers timeout')
   assert.equal(heavy.afterwards, 'HTTP/1.1 200 OK')
 
