@@ -34,7 +34,7 @@ const agents = [coordinator, worker]
 after(async () => {
   await Promise.all(agents.map(async (a) => await a.stop()))
   network.destroy()
-  rmSync(dir, { recursive: true, force: true })
+  if (process.env.SOLLOL_KEEP_TEST_LOGS === undefined) rmSync(dir, { recursive: true, force: true })
 })
 
 const STREAMER = `

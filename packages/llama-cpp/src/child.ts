@@ -38,6 +38,20 @@ export function wrappedCommand(file: string, args: readonly string[]): { file: s
   return { file: shell[0] as string, args: shell.slice(1) }
 }
 
+/**
+ * Lines of the backtrace ggml prints through gdb when it aborts (`#3 0x... in ...`, gdb's own chatter,
+ * source lines it cannot find): dozens of them come after the one line that says what went wrong.
+ */
+export function isBacktraceNoise(line: string): boolean {
+  return (
+    /^#\d+\s/.test(line) ||
+    /^\d+\t/.test(line) ||
+    /^\[(Inferior|New LWP|Thread debugging|Detaching)/.test(line) ||
+    /No such file or directory\.$/.test(line) ||
+    /^(Using host libthread_db|warning: process \d+ is already traced)/.test(line)
+  )
+}
+
 /** The last lines a child printed, stdout and stderr interleaved as they came. */
 export class OutputRing {
   private readonly lines: string[] = []
@@ -46,8 +60,9 @@ export class OutputRing {
     this.lines.push(line)
     if (this.lines.length > this.capacity) this.lines.splice(0, this.lines.length - this.capacity)
   }
+  /** The last `count` lines, without gdb's backtrace (the line before it is the one that explains). */
   tail(count = this.capacity): string[] {
-    return this.lines.slice(-count)
+    return this.lines.filter((line) => !isBacktraceNoise(line)).slice(-count)
   }
   some(predicate: (line: string) => boolean): boolean {
     return this.lines.some(predicate)
