@@ -48,7 +48,7 @@ while (Date.now() < until) {
       body: JSON.stringify({ messages: [{ role: 'user', content: 'hello' }], max_tokens: 16, stream: true }),
       signal: AbortSignal.timeout(60000)
     })
-    if (r.status !== 200) { failures.push('status ' + r.status); continue }
+    if (r.status !== 200) { failures.push('status ' + r.status + ': ' + (await r.text()).slice(0, 300)); continue }
     const text = await r.text()
     chunks += text.split('\\n').filter((l) => l.startsWith('data: {')).length
     if (!text.includes('data: [DONE]')) failures.push('no [DONE]')
@@ -67,7 +67,7 @@ test('a >= 500 MB model loads through the keyed tunnel and serves streamed compl
     'the cluster serving the model over the tunnel',
     () => {
       const v = coordinator.view()
-      return v?.plan?.server.state === 'ready' && v.plan.assignments.length === 2 ? v : undefined
+      return v?.plan?.server.state === 'ready' ? v : undefined
     },
     { timeoutMs: 600_000, intervalMs: 250 }
   )

@@ -75,13 +75,13 @@ export class TestAgent {
     return this.process?.pid
   }
 
-  /** Starts the agent (through the CLI) and its watcher. */
-  start(): void {
+  /** Starts the agent (through the CLI) and its watcher; `nodeOptions` go to node itself (e.g. --import). */
+  start(nodeOptions: readonly string[] = []): void {
     this.startedAt = Date.now()
     const log = createWriteStream(this.logFile, { flags: 'a' })
     this.process = this.host.run(
       process.execPath,
-      [CLI, 'start', '--data-dir', this.dataDir, '--no-setup', '--log-level', 'debug', ...this.args],
+      [...nodeOptions, CLI, 'start', '--data-dir', this.dataDir, '--no-setup', '--log-level', 'debug', ...this.args],
       { buffer: false, stdin: 'ignore' }
     )
     this.process.stdout?.pipe(log)

@@ -32,7 +32,11 @@ export const LAN_MESH_TIMINGS: MeshTimings = {
   // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection). Silence
   // (silenceGoneMs) is what bounds the detection of a frozen peer; pings only close its dead connection.
   pingIntervalMs: 10_000,
-  pingTimeoutMs: 2000,
+  // libp2p aborts a connection whose ping times out, and a ping waits behind whatever the connection is
+  // carrying: 500 MB of weights through the tunnel on a busy 2-core machine delayed pings past 2 s and the
+  // cut connection aborted the model load ("Remote RPC server crashed"). A dead connection still goes
+  // within 20 s; membership does not wait for it.
+  pingTimeoutMs: 10_000,
   // every agent answers every query and every answer reaches every agent (N^3 work per period); a newcomer
   // queries at its start and known peers are redialled, so the period only heals rare losses
   mdnsIntervalMs: 30_000,

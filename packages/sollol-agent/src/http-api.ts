@@ -107,8 +107,13 @@ async function forward(
     res.on('finish', () => setTimeout(() => req.destroy(), 1000).unref())
     return
   }
-  const headers = { ...req.headers, host: `${target.host}:${target.port}` }
-  const outgoing = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers })
+  // hop-by-hop headers belong to the client's connection, not to ours
+  const { connection: _connection, 'keep-alive': _keepAlive, ...forwarded } = req.headers
+  const headers = { ...forwarded, host: `${target.host}:${target.port}` }
+  // A new connection per request (agent: false): llama-server's HTTP library closes a kept-alive
+  // connection after a few requests, and a request sent on it as it closes failed with a 502 (2 in 48
+  // streamed completions). Upstream is on loopback (or a tunnel entry there): a connection costs little.
+  const outgoing = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: false })
   // One answer per failure, whichever side fails first (the other side's error follows from it).
   let failed = false
   const fail = (err: Error): void => {
