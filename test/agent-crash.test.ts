@@ -35,6 +35,8 @@ test('an escaped exception: one log line, exit 1, children gone; restarted, it r
   peer.start()
   victim.start(['--import', FAULT])
   await waitFor('both agents to see each other', () => victim.peers().length === 2 && peer.peers().length === 2, { timeoutMs: 30_000 })
+  // its rpc-server's speed is measured once (in the background) and kept in the data dir
+  await waitFor('the speed measured', () => victim.log().includes('rpc-server speed measured'), { timeoutMs: 60_000 })
   const id = victim.view()!.self
   const rpcPid = Number(/"component":"rpc-server".*?"pid":(\d+)/.exec(victim.log())?.[1])
   assert.ok(rpcPid > 0 && isAlive(rpcPid), 'the rpc-server runs')
@@ -56,6 +58,7 @@ test('an escaped exception: one log line, exit 1, children gone; restarted, it r
   victim.start()
   await waitFor('it to rejoin', () => victim.peers().length === 2 && peer.peers().includes(id), { timeoutMs: 30_000 })
   assert.equal(victim.view()!.self, id, 'same peer id')
+  await waitFor('its speed announced', () => victim.view()?.nodes.find((n) => n.peerId === id)?.speed != null, { timeoutMs: 30_000 })
   const measured = victim
     .log()
     .split('\n')

@@ -199,10 +199,10 @@ export class Coordination {
   view(): CoordinationView {
     const coordinator = this.election.coordinator
     const term = this.election.currentTerm
-    const alive =
-      coordinator === this.o.mesh.peerId ||
-      this.o.mesh.members().some((m) => m.announcement.peerId === coordinator && m.status !== 'suspect')
-    if (coordinator === undefined || !alive) return { coordinator: null, plan: null, problem: this.problem ?? 'no coordinator elected yet' }
+    // A suspect coordinator (slow to answer under load) still coordinates; only a gone one does not.
+    const present = coordinator === this.o.mesh.peerId || this.o.mesh.members().some((m) => m.announcement.peerId === coordinator)
+    if (coordinator === undefined || !present)
+      return { coordinator: null, plan: null, problem: this.problem ?? 'no coordinator elected yet' }
     const planView =
       coordinator === this.o.mesh.peerId
         ? this.currentPlanView()
@@ -247,10 +247,13 @@ export class Coordination {
   private async step(): Promise<void> {
     const now = this.o.now()
     const live = this.liveAnnouncements()
-    const alive = new Set(live.map((a) => a.peerId))
+    // Members that have not left: alive, or suspect (silent for a while, or a connection just closed).
+    // Losing the role or a place in the serving plan takes a loss, not a suspicion: a machine busy loading
+    // a model answers late, and treating that as a departure turned every busy moment into a reload.
+    const present = new Set([this.o.mesh.peerId, ...this.o.mesh.members().map((m) => m.announcement.peerId)])
     const model = clusterModel(live)
     const candidates = model !== undefined ? rankCandidates(live, model.id).map((a) => a.peerId) : []
-    const decision = this.election.decide(alive, candidates, now)
+    const decision = this.election.decide(present, candidates, now)
     if (decision.role !== this.role) {
       this.o.logger.info({ role: decision.role, term: this.election.currentTerm, coordinator: this.election.coordinator }, 'role')
       this.role = decision.role
@@ -266,7 +269,7 @@ export class Coordination {
       this.problem = model === undefined ? 'no agent holds a model (start one with --model FILE)' : null
       return
     }
-    await this.coordinate(now, live)
+    await this.coordinate(now, live, present)
   }
 
   private fenceIfNeeded(): void {
@@ -366,7 +369,8 @@ export class Coordination {
     return { plan: this.lastPlan.plan, excluded, usable: nodes.map((n) => n.peerId) }
   }
 
-  private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
+  /** `live`: alive members, what new plans are made of; `present`: not yet gone, what a serving plan may keep. */
+  private async coordinate(now: number, live: readonly Announcement[], present: ReadonlySet<string>): Promise<void> {
     if (this.o.modelPath === undefined) return
     this.modelInfo ??= await readModelInfo(this.o.modelPath)
     const term = this.election.currentTerm
@@ -394,7 +398,15 @@ export class Coordination {
       this.lastChange = now
     }
     const running = this.running
-    if (running !== undefined && (running.signature === signature || this.keepRunning(running, desired, usable))) {
+    // Suspect members whose last word says their rpc-server is fine may keep their place in the serving plan.
+    const self = this.o.mesh.announcement()
+    const keepable = new Set(
+      this.o.mesh
+        .members()
+        .filter((m) => present.has(m.announcement.peerId) && exclusionReason(m.announcement, self, term) === null)
+        .map((m) => m.announcement.peerId)
+    )
+    if (running !== undefined && (running.signature === signature || this.keepRunning(running, desired, usable, keepable))) {
       if (this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
       return
     }
@@ -408,9 +420,10 @@ export class Coordination {
    * Hysteresis: a serving plan whose nodes are all still usable is kept unless the new one is predicted
    * at least 10 % faster. Speeds and RTTs are measurements; their noise must not restart llama-server.
    */
-  private keepRunning(running: Running, desired: Plan, usable: ReadonlySet<string>): boolean {
+  private keepRunning(running: Running, desired: Plan, usable: ReadonlySet<string>, keepable: ReadonlySet<string>): boolean {
     const current = running.plan
-    if (!current.nodes.every((n) => usable.has(n.peerId))) return false
+    // A node of the serving plan that is only suspect keeps its place (liveness checks catch a real loss).
+    if (!current.nodes.every((n) => usable.has(n.peerId) || keepable.has(n.peerId))) return false
     // A node that joined after this server started and that the planner wants: the join path, not noise.
     if (desired.nodes.some((n) => (this.joinedAt.get(n.peerId) ?? 0) > running.startedAt)) return false
     return desired.predictedSecondsPerToken > current.predictedSecondsPerToken * 0.9
