@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SPLIT_TEST_MODEL, seededRandom, writeTestModel } from '@sollol/gguf'
-import { TestNetwork, type TestHost } from './helpers/netns.js'
+import { pidsOf, TestNetwork, type TestHost } from './helpers/netns.js'
 import { completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -45,21 +45,6 @@ after(async () => {
     `chaos (seed ${SEED}, ${report.length} events):\n${report.map((r) => `  ${r.event} ${r.target}: serving again ${r.recoveryMs} ms after the fault, all nodes back ${r.backMs} ms after the repair`).join('\n')}`
   )
 })
-
-/** Processes in a host's namespace by name. */
-function pidsOf(host: TestHost, name: string): number[] {
-  const pids = execFileSync('ip', ['netns', 'pids', host.name], { encoding: 'utf8' })
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map(Number)
-  return pids.filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name
-    } catch {
-      return false
-    }
-  })
-}
 
 /**
  * Invariant: never two llama-servers attached to one rpc-server. An attachment is a TCP connection to

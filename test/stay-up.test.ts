@@ -3,7 +3,10 @@
  * machine (two of them hold the model) converge and serve, and then keep the same term and plan while the
  * start-up load (four calibrations) passes; a coordinator whose agent is frozen for 3 s (SIGSTOP, as a
  * blocked event loop or a saturated CPU looks from outside) keeps its role and plan, and completions through
- * the plan's server never fail meanwhile.
+ * the plan's server never fail meanwhile. Frozen for 15 s, it loses the role to the other model holder within
+ * the failover bound, and the new term leaves every healthy rpc-server running (same process: fencing cuts
+ * connections, it does not restart); resumed, the old coordinator stands down and only one llama-server
+ * serves.
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -12,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import type { ClusterView } from '@sollol/core'
-import { TestNetwork } from './helpers/netns.js'
+import { pidsOf, TestNetwork } from './helpers/netns.js'
 import { completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -94,4 +97,51 @@ test('four agents started together converge, serve, and keep term and plan; a 3 
     assert.equal(v.plan?.generation, serving.plan!.generation, 'same plan')
   }
   console.log(`stay up: ${settled} for ${WATCH_MS / 1000} s; ${completions} completions through a 3 s coordinator freeze`)
+
+  // A real loss: frozen past the silence bound. The other model holder takes over with a new term.
+  const others = agents.filter((a) => a !== coordinator)
+  const rpcPids = others.map((a) => pidsOf(a.host, 'ggml-rpc-server'))
+  for (const pids of rpcPids) assert.equal(pids.length, 1)
+  coordinator.signal('SIGSTOP')
+  const frozenAt = Date.now()
+  const takenOver = await waitFor(
+    'the other model holder serving a new term',
+    () => {
+      const v = others[0]!.view()
+      return v?.coordinator !== null &&
+        v?.coordinator !== undefined &&
+        v.coordinator.term > serving.coordinator!.term &&
+        v.coordinator.peerId !== coordinatorId &&
+        v.plan?.server.state === 'ready'
+        ? v
+        : undefined
+    },
+    { timeoutMs: 20_000, intervalMs: 100 }
+  )
+  const failoverMs = Date.now() - frozenAt
+  assert.ok(failoverMs <= 20_000, `served again ${failoverMs} ms after the freeze`)
+  const failover = await completeFrom(client, dir, takenOver.plan!.server.url, 20_000)
+  assert.ok(failover.ok, failover.output)
+  assert.deepEqual(
+    others.map((a) => pidsOf(a.host, 'ggml-rpc-server')),
+    rpcPids,
+    'the new term left every healthy rpc-server running (same pid)'
+  )
+  for (const a of others) assert.doesNotMatch(a.log(), /restarting the rpc-server/)
+  await waitFor('15 s of freeze', () => Date.now() - frozenAt >= 15_000, { timeoutMs: 20_000, intervalMs: 100 })
+  coordinator.signal('SIGCONT')
+  await waitFor(
+    'the old coordinator to stand down (its llama-server gone) and see the new term',
+    () => pidsOf(coordinator.host, 'llama-server').length === 0 && coordinator.view()?.coordinator?.term === takenOver.coordinator!.term,
+    { timeoutMs: 20_000 }
+  )
+  const serversAfter = agents.map((a) => pidsOf(a.host, 'llama-server').length)
+  assert.deepEqual(
+    serversAfter.reduce((x, y) => x + y, 0),
+    1,
+    `one serving llama-server in the cluster: ${serversAfter.join(',')}`
+  )
+  const last = await completeFrom(client, dir, (others[0]!.view()?.plan ?? takenOver.plan)!.server.url, 20_000)
+  assert.ok(last.ok, last.output)
+  console.log(`failover: a 15 s coordinator freeze served again after ${failoverMs} ms, rpc-servers kept (pids ${rpcPids.join(',')})`)
 })

@@ -6,6 +6,7 @@
  * what a killed run left behind.
  */
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { execa, type Options, type ResultPromise } from 'execa'
 
 const PREFIX = 'sol'
@@ -22,6 +23,21 @@ function pidAlive(pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** Processes running in a test host's namespace with this command name (e.g. llama-server). */
+export function pidsOf(host: { readonly name: string }, command: string): number[] {
+  const pids = execFileSync('ip', ['netns', 'pids', host.name], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number)
+  return pids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === command
+    } catch {
+      return false
+    }
+  })
 }
 
 function deleteNamespace(name: string): void {

@@ -199,8 +199,8 @@ export class Agent {
       // Loading a big model over the LAN takes minutes; a 1-token liveness check should take milliseconds
       // (it gets a slot of its own), so 6 s without an answer means a frozen or lost rpc-server.
       supervisorTimings: { ...LAN_TIMINGS, readyTimeoutMs: 10 * 60_000, livenessTimeoutMs: 6000 },
-      fence: async (term) => {
-        await this.fence(term)
+      fence: async (term, coordinator) => {
+        await this.fence(term, coordinator)
       },
       logger: log.child({ component: 'coordination' }),
       now: monotonic
@@ -359,15 +359,22 @@ export class Agent {
     return this.o.rpcEndpoint?.port ?? this.o.rpcPort
   }
 
-  /** Restarts the supervised rpc-server for a new term: whatever llama-server used it is cut off. */
-  private async fence(term: number): Promise<void> {
+  /**
+   * Fences the supervised rpc-server for a new (term, coordinator): whatever llama-server of another
+   * coordinator used it is cut off. Behind the gate or the tunnel it listens on loopback, so cutting their
+   * connections (and the coordination loop having stopped our own llama-server first) is the whole fence:
+   * the rpc-server, its loaded state and its tensor cache stay. Open to the LAN, it is restarted.
+   */
+  private async fence(term: number, coordinator: string | undefined): Promise<void> {
     await this.rpcStarting?.catch(() => {})
     const rpc = this.rpc
     if (rpc === undefined) return // an external rpc-server cannot be fenced by us (documented)
-    this.o.logger.info({ term }, 'fencing: restarting the rpc-server for the new term')
-    const coordinator = this.coordination?.election.coordinator
-    this.mesh?.cutTunnels((peer) => peer === coordinator)
-    this.gate?.cut()
+    const cut = (this.mesh?.cutTunnels((peer) => peer === coordinator) ?? 0) + (this.gate?.cut() ?? 0)
+    if (this.rpcAccess !== 'direct') {
+      this.o.logger.info({ term, coordinator, cut }, 'fenced: connections not from the coordinator cut (rpc-server kept)')
+      return
+    }
+    this.o.logger.info({ term }, 'fencing: restarting the rpc-server for the new term (it is open to the LAN)')
     await rpc.stop()
     await rpc.start()
   }

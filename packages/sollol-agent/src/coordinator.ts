@@ -4,9 +4,13 @@
  * rpc-server on every new term.
  *
  * Fencing (why two llama-servers never share rpc-servers): an rpc-server serves one client, and a second
- * llama-server on it would hang. On every new term each agent restarts its rpc-server, which cuts off any
- * llama-server of an older term (say of a coordinator that froze and whose llama-server kept running),
- * then announces `rpc.servingTerm`. A coordinator plans only with rpc-servers serving its own term.
+ * llama-server on it would hang. At every change of (term, coordinator) each agent fences its rpc-server:
+ * it stops its own llama-server unless it coordinates, then cuts every gate and tunnel connection not from
+ * the coordinator (an rpc-server behind them listens on loopback only, so those are its only clients, and it
+ * frees a client's buffers when the connection closes: ../shared notes, "When the client disconnects, all
+ * its buffers are freed"), and announces `rpc.servingTerm`. Only an rpc-server open to the LAN
+ * (`--rpc-access open`), whose clients we cannot cut, is restarted instead. A coordinator plans only with
+ * rpc-servers serving its own term. A failed fence is retried with a growing delay.
  */
 import {
   LlamaServerSupervisor,
@@ -69,8 +73,8 @@ export interface CoordinationOptions {
   readonly electionTimings: ElectionTimings
   readonly timings: CoordinationTimings
   readonly supervisorTimings: SupervisorTimings
-  /** Restarts this agent's rpc-server for a new term (see fencing above). */
-  readonly fence: (term: number) => Promise<void>
+  /** Fences this agent's rpc-server for `term` and its coordinator (see fencing above). */
+  readonly fence: (term: number, coordinator: string | undefined) => Promise<void>
   readonly logger: Logger
   readonly now: () => number
 }
@@ -90,6 +94,10 @@ export class Coordination {
   private role: Role = 'observing'
   private servingTermValue = 0
   private fencing = false
+  /** The (term, coordinator) the rpc-server was last fenced for, and when a failed fence may be tried again. */
+  private fencedFor = ''
+  private fenceFailures = 0
+  private nextFenceAt = 0
   private running: Running | undefined
   private planView: PlanView | null = null
   private problem: string | null = null
@@ -262,29 +270,39 @@ export class Coordination {
       this.o.logger.info({ term: decision.claimTerm }, 'claiming the coordinator role')
       this.o.mesh.announceNow()
     }
-    this.fenceIfNeeded()
     if (this.role !== 'coordinator') {
+      // stopped before the fence: our own llama-server is the one client the gate and tunnel cannot cut
       if (this.running !== undefined) await this.stopServer(`no longer coordinator (term ${this.election.currentTerm})`)
+      this.fenceIfNeeded(now)
       this.planView = null
       this.problem = model === undefined ? 'no agent holds a model (start one with --model FILE)' : null
       return
     }
+    this.fenceIfNeeded(now)
     await this.coordinate(now, live, present)
   }
 
-  private fenceIfNeeded(): void {
+  /** Fences at every change of (term, coordinator); a failed fence backs off (1 s, doubling up to 30 s). */
+  private fenceIfNeeded(now: number): void {
     const term = this.election.currentTerm
-    if (term <= this.servingTermValue || this.fencing) return
+    const coordinator = this.election.coordinator
+    const key = `${term}/${coordinator ?? ''}`
+    if (term === 0 || key === this.fencedFor || this.fencing || now < this.nextFenceAt) return
     this.fencing = true
     this.o
-      .fence(term)
+      .fence(term, coordinator)
       .then(
         () => {
+          this.fencedFor = key
+          this.fenceFailures = 0
           this.servingTermValue = Math.max(this.servingTermValue, term)
           this.o.mesh.announceNow()
         },
         (err: Error) => {
-          this.o.logger.error({ err: err.message, term }, 'fencing the rpc-server failed')
+          this.fenceFailures++
+          const delay = Math.min(30_000, 1000 * 2 ** (this.fenceFailures - 1))
+          this.nextFenceAt = this.o.now() + delay
+          this.o.logger.error({ err: err.message, term, retryInMs: delay }, 'fencing the rpc-server failed')
         }
       )
       .finally(() => {
