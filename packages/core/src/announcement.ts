@@ -122,9 +122,10 @@ export const announcementSchema = z
         /** llama.cpp build the rpc-server comes from, e.g. `0.4.0-dev (build 1, commit 80fb11a)`. */
         llamaBuild: z.string().max(128),
         /**
-         * Fencing: the coordinator term this rpc-server was (re)started for. On every new term each agent
-         * restarts its rpc-server, which cuts any llama-server of an older term off it, then says so here;
-         * a coordinator plans only with rpc-servers that serve its own term.
+         * Fencing: the coordinator term this rpc-server was fenced for. At every new term (or coordinator)
+         * each agent cuts every connection to its rpc-server not from the coordinator (an rpc-server open
+         * to the LAN is restarted instead), then says so here; a coordinator plans only with rpc-servers
+         * that serve its own term.
          */
         servingTerm: z
           .number()

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { testAnnouncement } from './test-announcement.js'
-import { clusterModel, Election, rankCandidates, type ElectionTimings } from './election.js'
+import { clusterModel, Election, MAX_TERM, rankCandidates, type ElectionTimings } from './election.js'
 import type { Announcement } from './announcement.js'
 
 const T: ElectionTimings = { settleMs: 1000, claimStaggerMs: 500, startupQuietMs: 2000 }
@@ -113,4 +113,27 @@ test('an absurd hearsay term is ignored', () => {
   const e = new Election('b', T, 0)
   e.observe({ peerId: 'c', coordinator: { peerId: 'a', term: 2 ** 52 } }, 100)
   assert.equal(e.decide(new Set(['b', 'c']), ['b'], 2000).claimTerm, 1)
+})
+
+test('an eligible-looking claim of an absurd term changes nothing', () => {
+  const e = new Election('c', T, 0)
+  e.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 3 } }, 100)
+  for (const term of [2 ** 53 - 1, MAX_TERM + 1, 3 + 101, 1.5, -1, Number.NaN])
+    assert.equal(e.observe({ peerId: 'rogue', coordinator: { peerId: 'rogue', term } }, 200), false, `term ${term}`)
+  assert.deepEqual(e.decide(new Set(['a', 'c', 'rogue']), ['a', 'rogue', 'c'], 5000), {
+    role: 'follower',
+    coordinator: { peerId: 'a', term: 3 }
+  })
+  // elections go on above it: the coordinator gone, the next claim is one above the real term
+  assert.equal(e.decide(new Set(['c']), ['c'], 6000).claimTerm, 4)
+})
+
+test('a node that missed elections follows the current coordinator at once; a new node believes what it hears', () => {
+  const behind = new Election('c', T, 0)
+  behind.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 3 } }, 100)
+  assert.equal(behind.observe({ peerId: 'b', coordinator: { peerId: 'b', term: 9 } }, 200), true)
+  assert.equal(behind.coordinator, 'b')
+  const fresh = new Election('d', T, 0)
+  assert.equal(fresh.observe({ peerId: 'b', coordinator: { peerId: 'b', term: 5000 } }, 100), true)
+  assert.equal(fresh.currentTerm, 5000)
 })

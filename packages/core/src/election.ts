@@ -27,8 +27,14 @@ export const LAN_ELECTION_TIMINGS: ElectionTimings = {
 
 export const FAST_ELECTION_TIMINGS: ElectionTimings = { settleMs: 600, claimStaggerMs: 500, startupQuietMs: 800 }
 
-/** How far ahead of what we know a hearsay term may be and still count. */
+/** How far ahead of what we know a term may be and still count, heard second-hand or claimed. */
 export const MAX_HEARSAY_JUMP = 100
+
+/**
+ * No term above this is accepted or claimed: a term a second would take 35,000 years to get there, and
+ * `term + 1` stays exact far beyond it (a claim of 2^53 - 1 would leave no higher term to elect).
+ */
+export const MAX_TERM = 2 ** 40
 
 export type Role = 'observing' | 'follower' | 'waiting' | 'settling' | 'coordinator'
 
@@ -105,12 +111,24 @@ export class Election {
     if (belief.peerId === a.peerId) return this.onClaim(belief.term, a.peerId, now)
     // Hearsay is no claim, but a later claim of ours must beat the term the others believe in. Bounded:
     // one peer's word must not push every later term towards the integer limit.
-    if (belief.term <= Math.max(this.term, this.seenTerm) + MAX_HEARSAY_JUMP) this.seenTerm = Math.max(this.seenTerm, belief.term)
+    if (this.believable(belief.term)) this.seenTerm = Math.max(this.seenTerm, belief.term)
     return false
   }
 
+  /**
+   * A term we may believe: within the term space, and at most MAX_HEARSAY_JUMP above what we know. Not
+   * "one above": a node that missed a few elections (a partition, a freeze) must follow the coordinator
+   * at once rather than no one. A node that knows no term yet (it just started) believes any term in the
+   * space: it cannot tell, and the cluster's announcements are all it has.
+   */
+  private believable(term: number): boolean {
+    if (!Number.isSafeInteger(term) || term < 1 || term > MAX_TERM) return false
+    const known = Math.max(this.term, this.seenTerm)
+    return known === 0 || term <= known + MAX_HEARSAY_JUMP
+  }
+
   onClaim(term: number, peerId: string, now: number): boolean {
-    if (term < this.term) return false
+    if (term < this.term || !this.believable(term)) return false
     if (term > this.term) {
       this.term = term
       this.coordinatorId = peerId
@@ -144,7 +162,9 @@ export class Election {
     const position = candidates.indexOf(this.selfPeerId)
     if (position === -1) return { role: 'follower', coordinator: null }
     if (now - this.vacantSince < position * this.timings.claimStaggerMs) return { role: 'waiting', coordinator: null }
-    this.term = Math.max(this.term, this.seenTerm) + 1
+    const next = Math.max(this.term, this.seenTerm) + 1
+    if (next > MAX_TERM) return { role: 'follower', coordinator: null } // unreachable in practice (see MAX_TERM)
+    this.term = next
     this.coordinatorId = this.selfPeerId
     this.since = now
     this.vacantSince = undefined
