@@ -3,8 +3,8 @@
 // (packages/*/dist/**/*.test.js) and, unless --unit, the end-to-end tests in test/dist.
 // Node 20's --test takes no globs, so the files are listed here. End-to-end tests run one file at
 // a time: they start real llama.cpp processes on a 2-core machine.
-import { readdirSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
 import { spawnSync } from 'node:child_process'
 
 const unitOnly = process.argv.includes('--unit')
@@ -26,8 +26,16 @@ function testFiles(dir) {
   return found.sort()
 }
 
-const unit = readdirSync(join(root, 'packages')).flatMap((pkg) => testFiles(join(root, 'packages', pkg, 'dist')))
-const e2e = unitOnly ? [] : testFiles(join(root, 'test', 'dist'))
+// Only compiled tests whose source still exists: tsc never deletes the output of a deleted source, and a
+// stale test must not run (or pass) in its place.
+const hasSource = (compiled, distDir, srcDir) => existsSync(join(srcDir, relative(distDir, compiled).replace(/\.js$/, '.ts')))
+const unit = readdirSync(join(root, 'packages')).flatMap((pkg) => {
+  const dist = join(root, 'packages', pkg, 'dist')
+  return testFiles(dist).filter((f) => hasSource(f, dist, join(root, 'packages', pkg, 'src')))
+})
+const e2e = unitOnly
+  ? []
+  : testFiles(join(root, 'test', 'dist')).filter((f) => hasSource(f, join(root, 'test', 'dist'), join(root, 'test')))
 const files = [...unit, ...e2e]
 if (files.length === 0) {
   console.error('run-tests: no compiled test files found (did `tsc -b` run?)')

@@ -4,11 +4,11 @@
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
-import { TestNetwork } from './helpers/netns.js'
+import { pidsOf, TestNetwork } from './helpers/netns.js'
 import { CLI, completeFrom, ROOT, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -81,6 +81,16 @@ test('the worker rpc-server is used by the coordinator only: not from another ho
   assert.match(noToken.output, /"status":401/)
   const completion = await completeFrom(h3, dir, view.plan!.server.url, 10_000, TOKEN)
   assert.ok(completion.ok, completion.output)
+  // The token reaches llama-server through its environment, never its command line (readable in /proc by
+  // anyone), and the agent's /metrics still gets llama-server's own series with it.
+  const servers = pidsOf(h1, 'llama-server')
+  assert.equal(servers.length, 1)
+  assert.ok(!readFileSync(`/proc/${servers[0]}/cmdline`, 'utf8').includes(TOKEN), 'the token is not in argv')
+  const metrics = await h1.run(process.execPath, [
+    '-e',
+    "fetch('http://127.0.0.1:7491/metrics').then(async (r) => console.log(await r.text()))"
+  ])
+  assert.match(String(metrics.stdout), /llamacpp:/, "llama-server's own metrics, fetched with the token")
   const workerNode = view.nodes.find((n) => n.peerId === worker.view()!.self)!
   assert.equal(workerNode.rpc.access, 'gated')
   assert.equal(workerNode.rpc.host, h2.address, 'the gate listens on the announced LAN address')

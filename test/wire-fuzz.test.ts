@@ -97,6 +97,7 @@ test(`byte-level attacks on every port for ${DURATION_MS / 1000} s: every agent 
   for (const huge of [heavy.hugeDeclared, heavy.hugeChunked])
     assert.ok(huge === 413 || huge === 'cut', `100 MiB bodies: ${JSON.stringify(heavy)}`)
   assert.deepEqual(heavy.slow, { cut: 50, heldOpen: 0 }, 'slow clients are cut by the headers timeout')
+  assert.deepEqual(heavy.slowReaders, { complete: 4, incomplete: 0 }, 'slow readers of streamed answers get them whole')
   assert.equal(heavy.afterwards, 'HTTP/1.1 200 OK')
 
   const report: string[] = []

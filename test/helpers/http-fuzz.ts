@@ -2,7 +2,8 @@
  * Malformed and hostile HTTP against an agent's local API (run inside its test host):
  *   node http-fuzz.js <port> <count> [--heavy]
  * Prints how many requests got an answer and how many were cut; with --heavy also what the OpenAI proxy
- * answered to a 100 MiB body (declared and chunked), how slow clients fared, and a slow reader.
+ * answered to a 100 MiB body (declared and chunked), how slow clients fared, and slow readers of streamed
+ * completions (--heavy needs a serving cluster behind the API).
  */
 import { connect } from 'node:net'
 import { request } from 'node:http'
@@ -108,11 +109,40 @@ async function slowClients(n: number, limitMs: number): Promise<{ cut: number; h
   return { cut: results.filter(Boolean).length, heldOpen: results.filter((r) => !r).length }
 }
 
+/**
+ * Clients that ask for a streamed completion and read nothing for 5 s, then everything: the proxy holds
+ * back (back-pressure, no buffering without bound) and the answer still arrives whole.
+ */
+async function slowReaders(n: number): Promise<{ complete: number; incomplete: number }> {
+  const body = JSON.stringify({ messages: [{ role: 'user', content: 'hello' }], max_tokens: 32, stream: true })
+  const results = await Promise.all(
+    Array.from({ length: n }, async () => {
+      return await new Promise<boolean>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port })
+        let data = ''
+        socket.pause()
+        socket.on('data', (chunk) => (data += chunk.toString('latin1')))
+        socket.on('error', () => {})
+        socket.on('close', () => resolve(data.includes('data: [DONE]')))
+        socket.setTimeout(60_000, () => socket.destroy())
+        socket.on('connect', () => {
+          socket.write(
+            `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+          )
+          setTimeout(() => socket.resume(), 5000)
+        })
+      })
+    })
+  )
+  return { complete: results.filter(Boolean).length, incomplete: results.filter((r) => !r).length }
+}
+
 const summary: Record<string, unknown> = { answered, cut }
 if (mode === '--heavy') {
   summary.hugeDeclared = await hugeBody(false)
   summary.hugeChunked = await hugeBody(true)
   summary.slow = await slowClients(50, 20_000)
+  summary.slowReaders = await slowReaders(4)
   summary.afterwards = (await exchange('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')).split('\r\n')[0]
 }
 console.log(JSON.stringify(summary))

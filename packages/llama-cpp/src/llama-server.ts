@@ -66,7 +66,7 @@ export function llamaServerArgs(o: LlamaServerOptions): string[] {
   if (o.contextSize !== undefined) args.push('--ctx-size', String(o.contextSize))
   if (o.threads !== undefined) args.push('--threads', String(o.threads))
   if (o.parallel !== undefined) args.push('--parallel', String(o.parallel))
-  if (o.apiKey !== undefined) args.push('--api-key', o.apiKey)
+  // the API key goes through the environment (LLAMA_API_KEY, see start()): argv is readable by every user in /proc
   // --fit off: our split and context are explicit, and fit would load the model twice to check them.
   // -lv 5: the per-layer "assigned to device" lines that show the real split.
   args.push('--fit', 'off', '--metrics', '--no-warmup', '--log-verbosity', '5')
@@ -136,7 +136,7 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
         this.output.push(line)
         this.parser.push(line)
       },
-      this.options.env
+      this.options.apiKey !== undefined ? { ...this.options.env, LLAMA_API_KEY: this.options.apiKey } : this.options.env
     )
     this.child = child
     let exited = false

@@ -243,7 +243,8 @@ export class Agent {
         llama: () => ({
           serving: coordination.serving,
           causes: coordination.stats.causes,
-          metricsUrl: coordination.llamaMetricsUrl
+          metricsUrl: coordination.llamaMetricsUrl,
+          token: this.o.apiToken
         })
       })
     })

@@ -25,7 +25,9 @@ import {
   clusterModel,
   Election,
   exclusionReason,
+  hopSeconds,
   plan as makePlan,
+  servingAction,
   PlanError,
   rankCandidates,
   type Announcement,
@@ -109,6 +111,8 @@ export class Coordination {
   private failures = 0
   private lastLiveness = 0
   private livenessFailures = 0
+  private livenessInFlight = false
+  private readonly rttInFlight = new Set<string>()
   private readonly rtts = new Map<string, { ms: number; at: number }>()
   private loggedProblem: string | null = null
   private lastPlan: { key: string; plan: Plan } | undefined
@@ -117,7 +121,8 @@ export class Coordination {
   /** llama-server's endpoint -> the rpc endpoint the node announced (what users see). */
   private readonly announcedEndpoint = new Map<string, string>()
   /** When each peer (re)joined: a plan that wants a newcomer is a join, not measurement noise. */
-  private readonly joinedAt = new Map<string, number>()
+  /** How long the last llama-server load took: what a re-plan costs (servingAction in core). */
+  private lastLoadMs: number | undefined
   /** Live nodes left out of the last plan computed, with the reason. */
   private excluded: Array<{ peerId: string; reason: string }> = []
   private timer: NodeJS.Timeout | undefined
@@ -156,8 +161,10 @@ export class Coordination {
       if (this.election.observe(a, this.o.now())) void this.tick()
     })
     this.o.mesh.on('membership', (event) => {
-      if (event.type === 'member:joined') this.joinedAt.set(event.peerId, this.o.now())
-      if (event.type === 'member:left') void this.closeTunnel(event.peerId)
+      if (event.type === 'member:left') {
+        this.rtts.delete(event.peerId)
+        void this.closeTunnel(event.peerId)
+      }
       void this.tick()
     })
     this.timer = setInterval(() => {
@@ -332,19 +339,24 @@ export class Coordination {
   }
 
   /**
-   * Per-token cost of using a node: a fixed cost per split (~0.4 ms, measured on loopback) plus two
-   * network round trips. The RTT is the minimum of libp2p pings sampled at most once a minute: the
-   * first samples come during start-up load and would overstate it.
+   * Per-token cost of using a node (cost-model.ts), from the RTT measured so far. Pings run beside the
+   * loop, never awaited by it (a slow peer must not stall elections): the RTT is the minimum of libp2p
+   * pings sampled at most once a minute (the first samples come during start-up load and overstate it);
+   * until one arrives the LAN default is used.
    */
-  private async hopSeconds(peerId: string, now: number): Promise<number> {
-    if (peerId === this.o.mesh.peerId) return 0.0002
+  private hopSeconds(peerId: string, now: number): number {
+    if (peerId === this.o.mesh.peerId) return hopSeconds(true, undefined)
     const known = this.rtts.get(peerId)
-    if (known === undefined || now - known.at > 60_000) {
-      const sample = await this.o.mesh.rtt(peerId)
-      if (sample !== undefined) this.rtts.set(peerId, { ms: Math.min(sample, known?.ms ?? Infinity), at: now })
+    if ((known === undefined || now - known.at > 60_000) && !this.rttInFlight.has(peerId)) {
+      this.rttInFlight.add(peerId)
+      this.o.mesh
+        .rtt(peerId)
+        .then((sample) => {
+          if (sample !== undefined) this.rtts.set(peerId, { ms: Math.min(sample, this.rtts.get(peerId)?.ms ?? Infinity), at: this.o.now() })
+        })
+        .finally(() => this.rttInFlight.delete(peerId))
     }
-    const ms = this.rtts.get(peerId)?.ms ?? 1
-    return 0.0004 + (2 * ms) / 1000
+    return hopSeconds(false, known?.ms)
   }
 
   private async computePlan(
@@ -369,7 +381,7 @@ export class Coordination {
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: a.memoryBudget,
         secondsPerGiB: a.speed?.secondsPerGiB,
-        hopSeconds: await this.hopSeconds(a.peerId, this.o.now()),
+        hopSeconds: this.hopSeconds(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })
     }
@@ -418,35 +430,50 @@ export class Coordination {
     const running = this.running
     // Suspect members whose last word says their rpc-server is fine may keep their place in the serving plan.
     const self = this.o.mesh.announcement()
-    const keepable = new Set(
-      this.o.mesh
+    const stillThere = new Set([
+      ...usable,
+      ...this.o.mesh
         .members()
         .filter((m) => present.has(m.announcement.peerId) && exclusionReason(m.announcement, self, term) === null)
         .map((m) => m.announcement.peerId)
-    )
-    if (running !== undefined && (running.signature === signature || this.keepRunning(running, desired, usable, keepable))) {
-      if (this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
+    ])
+    const action = servingAction({
+      now,
+      running:
+        running === undefined
+          ? undefined
+          : {
+              signature: running.signature,
+              predictedSecondsPerToken: running.plan.predictedSecondsPerToken,
+              nodes: running.plan.nodes.map((n) => n.peerId)
+            },
+      desired: { signature, predictedSecondsPerToken: desired.predictedSecondsPerToken, nodes: desired.nodes.map((n) => n.peerId) },
+      stillThere,
+      desiredSince: this.lastChange,
+      debounceMs: this.o.timings.replanDebounceMs,
+      nextStartAt: this.nextStartAt,
+      busy: this.restarting !== undefined,
+      lastLoadMs: this.lastLoadMs
+    })
+    if (action.kind === 'keep') {
+      if (running !== undefined && this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
       return
     }
-    if (this.restarting !== undefined || now - this.lastChange < this.o.timings.replanDebounceMs || now < this.nextStartAt) return
+    if (action.kind === 'wait') return
+    if (action.why === 'pays')
+      this.o.logger.info(
+        { current: running?.plan.predictedSecondsPerToken, desired: desired.predictedSecondsPerToken, lastLoadMs: this.lastLoadMs },
+        'a better plan pays for its reload: re-planning'
+      )
     this.restarting = this.restart(desired, signature, term).finally(() => {
       this.restarting = undefined
     })
   }
 
   /**
-   * Hysteresis: a serving plan whose nodes are all still usable is kept unless the new one is predicted
-   * at least 10 % faster. Speeds and RTTs are measurements; their noise must not restart llama-server.
+   * Liveness runs beside the loop: a check takes up to the liveness timeout (6 s on a LAN), and awaiting it
+   * here would stall elections and fencing meanwhile. Its result is acted on at the next step.
    */
-  private keepRunning(running: Running, desired: Plan, usable: ReadonlySet<string>, keepable: ReadonlySet<string>): boolean {
-    const current = running.plan
-    // A node of the serving plan that is only suspect keeps its place (liveness checks catch a real loss).
-    if (!current.nodes.every((n) => usable.has(n.peerId) || keepable.has(n.peerId))) return false
-    // A node that joined after this server started and that the planner wants: the join path, not noise.
-    if (desired.nodes.some((n) => (this.joinedAt.get(n.peerId) ?? 0) > running.startedAt)) return false
-    return desired.predictedSecondsPerToken > current.predictedSecondsPerToken * 0.9
-  }
-
   private async checkLiveness(now: number, running: Running): Promise<void> {
     if (running.llama.isFrozen()) {
       // Stopped (SIGSTOP): no need to wait for timeouts to know it will not answer.
@@ -455,20 +482,33 @@ export class Coordination {
       this.lastSignature = ''
       return
     }
-    if (now - this.lastLiveness < this.o.timings.livenessIntervalMs) return
-    this.lastLiveness = now
-    if (await running.llama.checkLiveness()) {
-      this.livenessFailures = 0
-      return
-    }
-    this.livenessFailures++
-    this.o.logger.warn({ failures: this.livenessFailures }, 'llama-server failed its liveness check')
     if (this.livenessFailures >= 2) {
       this.livenessFailures = 0
       this.cause = 'liveness failed'
       await this.stopServer('liveness check failed twice (an rpc-server is frozen or unreachable)')
       this.lastSignature = '' // plan again from the current membership
+      return
     }
+    if (this.livenessInFlight || now - this.lastLiveness < this.o.timings.livenessIntervalMs) return
+    this.lastLiveness = now
+    this.livenessInFlight = true
+    running.llama
+      .checkLiveness()
+      .then(
+        (ok) => {
+          if (this.running !== running) return
+          if (ok) this.livenessFailures = 0
+          else {
+            this.livenessFailures++
+            this.o.logger.warn({ failures: this.livenessFailures }, 'llama-server failed its liveness check')
+            void this.tick()
+          }
+        },
+        () => {}
+      )
+      .finally(() => {
+        this.livenessInFlight = false
+      })
   }
 
   private async waitForIdle(url: string): Promise<void> {
@@ -560,6 +600,7 @@ export class Coordination {
     if (mismatch !== null) log.warn({ mismatch }, 'llama-server placed layers differently from the plan')
     this.planView = this.toPlanView(desired, term, url, 'ready', null, actual, mismatch)
     this.o.mesh.announceNow()
+    if (llama.state.kind === 'ready') this.lastLoadMs = llama.state.loadMs
     log.info({ url, loadMs: llama.state.kind === 'ready' ? llama.state.loadMs : undefined }, 'serving')
   }
 

@@ -8,7 +8,13 @@ import type { ClusterView } from '@sollol/core'
 export interface MetricsSources {
   readonly view: () => ClusterView
   readonly rpcRestarts: () => number
-  readonly llama: () => { serving: boolean; causes: Readonly<Record<string, number>>; metricsUrl: string | undefined }
+  readonly llama: () => {
+    serving: boolean
+    causes: Readonly<Record<string, number>>
+    metricsUrl: string | undefined
+    /** llama-server's bearer token (--api-token): its /metrics wants it too. */
+    token: string | undefined
+  }
 }
 
 export class AgentMetrics {
@@ -107,10 +113,13 @@ export class AgentMetrics {
   /** The exposition text: ours, then llama-server's own when this agent serves. */
   async text(): Promise<string> {
     const ours = await this.registry.metrics()
-    const url = this.sources.llama().metricsUrl
+    const { metricsUrl: url, token } = this.sources.llama()
     if (url === undefined) return ours
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(2000) })
+      const response = await fetch(url, {
+        signal: AbortSignal.timeout(2000),
+        ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {})
+      })
       return response.ok ? `${ours}\n${await response.text()}` : ours
     } catch {
       return ours

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { readModelInfo } from '@sollol/gguf'
-import { plan as makePlan, type ClusterView, type Plan } from '@sollol/core'
+import { hopSeconds, plan as makePlan, type ClusterView, type Plan } from '@sollol/core'
 import { formatBytes, integer } from '../options.js'
 import { addClusterOptions } from './start.js'
 import { formatTable } from './status.js'
@@ -31,7 +31,8 @@ async function planFromFile(file: string, view: ClusterView, contextSize: number
         rpc: `${n.rpc.host}:${n.rpc.port}`,
         memoryBudget: n.memoryBudget,
         secondsPerGiB: n.speed?.secondsPerGiB,
-        hopSeconds: n.peerId === view.self ? 0.0002 : 0.0005,
+        // the coordinator's own cost model; RTTs are its measurements, here the LAN default
+        hopSeconds: hopSeconds(n.peerId === view.self, undefined),
         isHost: n.peerId === view.self
       })),
     ...(contextSize !== undefined ? { contextSize } : {})

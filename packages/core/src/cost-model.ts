@@ -1,0 +1,46 @@
+/**
+ * The cost model's parts that are not the layer arithmetic (that is in planner.ts): what a network hop
+ * costs per token, and when a better plan is worth the reload it takes. One module, used by the
+ * coordinator and by `sollol-agent plan`, so a dry run prices a cluster the way the coordinator does.
+ */
+
+/** llama-server's own rpc-server: a loopback round trip per token. */
+export const LOCAL_HOP_SECONDS = 0.0002
+/** Fixed cost of a LAN hop besides its round trip (serialising the graph inputs and outputs). */
+const LAN_HOP_OVERHEAD_SECONDS = 0.0004
+/** Round trip assumed until one is measured: a wired LAN (0.2-0.5 ms, llama-cpp-rpc notes). */
+export const DEFAULT_RTT_MS = 0.5
+
+/**
+ * Per-token cost of using a node at all: decoding makes one round trip per token per rpc-server
+ * (measured: llama-cpp-rpc notes, "Round trips per token"), priced at twice the RTT (request and reply
+ * each wait for the link) plus a fixed overhead.
+ */
+export function hopSeconds(isHost: boolean, rttMs: number | undefined): number {
+  if (isHost) return LOCAL_HOP_SECONDS
+  return LAN_HOP_OVERHEAD_SECONDS + (2 * (rttMs ?? DEFAULT_RTT_MS)) / 1000
+}
+
+export interface ReloadCase {
+  readonly currentSecondsPerToken: number
+  readonly desiredSecondsPerToken: number
+  /** How long the reload would leave the cluster without an answer (the last measured load time). */
+  readonly reloadSeconds: number
+}
+
+/** The serving time a re-plan must pay back over, and by how much it must beat staying put. */
+export const RELOAD_HORIZON_SECONDS = 600
+export const RELOAD_MIN_GAIN = 0.1
+
+/**
+ * Whether switching plans pays: over the next RELOAD_HORIZON_SECONDS of decoding, the desired plan, which
+ * first spends `reloadSeconds` loading, must produce at least RELOAD_MIN_GAIN more tokens than the
+ * current one. With a free reload this is the 10 % hysteresis that keeps measurement noise from
+ * restarting llama-server; a reload of minutes needs a much larger gain (a 2-minute load: 1.375x faster).
+ */
+export function reloadPays(c: ReloadCase): boolean {
+  if (!(c.desiredSecondsPerToken > 0) || !(c.currentSecondsPerToken > 0)) return false
+  const stay = RELOAD_HORIZON_SECONDS / c.currentSecondsPerToken
+  const move = Math.max(0, RELOAD_HORIZON_SECONDS - c.reloadSeconds) / c.desiredSecondsPerToken
+  return move >= stay * (1 + RELOAD_MIN_GAIN)
+}

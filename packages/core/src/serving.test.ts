@@ -1,0 +1,53 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { servingAction, type ServingInput } from './serving.js'
+
+const plan = (signature: string, secondsPerToken: number, nodes: string[]) => ({
+  signature,
+  predictedSecondsPerToken: secondsPerToken,
+  nodes
+})
+const base: ServingInput = {
+  now: 10_000,
+  running: plan('a+b', 0.1, ['a', 'b']),
+  desired: plan('a+b', 0.1, ['a', 'b']),
+  stillThere: new Set(['a', 'b', 'c']),
+  desiredSince: 0,
+  debounceMs: 1000,
+  nextStartAt: 0,
+  busy: false,
+  lastLoadMs: 2000
+}
+
+test('serving decisions, table-tested in virtual time', () => {
+  const cases: Array<[string, Partial<ServingInput>, ReturnType<typeof servingAction>]> = [
+    ['running what it wants', {}, { kind: 'keep' }],
+    ['nothing runs', { running: undefined }, { kind: 'start', why: 'no server' }],
+    ['nothing runs, the cluster still changing', { running: undefined, desiredSince: 9500 }, { kind: 'wait', why: 'debounce' }],
+    ['nothing runs, backing off after a failure', { running: undefined, nextStartAt: 12_000 }, { kind: 'wait', why: 'backoff' }],
+    ['a start under way', { running: undefined, busy: true }, { kind: 'wait', why: 'busy' }],
+    [
+      'a node of the running plan is gone',
+      { desired: plan('a', 0.2, ['a']), stillThere: new Set(['a']) },
+      { kind: 'start', why: 'node gone' }
+    ],
+    ['a node is only suspect (still there): the plan stays', { desired: plan('a', 0.2, ['a']) }, { kind: 'keep' }],
+    [
+      'a join that makes it 2x faster pays for a 2 s load',
+      { desired: plan('a+b+c', 0.05, ['a', 'b', 'c']) },
+      { kind: 'start', why: 'pays' }
+    ],
+    ['a join that makes it 5 % faster does not', { desired: plan('a+b+c', 0.095, ['a', 'b', 'c']) }, { kind: 'keep' }],
+    [
+      'a 1.3x faster plan does not pay for a 3-minute load',
+      { desired: plan('a+c', 0.077, ['a', 'c']), lastLoadMs: 180_000 },
+      { kind: 'keep' }
+    ],
+    [
+      'it pays, but wait for the cluster to be still',
+      { desired: plan('a+b+c', 0.05, ['a', 'b', 'c']), desiredSince: 9900 },
+      { kind: 'wait', why: 'debounce' }
+    ]
+  ]
+  for (const [what, over, expected] of cases) assert.deepEqual(servingAction({ ...base, ...over }), expected, what)
+})
