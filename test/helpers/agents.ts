@@ -62,7 +62,9 @@ export class TestAgent {
   constructor(
     readonly host: TestHost,
     private readonly dir: string,
-    private readonly args: readonly string[] = []
+    private readonly args: readonly string[] = [],
+    /** false: no watcher process (many agents on one machine: the test observes them its own way). */
+    private readonly watch = true
   ) {
     this.logFile = join(dir, `${host.name}.log`)
   }
@@ -86,7 +88,7 @@ export class TestAgent {
     )
     this.process.stdout?.pipe(log)
     this.process.stderr?.pipe(log)
-    if (this.watcher === undefined) {
+    if (this.watch && this.watcher === undefined) {
       const script = join(this.dir, 'watcher.mjs')
       writeFileSync(script, WATCHER)
       const apiPort = this.args.includes('--api-port') ? this.args[this.args.indexOf('--api-port') + 1] : '7491'

@@ -99,6 +99,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
   private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number }>()
   private readonly dialing = new Set<string>()
+  /** Peers found by mDNS and not connected yet, redialled with a growing delay (2 s doubling to 60 s) for 10 min. */
+  private readonly discovered = new Map<string, { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number }>()
   readonly counters: MeshCounters = {
     announcementsIn: 0,
     announcementsOut: 0,
@@ -150,7 +152,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
     node.addEventListener('peer:discovery', (evt) => {
       const id = evt.detail.id.toString()
-      if (id !== this.peerId) void this.dialIfUnconnected(evt.detail.id, evt.detail.multiaddrs)
+      if (id === this.peerId) return
+      // libp2p reports a peer once (when it is new to the peer store): if that first dial fails, on a
+      // machine busy starting 20 agents say, nothing would ever dial it again. Kept until connected.
+      this.discovered.set(id, { addresses: evt.detail.multiaddrs, since: this.now(), attempts: 0, nextAt: 0 })
+      void this.dialIfUnconnected(evt.detail.id, evt.detail.multiaddrs)
     })
     node.addEventListener('connection:open', (evt) => {
       this.onConnectionOpen(evt.detail)
@@ -532,6 +538,18 @@ export class Mesh extends EventEmitter<MeshEvents> {
       if (node.getConnections(peer).length === 0) continue
       this.closeDuplicates(peer)
       this.repairGossip(peer)
+    }
+    const now = this.now()
+    for (const [id, entry] of this.discovered) {
+      const peer = peerIdFromString(id)
+      if (node.getConnections(peer).length > 0 || now - entry.since > KNOWN_PEER_TTL_MS) {
+        this.discovered.delete(id)
+        continue
+      }
+      if (now < entry.nextAt || this.known.has(id)) continue
+      entry.attempts++
+      entry.nextAt = now + Math.min(60_000, this.options.timings.redialIntervalMs * 2 ** Math.min(5, entry.attempts))
+      void this.dialIfUnconnected(peer, entry.addresses)
     }
     for (const [id, { addresses, heardAt }] of this.known) {
       // A peer silent for this long is not coming back at that address: stop knocking.
