@@ -87,9 +87,10 @@ test(`byte-level attacks on every port for ${DURATION_MS / 1000} s: every agent 
     rounds: number
     connections: number
     bytes: number
+    floodMessages: number
     attacks: Record<string, { runs: number; connections: number; bytes: number }>
   }
-  for (const attack of ['raw', 'nonce', 'pnetGarbage', 'noiseGarbage', 'mutated', 'oversized', 'crowd', 'rpc'])
+  for (const attack of ['raw', 'nonce', 'pnetGarbage', 'noiseGarbage', 'mutated', 'oversized', 'crowd', 'rpc', 'flood'])
     assert.ok((sent.attacks[attack]?.runs ?? 0) > 0, `attack ${attack} ran: ${JSON.stringify(sent.attacks)}`)
   for (const h of http) assert.equal(h.exitCode, 0, String(h.stderr))
   const heavy = JSON.parse(String(http[0]!.stdout).trim()) as Record<string, unknown>
@@ -120,7 +121,7 @@ test(`byte-level attacks on every port for ${DURATION_MS / 1000} s: every agent 
   const completion = await completeFrom(attacker, dir, serving.plan!.server.url)
   assert.ok(completion.ok, completion.output)
   console.log(
-    `wire fuzz: ${sent.rounds} rounds, ${sent.connections} connections, ${(sent.bytes / 2 ** 20).toFixed(1)} MiB; ${JSON.stringify(sent.attacks)}`
+    `wire fuzz: ${sent.rounds} rounds, ${sent.connections} connections, ${(sent.bytes / 2 ** 20).toFixed(1)} MiB, ${sent.floodMessages} oversized messages from the flooding member; ${JSON.stringify(sent.attacks)}`
   )
   console.log(`http: ${http.map((h) => String(h.stdout).trim()).join(' | ')}`)
   console.log(report.join('\n'))

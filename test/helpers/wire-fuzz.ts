@@ -15,7 +15,9 @@
  * - oversized: a real member (when it holds the key, or of an open cluster) publishing 1-4 MiB gossip
  *   messages and opening protocol streams that claim a 1 GiB message, then sending 1 MiB;
  * - crowd: 64 connections opened at once that never send a byte (pending-connection limits);
- * - rpc: random bytes at the rpc port (the gate must refuse a non-coordinator).
+ * - rpc: random bytes at the rpc port (the gate must refuse a non-coordinator);
+ * - flood (all along, beside the rounds): a member on one connection per target sending 1-4 MiB gossip
+ *   messages and 256 KiB protocol messages that claim 1 GiB, a few a second, for the whole duration.
  */
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
@@ -349,7 +351,59 @@ async function oversized(t: Target, key: Uint8Array | undefined): Promise<void> 
 const keys = new Map<string, Uint8Array>()
 for (const t of spec.targets) if (t.keyFile !== undefined) keys.set(t.keyFile, await readClusterKey(t.keyFile))
 
+/**
+ * A member that stays connected for the whole run (one connection per target) and keeps sending oversized
+ * gossip (1-4 MiB, above the announcement limit) and oversized protocol messages, paced at a few a second.
+ */
+async function flood(t: Target, key: Uint8Array | undefined, until: number): Promise<void> {
+  const node = await libp2pNode(key, noise())
+  const stats = { messages: 0, bytes: 0, redials: 0 }
+  try {
+    const cluster = t.cluster ?? 'default'
+    const topic = announceTopic(cluster)
+    node.services.pubsub.subscribe(topic)
+    while (Date.now() < until) {
+      if (node.getConnections(peerIdFromString(t.peerId)).length === 0) {
+        stats.redials++
+        await node.dial(address(t), { signal: AbortSignal.timeout(5000) }).catch(() => {})
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+        continue
+      }
+      const data = randomBytes((1 + Math.floor(rand() * 4)) * 1024 * 1024)
+      await node.services.pubsub.publish(topic, data).then(
+        () => {
+          stats.messages++
+          stats.bytes += data.length
+        },
+        () => {}
+      )
+      try {
+        const stream = await node.dialProtocol(peerIdFromString(t.peerId), rand() < 0.5 ? stateProtocol(cluster) : helloProtocol(cluster), {
+          signal: AbortSignal.timeout(2000)
+        })
+        const claim = Uint8Array.from([...varint(2 ** 30), ...randomBytes(256 * 1024)])
+        stream.send(claim)
+        stats.messages++
+        stats.bytes += claim.length
+        await stream.close({ signal: AbortSignal.timeout(1000) }).catch(() => {})
+      } catch {}
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    }
+  } finally {
+    await node.stop()
+  }
+  const s = (summary.flood ??= { runs: 0, connections: 0, bytes: 0, errors: 0 })
+  s.runs++
+  s.connections += 1 + stats.redials
+  s.bytes += stats.bytes
+  floodMessages += stats.messages
+}
+let floodMessages = 0
+
 const started = Date.now()
+const floods = Promise.all(
+  spec.targets.map(async (t) => await flood(t, t.keyFile !== undefined ? keys.get(t.keyFile) : undefined, started + spec.durationMs))
+)
 let rounds = 0
 while (Date.now() - started < spec.durationMs) {
   rounds++
@@ -371,9 +425,10 @@ while (Date.now() - started < spec.durationMs) {
     })
   )
 }
+await floods
 const totals = Object.values(summary).reduce((a, s) => ({ connections: a.connections + s.connections, bytes: a.bytes + s.bytes }), {
   connections: 0,
   bytes: 0
 })
-console.log(JSON.stringify({ rounds, durationMs: Date.now() - started, ...totals, attacks: summary }))
+console.log(JSON.stringify({ rounds, durationMs: Date.now() - started, ...totals, floodMessages, attacks: summary }))
 process.exit(0)
