@@ -66,7 +66,10 @@ test(`${MESSAGES} malformed messages from a rogue key holder change nothing and 
   const droppedBefore = agents.map((a) => a.view()!.counters?.dropped ?? 0)
 
   const targets = agents.map((a) => `/ip4/${a.host.address}/tcp/7490/p2p/${a.view()!.self}`)
+  const modelId = before.nodes.find((n) => n.peerId === before.self)?.models[0]?.id
+  assert.ok(modelId !== undefined)
   const rogue = await h3.run(process.execPath, [join(ROOT, 'test/dist/helpers/rogue.js'), key, String(MESSAGES), ...targets], {
+    env: { SOLLOL_ROGUE_MODEL_ID: modelId },
     cwd: ROOT,
     timeout: 240_000
   })

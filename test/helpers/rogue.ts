@@ -150,6 +150,21 @@ for (let i = 0; i < 20; i++) {
   await node.services.pubsub.publish(topic, encoder.encode(JSON.stringify(claim)))
   summary.illegalClaims++
 }
+// Eligible-looking (it says it can coordinate and holds the cluster's model) and claiming the largest
+// term JSON can carry: must change nothing either (terms are bounded; see election.ts).
+const modelId = process.env.SOLLOL_ROGUE_MODEL_ID
+if (modelId !== undefined) {
+  for (let i = 0; i < 5; i++) {
+    const claim = announcement(selfId, {
+      seq: 2_000_000 + i,
+      canCoordinate: true,
+      models: [{ name: 'model.gguf', size: 1, id: modelId }],
+      coordinator: { peerId: selfId, term: 2 ** 53 - 1 }
+    })
+    await node.services.pubsub.publish(topic, encoder.encode(JSON.stringify(claim)))
+    summary.illegalClaims++
+  }
+}
 // The request/response protocols, fed garbage, and protocols nobody speaks.
 for (let i = 0; i < 300; i++) {
   const peer = peers[i % peers.length]
