@@ -6,7 +6,7 @@
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TestNetwork } from './helpers/netns.js'
@@ -36,7 +36,11 @@ test('an escaped exception: one log line, exit 1, children gone; restarted, it r
   victim.start(['--import', FAULT])
   await waitFor('both agents to see each other', () => victim.peers().length === 2 && peer.peers().length === 2, { timeoutMs: 30_000 })
   // its rpc-server's speed is measured once (in the background) and kept in the data dir
-  await waitFor('the speed measured', () => victim.log().includes('rpc-server speed measured'), { timeoutMs: 60_000 })
+  // (written after it is measured: the fault must not come between the two)
+  const calibration = join(victim.dataDir, 'calibration.json')
+  await waitFor('the speed measured and kept', () => existsSync(calibration) && JSON.parse(readFileSync(calibration, 'utf8')) !== null, {
+    timeoutMs: 60_000
+  })
   const id = victim.view()!.self
   const rpcPid = Number(/"component":"rpc-server".*?"pid":(\d+)/.exec(victim.log())?.[1])
   assert.ok(rpcPid > 0 && isAlive(rpcPid), 'the rpc-server runs')
