@@ -32,7 +32,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { seededRandom } from '@sollol/gguf'
-import { announceTopic, helloProtocol, privateNetwork, readClusterKey, stateProtocol, XSalsa20Stream } from '@sollol/mesh'
+import { announceTopic, decodeSwarmKey, helloProtocol, privateNetwork, readClusterKey, stateProtocol, XSalsa20Stream } from '@sollol/mesh'
 
 interface Target {
   readonly host: string
@@ -67,13 +67,14 @@ const count = (attack: string, connections: number, bytes: number, error = false
   if (error) s.errors++
 }
 
-/** Opens a TCP connection, lets `talk` use it, and always closes it within `limitMs`. */
-async function withSocket(
+/** A TCP connection for `attack`, counted (bytes through `send`; an error if it failed); closed within `limitMs`. */
+async function socketAttack(
+  attack: string,
   host: string,
   port: number,
   limitMs: number,
-  talk: (socket: Socket, read: () => Promise<Buffer>) => Promise<number>
-): Promise<number> {
+  talk: (send: (data: Uint8Array) => Promise<void>, read: () => Promise<Buffer>, socket: Socket) => Promise<void>
+): Promise<void> {
   const socket = connect({ host, port })
   const chunks: Buffer[] = []
   let waiting: (() => void) | undefined
@@ -90,17 +91,26 @@ async function withSocket(
     }
     return chunks.shift() ?? Buffer.alloc(0)
   }
+  let sent = 0
+  const send = async (data: Uint8Array): Promise<void> => {
+    await write(socket, data)
+    sent += data.length
+  }
   const timer = setTimeout(() => socket.destroy(), limitMs)
+  let failed = false
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve)
       socket.once('error', reject)
     })
-    return await talk(socket, read)
+    await talk(send, read, socket)
+  } catch {
+    failed = true
   } finally {
     clearTimeout(timer)
     socket.destroy()
   }
+  count(attack, 1, sent, failed)
 }
 
 /**
@@ -143,57 +153,32 @@ async function pnetHandshake(socket: Socket, read: () => Promise<Buffer>, key: U
   await write(socket, nonce)
   let got = Buffer.alloc(0)
   while (got.length < 24) got = Buffer.concat([got, await read()])
-  const keyBytes = Uint8Array.from(Buffer.from(new TextDecoder().decode(key).split('\n')[2] ?? '', 'hex'))
-  const out = new XSalsa20Stream(keyBytes, nonce)
+  const out = new XSalsa20Stream(decodeSwarmKey(key), nonce)
   return (data) => out.update(data)
 }
 
 async function raw(t: Target): Promise<void> {
   await pace(t)
-  let sent = 0
-  await withSocket(t.host, t.p2pPort, 3000, async (socket) => {
-    for (let i = 0; i < 4 && !socket.destroyed; i++) {
-      const data = randomBytes(sizeUpTo(64 * 1024))
-      await write(socket, data)
-      sent += data.length
-    }
-    return sent
-  }).then(
-    () => count('raw', 1, sent),
-    () => count('raw', 1, sent, true)
-  )
+  await socketAttack('raw', t.host, t.p2pPort, 3000, async (send, _read, socket) => {
+    for (let i = 0; i < 4 && !socket.destroyed; i++) await send(randomBytes(sizeUpTo(64 * 1024)))
+  })
 }
 
 async function nonceThenGarbage(t: Target): Promise<void> {
   await pace(t)
-  let sent = 0
-  await withSocket(t.host, t.p2pPort, 3000, async (socket) => {
-    const data = Uint8Array.from([...randomBytes(24), ...randomBytes(sizeUpTo(256 * 1024))])
-    await write(socket, data)
-    sent += data.length
-    return sent
-  }).then(
-    () => count('nonce', 1, sent),
-    () => count('nonce', 1, sent, true)
-  )
+  await socketAttack('nonce', t.host, t.p2pPort, 3000, async (send) => {
+    await send(Uint8Array.from([...randomBytes(24), ...randomBytes(sizeUpTo(256 * 1024))]))
+  })
 }
 
 async function behindKey(t: Target, attack: string, key: Uint8Array | undefined, payload: () => Uint8Array[]): Promise<void> {
   await pace(t)
-  let sent = 0
-  await withSocket(t.host, t.p2pPort, 5000, async (socket, read) => {
+  await socketAttack(attack, t.host, t.p2pPort, 5000, async (send, read, socket) => {
     const seal = key !== undefined ? await pnetHandshake(socket, read, key) : (d: Uint8Array) => d
-    for (const part of payload()) {
-      await write(socket, seal(part))
-      sent += part.length
-    }
+    for (const part of payload()) await send(seal(part))
     // give the agent a moment to choke on it
     await Promise.race([read().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 200))])
-    return sent
-  }).then(
-    () => count(attack, 1, sent),
-    () => count(attack, 1, sent, true)
-  )
+  })
 }
 
 async function crowd(t: Target): Promise<void> {
@@ -210,16 +195,9 @@ async function crowd(t: Target): Promise<void> {
 
 async function rpc(t: Target): Promise<void> {
   if (t.rpcPort === undefined) return
-  let sent = 0
-  await withSocket(t.host, t.rpcPort, 2000, async (socket) => {
-    const data = randomBytes(sizeUpTo(16 * 1024))
-    await write(socket, data)
-    sent += data.length
-    return sent
-  }).then(
-    () => count('rpc', 1, sent),
-    () => count('rpc', 1, sent, true)
-  )
+  await socketAttack('rpc', t.host, t.rpcPort, 2000, async (send) => {
+    await send(randomBytes(sizeUpTo(16 * 1024)))
+  })
 }
 
 /** Noise, but every outbound byte after the handshake may be mutated: yamux and everything in it. */

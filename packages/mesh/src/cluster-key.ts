@@ -6,7 +6,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 
-const FORMAT = /^\/key\/swarm\/psk\/1\.0\.0\/\r?\n\/base16\/\r?\n([0-9a-fA-F]{64})\s*$/
+/** A go-ipfs style swarm key file; the group is the 32 key bytes in hex. */
+export const SWARM_KEY_FORMAT = /^\/key\/swarm\/psk\/1\.0\.0\/\r?\n\/base16\/\r?\n([0-9a-fA-F]{64})\s*$/
 
 export class ClusterKeyError extends Error {
   constructor(message: string) {
@@ -22,7 +23,7 @@ export function generateClusterKey(): string {
 
 /** Checks a key file's text; returns the bytes libp2p's pnet takes. */
 export function parseClusterKey(text: string, source: string): Uint8Array {
-  const match = FORMAT.exec(text)
+  const match = SWARM_KEY_FORMAT.exec(text)
   if (match === null) {
     throw new ClusterKeyError(
       `Expected ${source} to be a cluster key (made by \`sollol-agent keygen\`: /key/swarm/psk/1.0.0/, /base16/, 64 hex digits), got something else`

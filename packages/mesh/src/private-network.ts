@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { xsalsa20 } from '@noble/ciphers/salsa.js'
 import type { AbortOptions, ConnectionProtector, MessageStream, MultiaddrConnection } from '@libp2p/interface'
 import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils'
+import { SWARM_KEY_FORMAT } from './cluster-key.js'
 
 export const NONCE_LENGTH = 24
 export const KEY_LENGTH = 32
@@ -57,10 +58,8 @@ export class XSalsa20Stream {
 
 /** The 32 key bytes of a go-ipfs style swarm key file (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits). */
 export function decodeSwarmKey(file: Uint8Array): Uint8Array {
-  const lines = new TextDecoder().decode(file).split(/\r?\n/)
-  const hex = lines[2]?.trim() ?? ''
-  if (lines[0] !== '/key/swarm/psk/1.0.0/' || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(hex))
-    throw new Error('Expected a swarm key (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits), got something else')
+  const hex = SWARM_KEY_FORMAT.exec(new TextDecoder().decode(file))?.[1]
+  if (hex === undefined) throw new Error('Expected a swarm key (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits), got something else')
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 

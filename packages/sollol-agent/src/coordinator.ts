@@ -120,7 +120,6 @@ export class Coordination {
   private readonly tunnels = new Map<string, { port: number; close: () => Promise<void> }>()
   /** llama-server's endpoint -> the rpc endpoint the node announced (what users see). */
   private readonly announcedEndpoint = new Map<string, string>()
-  /** When each peer (re)joined: a plan that wants a newcomer is a join, not measurement noise. */
   /** How long the last llama-server load took: what a re-plan costs (servingAction in core). */
   private lastLoadMs: number | undefined
   /** Live nodes left out of the last plan computed, with the reason. */
@@ -286,7 +285,7 @@ export class Coordination {
       return
     }
     this.fenceIfNeeded(now)
-    await this.coordinate(now, live, present)
+    await this.coordinate(now, live)
   }
 
   /** Fences at every change of (term, coordinator); a failed fence backs off (1 s, doubling up to 30 s). */
@@ -344,7 +343,7 @@ export class Coordination {
    * pings sampled at most once a minute (the first samples come during start-up load and overstate it);
    * until one arrives the LAN default is used.
    */
-  private hopSeconds(peerId: string, now: number): number {
+  private hopCost(peerId: string, now: number): number {
     if (peerId === this.o.mesh.peerId) return hopSeconds(true, undefined)
     const known = this.rtts.get(peerId)
     if ((known === undefined || now - known.at > 60_000) && !this.rttInFlight.has(peerId)) {
@@ -381,7 +380,7 @@ export class Coordination {
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: a.memoryBudget,
         secondsPerGiB: a.speed?.secondsPerGiB,
-        hopSeconds: this.hopSeconds(a.peerId, this.o.now()),
+        hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })
     }
@@ -399,8 +398,8 @@ export class Coordination {
     return { plan: this.lastPlan.plan, excluded, usable: nodes.map((n) => n.peerId) }
   }
 
-  /** `live`: alive members, what new plans are made of; `present`: not yet gone, what a serving plan may keep. */
-  private async coordinate(now: number, live: readonly Announcement[], present: ReadonlySet<string>): Promise<void> {
+  /** `live`: alive members, what new plans are made of (a serving plan may also keep suspect ones). */
+  private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
     if (this.o.modelPath === undefined) return
     this.modelInfo ??= await readModelInfo(this.o.modelPath)
     const term = this.election.currentTerm
@@ -428,13 +427,14 @@ export class Coordination {
       this.lastChange = now
     }
     const running = this.running
-    // Suspect members whose last word says their rpc-server is fine may keep their place in the serving plan.
+    // Members not yet gone (suspect ones too) whose last word says their rpc-server is fine may keep their
+    // place in the serving plan.
     const self = this.o.mesh.announcement()
     const stillThere = new Set([
       ...usable,
       ...this.o.mesh
         .members()
-        .filter((m) => present.has(m.announcement.peerId) && exclusionReason(m.announcement, self, term) === null)
+        .filter((m) => exclusionReason(m.announcement, self, term) === null)
         .map((m) => m.announcement.peerId)
     ])
     const action = servingAction({

@@ -44,19 +44,26 @@ export const API_LIMITS = {
   maxConnections: 512
 } as const
 
-class BodyTooLargeError extends Error {}
+class BodyTooLargeError extends Error {
+  constructor(got: string) {
+    super(`Expected a request body of at most ${API_LIMITS.maxBodyBytes} bytes, got ${got}`)
+  }
+}
 
-/** Passes bytes through until more than `limit` went by, then fails the pipeline. */
-function byteLimit(limit: number): Transform {
+/** Passes bytes through until more than the body limit went by, then fails the pipeline. */
+function bodyLimit(): Transform {
   let seen = 0
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       seen += chunk.length
-      if (seen > limit) callback(new BodyTooLargeError(`Expected a request body of at most ${limit} bytes, got more`))
+      if (seen > API_LIMITS.maxBodyBytes) callback(new BodyTooLargeError('more'))
       else callback(null, chunk)
     }
   })
 }
+
+const sendTooLarge = (res: ServerResponse, err: BodyTooLargeError): void =>
+  sendJson(res, 413, openAiError(err.message, 'invalid_request_error'), { connection: 'close' })
 
 const OPENAI_ROUTES = new Set(['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'])
 const RETRY_AFTER_SECONDS = 5
@@ -93,14 +100,7 @@ async function forward(
   }
   const declared = Number(req.headers['content-length'] ?? 0)
   if (declared > API_LIMITS.maxBodyBytes) {
-    sendJson(
-      res,
-      413,
-      openAiError(`Expected a request body of at most ${API_LIMITS.maxBodyBytes} bytes, got ${declared}`, 'invalid_request_error'),
-      {
-        connection: 'close'
-      }
-    )
+    sendTooLarge(res, new BodyTooLargeError(String(declared)))
     // The body is discarded, not buffered; the connection goes a second after the answer is out (at
     // once, a client still sending would see a reset before it reads the 413).
     req.resume()
@@ -121,8 +121,7 @@ async function forward(
     failed = true
     outgoing.destroy()
     if (res.headersSent) res.destroy()
-    else if (err instanceof BodyTooLargeError)
-      sendJson(res, 413, openAiError(err.message, 'invalid_request_error'), { connection: 'close' })
+    else if (err instanceof BodyTooLargeError) sendTooLarge(res, err)
     else
       sendJson(res, 502, openAiError(`The coordinator's llama-server did not answer: ${err.message}`, 'bad_gateway'), {
         'retry-after': String(RETRY_AFTER_SECONDS)
@@ -139,7 +138,7 @@ async function forward(
     // error) instead of waiting for an end that never comes, and nothing stays open to block a stop.
     pipeline(incoming, res).catch(() => res.destroy())
   })
-  await pipeline(req, byteLimit(API_LIMITS.maxBodyBytes), outgoing).catch(fail)
+  await pipeline(req, bodyLimit(), outgoing).catch(fail)
 }
 
 export async function startHttpApi(o: HttpApiOptions): Promise<Server> {
