@@ -38,6 +38,27 @@ export const modelSchema = z
   })
   .strict()
 
+export const SEEDING_STATES = ['none', 'running', 'done', 'partial', 'failed'] as const
+
+const loadSchema = z
+  .object({
+    startedAt: z.string().max(40),
+    weightBytes: bytes,
+    tensorsFromCache: z.number().int().min(0).max(1e9),
+    tensorsSent: z.number().int().min(0).max(1e9),
+    done: z.boolean()
+  })
+  .strict()
+
+const cacheSchema = z
+  .object({
+    bytes,
+    maxBytes: bytes,
+    /** `none`: no model file here; `partial`: the cap left some tensors out. */
+    seeding: z.enum(SEEDING_STATES)
+  })
+  .strict()
+
 const term = z
   .number()
   .int()
@@ -137,7 +158,14 @@ export const announcementSchema = z
          * the current coordinator's address; `tunnel`: only through the mesh (encrypted, slower); `direct`:
          * the rpc-server itself, open to the LAN (--rpc-access open, or an external rpc-server).
          */
-        access: z.enum(RPC_ACCESS)
+        access: z.enum(RPC_ACCESS),
+        /**
+         * The last load through this agent's gate or tunnel: the weights that crossed the LAN to this
+         * rpc-server, and the tensors its cache supplied instead. Null before any; older agents omit it.
+         */
+        load: loadSchema.nullable().optional(),
+        /** The rpc-server's tensor cache: its size, its cap, and whether this agent's model file is seeded into it. */
+        cache: cacheSchema.nullable().optional()
       })
       .strict(),
     devices: z.array(deviceSchema).max(64),
@@ -174,6 +202,8 @@ export type PlanView = z.infer<typeof planSchema>
 export type Assignment = z.infer<typeof assignmentSchema>
 export type Device = z.infer<typeof deviceSchema>
 export type ModelRef = z.infer<typeof modelSchema>
+export type RpcLoadView = z.infer<typeof loadSchema>
+export type RpcCacheView = z.infer<typeof cacheSchema>
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string }
 

@@ -3,7 +3,7 @@
  * state protocol, `sollol-agent status --json`). Names are a contract: later versions only add fields.
  * Memory in bytes, times as ISO strings.
  */
-import type { Announcement, PlanView } from './announcement.js'
+import type { Announcement, PlanView, RpcCacheView, RpcLoadView } from './announcement.js'
 import type { Member, MemberStatus } from './membership.js'
 
 export interface NodeView {
@@ -20,6 +20,8 @@ export interface NodeView {
     readonly llamaBuild: string
     readonly servingTerm: number
     readonly access: 'gated' | 'tunnel' | 'direct'
+    readonly load?: RpcLoadView | null
+    readonly cache?: RpcCacheView | null
   }
   readonly devices: Announcement['devices']
   readonly memoryBudget: number
@@ -52,6 +54,12 @@ export interface ClusterView {
   readonly nodes: readonly NodeView[]
   readonly coordinator: null | { readonly peerId: string; readonly term: number }
   readonly plan: null | PlanView
+  /**
+   * Weights the current plan's load sent over the LAN: the sum of the last relayed load of every node in
+   * the plan (the coordinator's own rpc-server is reached over loopback and sends nothing over the LAN).
+   * Null without a plan.
+   */
+  readonly weightsOverLan?: null | { readonly bytes: number; readonly tensorsFromCache: number; readonly done: boolean }
   /** Why the cluster is not serving, when it is not (no model holder, planning failed...). */
   readonly problem?: string | null
   readonly discovery: DiscoveryView
@@ -90,6 +98,25 @@ function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number,
   }
 }
 
+/** Pure: what the plan's nodes report of their last relayed load, summed. */
+export function weightsOverLan(
+  plan: PlanView | null,
+  nodes: readonly NodeView[],
+  coordinator: string | undefined
+): ClusterView['weightsOverLan'] {
+  if (plan === null) return null
+  let [bytes, tensorsFromCache, done] = [0, 0, true]
+  // The coordinator's own rpc-server is reached over loopback; a load it relayed was from an earlier term.
+  for (const assignment of plan.assignments.filter((a) => a.peerId !== coordinator)) {
+    const load = nodes.find((n) => n.peerId === assignment.peerId)?.rpc.load
+    if (load === undefined || load === null) continue
+    bytes += load.weightBytes
+    tensorsFromCache += load.tensorsFromCache
+    done &&= load.done
+  }
+  return { bytes, tensorsFromCache, done }
+}
+
 export function clusterView(
   self: Announcement,
   members: ReadonlyArray<Member & { status: MemberStatus }>,
@@ -105,12 +132,17 @@ export function clusterView(
 ): ClusterView {
   const { plan } = coordination
   const toWall = (t: number): number => wallNow - (now - t)
+  const nodes = [
+    nodeView(self, 'self', wallNow, plan),
+    ...members.map((m) => nodeView(m.announcement, m.status, toWall(m.lastHeard), plan))
+  ]
   return {
     cluster: self.cluster,
     self: self.peerId,
-    nodes: [nodeView(self, 'self', wallNow, plan), ...members.map((m) => nodeView(m.announcement, m.status, toWall(m.lastHeard), plan))],
+    nodes,
     coordinator: coordination.coordinator,
     plan,
+    weightsOverLan: weightsOverLan(plan, nodes, coordination.coordinator?.peerId),
     problem: coordination.problem,
     discovery,
     generatedAt: new Date(wallNow).toISOString()

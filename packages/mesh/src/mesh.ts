@@ -257,7 +257,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
    * Serves a tunnel `name`: streams from admitted peers come out as TCP connections to host:port here.
    * Others are refused and counted.
    */
-  async serveTunnel(name: string, target: { host: string; port: number }, admit: (peerId: string) => boolean): Promise<void> {
+  async serveTunnel(
+    name: string,
+    target: { host: string; port: number },
+    admit: (peerId: string) => boolean,
+    /** Sees what comes out of each admitted stream (to count the weights a load moves). */
+    tap?: () => { feed: (chunk: Uint8Array) => void; close: () => void }
+  ): Promise<void> {
     const node = this.node
     if (node === undefined) throw new Error('mesh not running')
     await node.handle(
@@ -275,6 +281,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.tunnelStreams.set(peer, streams)
         streams.add(stream)
         stream.addEventListener('close', () => streams.delete(stream))
+        const watch = tap?.()
+        if (watch !== undefined) {
+          stream.addEventListener('message', (evt) => watch.feed(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()))
+          stream.addEventListener('close', () => watch.close())
+        }
         exitTunnel(stream, target.host, target.port)
       },
       { maxInboundStreams: 256 }

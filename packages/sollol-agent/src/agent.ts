@@ -5,11 +5,17 @@
  */
 import type { Server } from 'node:http'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
+  cacheableTensors,
   calibrateRpcServer,
   CALIBRATION_METHOD,
+  listCache,
+  rpcCacheDir,
+  seedRpcCache,
+  touchCacheFile,
+  trimRpcCache,
   defaultCacheRoot,
   formatRpcVersion,
   LAN_TIMINGS,
@@ -20,7 +26,7 @@ import {
   type RpcDeviceMemory,
   type RpcServerState
 } from '@sollol/llama-cpp'
-import { readModelInfo } from '@sollol/gguf'
+import { readGgufHeader, readModelInfo, tensorByteSizes } from '@sollol/gguf'
 import {
   clusterEvents,
   EventLog,
@@ -30,7 +36,8 @@ import {
   type ClusterView,
   type Device,
   type MeshTimings,
-  type ModelRef
+  type ModelRef,
+  type RpcCacheView
 } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
@@ -38,6 +45,7 @@ import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 import { startHttpApi, type Upstream } from './http-api.js'
 import { AgentMetrics } from './metrics.js'
 import { RpcGate } from './rpc-gate.js'
+import { RelayLoads } from './relay-loads.js'
 
 export const RPC_ACCESS_MODES = ['gated', 'tunnel', 'open'] as const
 export type RpcAccessMode = (typeof RPC_ACCESS_MODES)[number]
@@ -62,6 +70,8 @@ export interface AgentOptions {
   readonly rpcThreads: number
   readonly rpcDevices?: readonly string[]
   readonly rpcCache: boolean
+  /** Cap of the rpc-server's tensor cache (default: see defaultCacheCap). */
+  readonly rpcCacheMax?: number
   /** Attach to an rpc-server the user runs instead of starting one. */
   readonly rpcEndpoint?: { host: string; port: number }
   readonly maxMemory?: number
@@ -82,6 +92,19 @@ type RpcAnnounceState = SelfDescription['rpc']['state']
 type Speed = NonNullable<Announcement['speed']>
 
 const isLoopback = (host: string): boolean => host.startsWith('127.')
+
+/**
+ * The tensor cache's cap unless --rpc-cache-max says otherwise: half the free disk space where the agent
+ * keeps its data, at most 64 GiB (room for the layers of a 70B Q4 model; the disk stays usable).
+ */
+async function defaultCacheCap(dir: string): Promise<number> {
+  try {
+    const fs = await statfs(dir)
+    return Math.min(64 * 2 ** 30, Math.floor((fs.bavail * fs.bsize) / 2))
+  } catch {
+    return 8 * 2 ** 30
+  }
+}
 
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
@@ -120,6 +143,13 @@ export class Agent {
   private readonly rpcBind: string
   private readonly rpcAccess: 'gated' | 'tunnel' | 'direct'
   private gate: RpcGate | undefined
+  /** `$LLAMA_CACHE` of the rpc-server: its tensor cache lives in `rpc/` below (one per agent). */
+  private readonly llamaCacheRoot: string
+  private readonly tensorCache: string
+  private readonly relayLoads: RelayLoads
+  private cache: RpcCacheView | null = null
+  private cacheTrim: NodeJS.Timeout | undefined
+  private readonly seedAbort = new AbortController()
 
   constructor(private readonly o: AgentOptions) {
     const lan = lanAddresses()[0]?.address
@@ -127,6 +157,9 @@ export class Agent {
     this.memoryBudget = o.maxMemory ?? defaultMemoryBudget()
     this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' ? 'direct' : o.rpcAccess
     this.rpcBind = this.rpcAccess === 'direct' ? this.rpcHost : '127.0.0.1'
+    this.llamaCacheRoot = join(o.dataDir, 'llama-cache')
+    this.tensorCache = rpcCacheDir(this.llamaCacheRoot)
+    this.relayLoads = new RelayLoads((hash) => void touchCacheFile(this.tensorCache, hash))
     if (o.rpcAccess === 'open' && o.rpcEndpoint === undefined && !isLoopback(this.rpcHost)) {
       o.logger.warn(
         { rpc: `${this.rpcHost}:${o.rpcPort}` },
@@ -209,7 +242,12 @@ export class Agent {
     const coordination = this.coordination
     if (this.rpcAccess === 'tunnel') {
       // Only the coordinator of the current term gets through to the loopback rpc-server.
-      await mesh.serveTunnel('rpc', { host: '127.0.0.1', port: this.o.rpcPort }, (peer) => peer === coordination.election.coordinator)
+      await mesh.serveTunnel(
+        'rpc',
+        { host: '127.0.0.1', port: this.o.rpcPort },
+        (peer) => peer === coordination.election.coordinator,
+        () => this.relayLoads.connection()
+      )
     } else if (this.rpcAccess === 'gated' && this.rpc !== undefined) {
       this.gate = new RpcGate({
         host: this.rpcHost,
@@ -219,7 +257,8 @@ export class Agent {
           const coordinator = coordination.election.coordinator
           return new Set(coordinator === undefined || coordinator === mesh.peerId ? [] : mesh.peerAddresses(coordinator))
         },
-        onRefused: (address) => this.o.logger.warn({ from: address }, 'rpc gate: refused a connection (not the coordinator)')
+        onRefused: (address) => this.o.logger.warn({ from: address }, 'rpc gate: refused a connection (not the coordinator)'),
+        tap: () => this.relayLoads.connection()
       })
       await this.gate.start()
     }
@@ -240,6 +279,11 @@ export class Agent {
       metrics: new AgentMetrics({
         view: () => mesh.view(),
         rpcRestarts: () => this.rpc?.restartCount ?? 0,
+        relayed: () => ({
+          totalBytes: this.relayLoads.weightBytesTotal,
+          lastLoadBytes: this.relayLoads.current?.weightBytes ?? null,
+          cacheBytes: this.cache?.bytes ?? null
+        }),
         llama: () => ({
           serving: coordination.serving,
           causes: coordination.stats.causes,
@@ -269,6 +313,7 @@ export class Agent {
         port: this.o.rpcPort,
         threads: this.o.rpcThreads,
         cache: this.o.rpcCache,
+        env: { LLAMA_CACHE: this.llamaCacheRoot },
         ...(this.o.rpcDevices !== undefined ? { devices: this.o.rpcDevices } : {}),
         logger: log
       })
@@ -306,12 +351,63 @@ export class Agent {
 
     this.rpcMeasured = true
     this.mesh?.announceNow()
+    if (this.rpc !== undefined && this.o.rpcCache) void this.keepCache()
+  }
+
+  /**
+   * The rpc-server's tensor cache: seeded from this machine's model file (after the speed measurement,
+   * so the two never compete for the CPU), then kept under its cap, least recently used out first.
+   */
+  private async keepCache(): Promise<void> {
+    const log = this.o.logger.child({ component: 'tensor-cache' })
+    const maxBytes = this.o.rpcCacheMax ?? (await defaultCacheCap(this.o.dataDir))
+    const refresh = async (): Promise<void> => {
+      const bytes = (await listCache(this.tensorCache)).reduce((sum, f) => sum + f.bytes, 0)
+      const changed = this.cache?.bytes !== bytes
+      this.cache = { bytes, maxBytes, seeding: this.cache?.seeding ?? 'none' }
+      if (changed) this.mesh?.announceNow()
+    }
+    this.cache = { bytes: 0, maxBytes, seeding: this.modelPath === undefined ? 'none' : 'running' }
+    if (this.modelPath !== undefined) {
+      const started = Date.now()
+      try {
+        const header = await readGgufHeader(this.modelPath)
+        const ranges = cacheableTensors(header.tensors, tensorByteSizes(header), header.tensorDataOffset)
+        const result = await seedRpcCache({
+          modelPath: this.modelPath,
+          modelId: this.models[0]?.id ?? 'model',
+          ranges,
+          cacheDir: this.tensorCache,
+          maxBytes,
+          signal: this.seedAbort.signal
+        })
+        this.cache = { ...this.cache, seeding: result.skipped > 0 ? 'partial' : 'done' }
+        log.info({ ...result, ms: Date.now() - started, cacheDir: this.tensorCache }, 'tensor cache seeded from the model file')
+      } catch (err) {
+        if (this.seedAbort.signal.aborted) return
+        this.cache = { ...this.cache, seeding: 'failed' }
+        log.warn({ err: (err as Error).message }, 'could not seed the tensor cache; layers placed here will be sent over the LAN once')
+      }
+    }
+    await refresh()
+    // The rpc-server writes the cache itself during loads; trimming now and then keeps it under the cap.
+    this.cacheTrim = setInterval(() => {
+      void trimRpcCache(this.tensorCache, maxBytes)
+        .then(async (freed) => {
+          if (freed > 0) log.info({ freed }, 'tensor cache trimmed to its cap (least recently used out)')
+          await refresh()
+        })
+        .catch((err: Error) => log.warn({ err: err.message }, 'tensor cache trim failed'))
+    }, 30_000)
+    this.cacheTrim.unref()
   }
 
   async stop(): Promise<void> {
     clearInterval(this.externalProbe)
     clearInterval(this.frozenCheck)
     clearInterval(this.eventWatch)
+    clearInterval(this.cacheTrim)
+    this.seedAbort.abort()
     await new Promise<void>((resolve) => {
       if (this.http === undefined) resolve()
       else this.http.close(() => resolve())
@@ -434,7 +530,9 @@ export class Agent {
         llamaBuild: this.o.binaries.version,
         // an external rpc-server cannot be restarted by us: it serves every term
         servingTerm: this.rpc === undefined ? (this.coordination?.election.currentTerm ?? 0) : (this.coordination?.servingTerm ?? 0),
-        access: this.rpcAccess
+        access: this.rpcAccess,
+        load: this.relayLoads.current,
+        cache: this.cache
       },
       devices: this.devices,
       memoryBudget: this.memoryBudget,

@@ -8,6 +8,8 @@ import type { ClusterView } from '@sollol/core'
 export interface MetricsSources {
   readonly view: () => ClusterView
   readonly rpcRestarts: () => number
+  /** Weights relayed to this agent's rpc-server: in all, and in its last load. */
+  readonly relayed: () => { totalBytes: number; lastLoadBytes: number | null; cacheBytes: number | null }
   readonly llama: () => {
     serving: boolean
     causes: Readonly<Record<string, number>>
@@ -69,6 +71,39 @@ export class AgentMetrics {
       registers,
       collect() {
         this.set(s.rpcRestarts())
+      }
+    })
+    new Counter({
+      name: 'sollol_rpc_weight_bytes_received_total',
+      help: "Model weight bytes that reached this agent's rpc-server over the LAN (through its gate or tunnel)",
+      registers,
+      collect() {
+        this.reset()
+        this.inc(s.relayed().totalBytes)
+      }
+    })
+    new Gauge({
+      name: 'sollol_rpc_last_load_weight_bytes',
+      help: "Weight bytes the last model load sent to this agent's rpc-server over the LAN (the rest came from its tensor cache)",
+      registers,
+      collect() {
+        this.set(s.relayed().lastLoadBytes ?? 0)
+      }
+    })
+    new Gauge({
+      name: 'sollol_rpc_tensor_cache_bytes',
+      help: "Size of this agent's rpc-server tensor cache",
+      registers,
+      collect() {
+        this.set(s.relayed().cacheBytes ?? 0)
+      }
+    })
+    new Gauge({
+      name: 'sollol_cluster_weights_over_lan_bytes',
+      help: "Weight bytes the current plan's load sent over the LAN, summed over its nodes",
+      registers,
+      collect() {
+        this.set(s.view().weightsOverLan?.bytes ?? 0)
       }
     })
     new Gauge({

@@ -5,6 +5,7 @@
  * Everyone else is cut at once, and counted.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
+import type { RelayTap } from './relay-loads.js'
 
 export interface RpcGateOptions {
   readonly host: string
@@ -14,6 +15,8 @@ export interface RpcGateOptions {
   /** Addresses admitted now (the coordinator's). */
   readonly admitted: () => ReadonlySet<string>
   readonly onRefused: (address: string) => void
+  /** Sees what each admitted client sends (to count the weights a load moves). */
+  readonly tap?: () => RelayTap
 }
 
 const normalise = (address: string | undefined): string => (address ?? '').replace(/^::ffff:/, '')
@@ -36,9 +39,12 @@ export class RpcGate {
       }
       const upstream = connect({ host: '127.0.0.1', port: this.o.targetPort, noDelay: true })
       this.open.add(client)
+      const tap = this.o.tap?.()
+      if (tap !== undefined) client.on('data', (chunk: Buffer) => tap.feed(chunk))
       client.pipe(upstream)
       upstream.pipe(client)
       const close = (): void => {
+        tap?.close()
         this.open.delete(client)
         client.destroy()
         upstream.destroy()

@@ -28,6 +28,7 @@ interface StartFlags extends BinaryFlags {
   rpcThreads: number
   rpcDevice?: string
   rpcCache: boolean
+  rpcCacheMax?: number
   rpcOpen: boolean
   rpcAccess: RpcAccessMode
   rpcEndpoint?: { host: string; port: number }
@@ -121,6 +122,11 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     .option('--rpc-device <list>', 'devices the rpc-server serves, e.g. CUDA0,CPU (default: all)')
     .option('--no-rpc-cache', 'do not keep pushed tensors in a local cache')
     .option(
+      '--rpc-cache-max <size>',
+      "cap of the rpc-server's tensor cache, least recently used out first (default: half the free disk space, at most 64GiB)",
+      byteSize('--rpc-cache-max')
+    )
+    .option(
       '--rpc-access <mode>',
       "who may use the rpc-server: gated (only the current coordinator's address), tunnel (only through the encrypted mesh), open (anyone on the LAN: trusted networks only)",
       oneOf('--rpc-access', RPC_ACCESS_MODES),
@@ -192,6 +198,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         rpcThreads: flags.rpcThreads,
         ...(flags.rpcDevice !== undefined ? { rpcDevices: flags.rpcDevice.split(',').map((d) => d.trim()) } : {}),
         rpcCache: flags.rpcCache,
+        ...(flags.rpcCacheMax !== undefined ? { rpcCacheMax: flags.rpcCacheMax } : {}),
         rpcAccess: flags.rpcOpen ? 'open' : flags.rpcAccess,
         ...(flags.rpcEndpoint !== undefined ? { rpcEndpoint: flags.rpcEndpoint } : {}),
         ...(flags.maxMemory !== undefined ? { maxMemory: flags.maxMemory } : {}),

@@ -138,6 +138,13 @@ export function formatStatus(view: ClusterView): string {
     )
     if (plan.server.auth === 'none') lines.push('the OpenAI API has no token: anyone on the LAN can use it (--api-token)')
     if (plan.mismatch !== null) lines.push(`split differs from the plan: ${plan.mismatch}`)
+    const lan = view.weightsOverLan
+    if (lan !== undefined && lan !== null) {
+      lines.push(
+        `weights sent over the LAN for this load: ${formatBytes(lan.bytes)}${lan.done ? '' : ' so far'}` +
+          (lan.tensorsFromCache > 0 ? ` (${lan.tensorsFromCache} tensors came from the rpc-servers' caches)` : '')
+      )
+    }
     for (const x of plan.excluded) {
       const node = view.nodes.find((n) => n.peerId === x.peerId)
       lines.push(`left out: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
