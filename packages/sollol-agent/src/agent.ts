@@ -159,7 +159,11 @@ export class Agent {
     this.rpcBind = this.rpcAccess === 'direct' ? this.rpcHost : '127.0.0.1'
     this.llamaCacheRoot = join(o.dataDir, 'llama-cache')
     this.tensorCache = rpcCacheDir(this.llamaCacheRoot)
-    this.relayLoads = new RelayLoads((hash) => void touchCacheFile(this.tensorCache, hash))
+    this.relayLoads = new RelayLoads(
+      (hash) => void touchCacheFile(this.tensorCache, hash),
+      // the server has written what it was sent to its cache by now: say so, with the load's numbers
+      () => void this.refreshCache()
+    )
     if (o.rpcAccess === 'open' && o.rpcEndpoint === undefined && !isLoopback(this.rpcHost)) {
       o.logger.warn(
         { rpc: `${this.rpcHost}:${o.rpcPort}` },
@@ -354,6 +358,13 @@ export class Agent {
     if (this.rpc !== undefined && this.o.rpcCache) void this.keepCache()
   }
 
+  /** Re-reads the tensor cache's size and announces the change (and the relayed load with it). */
+  private async refreshCache(): Promise<void> {
+    const bytes = (await listCache(this.tensorCache)).reduce((sum, f) => sum + f.bytes, 0)
+    if (this.cache !== null) this.cache = { ...this.cache, bytes }
+    this.mesh?.announceNow()
+  }
+
   /**
    * The rpc-server's tensor cache: seeded from this machine's model file (after the speed measurement,
    * so the two never compete for the CPU), then kept under its cap, least recently used out first.
@@ -361,12 +372,6 @@ export class Agent {
   private async keepCache(): Promise<void> {
     const log = this.o.logger.child({ component: 'tensor-cache' })
     const maxBytes = this.o.rpcCacheMax ?? (await defaultCacheCap(this.o.dataDir))
-    const refresh = async (): Promise<void> => {
-      const bytes = (await listCache(this.tensorCache)).reduce((sum, f) => sum + f.bytes, 0)
-      const changed = this.cache?.bytes !== bytes
-      this.cache = { bytes, maxBytes, seeding: this.cache?.seeding ?? 'none' }
-      if (changed) this.mesh?.announceNow()
-    }
     this.cache = { bytes: 0, maxBytes, seeding: this.modelPath === undefined ? 'none' : 'running' }
     if (this.modelPath !== undefined) {
       const started = Date.now()
@@ -389,13 +394,13 @@ export class Agent {
         log.warn({ err: (err as Error).message }, 'could not seed the tensor cache; layers placed here will be sent over the LAN once')
       }
     }
-    await refresh()
+    await this.refreshCache()
     // The rpc-server writes the cache itself during loads; trimming now and then keeps it under the cap.
     this.cacheTrim = setInterval(() => {
       void trimRpcCache(this.tensorCache, maxBytes)
         .then(async (freed) => {
           if (freed > 0) log.info({ freed }, 'tensor cache trimmed to its cap (least recently used out)')
-          await refresh()
+          await this.refreshCache()
         })
         .catch((err: Error) => log.warn({ err: err.message }, 'tensor cache trim failed'))
     }, 30_000)

@@ -9,8 +9,10 @@ const compute = (): Buffer => encodeRequest(RpcRequest.GRAPH_COMPUTE, new Uint8A
 
 test('a load spans the connections opened while one is open; a new one starts after all closed', () => {
   const hashes: string[] = []
+  let done = 0
   const loads = new RelayLoads(
     (h) => hashes.push(h),
+    () => done++,
     () => 0
   )
   const current = (): unknown => loads.current // read afresh: the assertions would narrow a property
@@ -27,6 +29,7 @@ test('a load spans the connections opened while one is open; a new one starts af
     done: true
   })
   assert.deepEqual(hashes, ['0000000000000000', '0000000000000000'])
+  assert.equal(done, 1)
   a.close()
   a.close() // closing twice counts once
   const c = loads.connection() // b is still open: the same load

@@ -33,6 +33,8 @@ export class RelayLoads {
   constructor(
     /** Told of every cache file a load asks for (to keep it in the LRU order). */
     private readonly onOfferedHash: (hash: string) => void,
+    /** Told once per load when it is over (its first graph compute). */
+    private readonly onLoadDone: () => void = () => {},
     private readonly wallNow: () => number = Date.now
   ) {}
 
@@ -65,7 +67,10 @@ export class RelayLoads {
           this.weightBytesTotal += delta.weightBytes
           if (delta.offeredHash !== undefined) this.onOfferedHash(delta.offeredHash)
         })
-        if (meter.count.computing) load.done = true
+        if (meter.count.computing && !load.done) {
+          load.done = true
+          this.onLoadDone()
+        }
       },
       close: () => {
         if (closed) return
