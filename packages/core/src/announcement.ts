@@ -110,6 +110,11 @@ export const planSchema = z
     predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
     /** Live nodes not in the plan, and why (version skew, fencing, not needed, too little memory). */
     excluded: z.array(z.object({ peerId: z.string().min(1).max(128), reason: z.string().max(512) }).strict()).max(256),
+    /** Nodes planned below their offer because llama-server could not allocate there (older agents omit it). */
+    budgetCuts: z
+      .array(z.object({ peerId: z.string().min(1).max(128), budget: bytes, reason: z.string().max(512) }).strict())
+      .max(256)
+      .optional(),
     createdAt: z.string().max(40)
   })
   .strict()

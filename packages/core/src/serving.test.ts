@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { servingAction, type ServingInput } from './serving.js'
+import { budgetAfterAllocationFailure, servingAction, type ServingInput } from './serving.js'
 
 const plan = (signature: string, secondsPerToken: number, nodes: string[]) => ({
   signature,
@@ -50,4 +50,11 @@ test('serving decisions, table-tested in virtual time', () => {
     ]
   ]
   for (const [what, over, expected] of cases) assert.deepEqual(servingAction({ ...base, ...over }), expected, what)
+})
+
+test('an allocation failure cuts the budget below what the failing plan put there', () => {
+  assert.equal(budgetAfterAllocationFailure(2 ** 31, 400e6), 320e6)
+  assert.equal(budgetAfterAllocationFailure(100e6, 400e6), 80e6)
+  // again and again: it keeps shrinking, so a plan that fails is never made twice
+  assert.ok(budgetAfterAllocationFailure(budgetAfterAllocationFailure(2 ** 31, 400e6), 320e6) < 320e6)
 })

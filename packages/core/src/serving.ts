@@ -59,3 +59,14 @@ export function servingAction(i: ServingInput): ServingAction {
   if (i.now < i.nextStartAt) return { kind: 'wait', why: 'backoff' }
   return { kind: 'start', why }
 }
+
+/** Each allocation failure leaves a node this share of what it was planned to hold. */
+export const BUDGET_CUT = 0.8
+
+/**
+ * The budget a node is planned with after llama-server could not allocate on it: below both what it
+ * offered and what the failing plan put there, so the next plan differs and never repeats the failure.
+ */
+export function budgetAfterAllocationFailure(budget: number, plannedBytes: number): number {
+  return Math.floor(Math.min(budget, plannedBytes) * BUDGET_CUT)
+}

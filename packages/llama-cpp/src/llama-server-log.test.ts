@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { classifyExit, layerEndpoints, layerRanges, LoadLogParser, plannedLayerEndpoints } from './llama-server-log.js'
+import { allocationFailures, classifyExit, layerEndpoints, layerRanges, LoadLogParser, plannedLayerEndpoints } from './llama-server-log.js'
 import { expectedLayerDevices } from '@sollol/core'
 import { llamaServerArgs, prometheusValue } from './llama-server.js'
 
@@ -116,4 +116,18 @@ test('prometheusValue reads an unlabelled sample and ignores HELP, TYPE and long
   assert.equal(prometheusValue(text, 'llamacpp:n_decode_total'), 42)
   assert.equal(prometheusValue(text, 'llamacpp:requests_processing'), 1)
   assert.equal(prometheusValue(text, 'llamacpp:requests_deferred'), undefined)
+})
+
+test('allocation failures name the rpc-server that ran out (lines of a real v0.4.0 run, rpc-server under prlimit --as)', () => {
+  const lines = [
+    '0.00.154.838 E alloc_tensor_range: failed to allocate RPC0[127.0.0.1:50999] buffer of size 538044416',
+    '0.00.169.853 E llama_model_load: error loading model: unable to allocate RPC0[127.0.0.1:50999] buffer',
+    '0.00.170.008 E llama_model_load_from_file_impl: failed to load model',
+    "0.00.170.053 E cmn  common_init_: failed to load model '/tmp/m4.gguf'"
+  ]
+  assert.deepEqual(allocationFailures(lines), [{ endpoint: '127.0.0.1:50999', bytes: 538044416 }])
+  assert.deepEqual(allocationFailures(['E alloc_tensor_range: failed to allocate CPU buffer of size 10']), [
+    { endpoint: 'host', bytes: 10 }
+  ])
+  assert.deepEqual(allocationFailures(['E srv  load_model: failed to load model']), [])
 })

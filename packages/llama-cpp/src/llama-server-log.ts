@@ -153,6 +153,24 @@ export function layerRanges(perLayer: ReadonlyArray<string>): Array<{ endpoint: 
   return ranges
 }
 
+/**
+ * The rpc-servers (endpoints as given to --rpc) that could not allocate a buffer llama-server asked for,
+ * from lines such as `alloc_tensor_range: failed to allocate RPC0[10.0.0.2:50052] buffer of size 538044416`
+ * and `llama_model_load: error loading model: unable to allocate RPC0[10.0.0.2:50052] buffer` (model
+ * weights, KV cache and compute buffers alike). `host` when llama-server's own machine ran out.
+ */
+export function allocationFailures(output: readonly string[]): Array<{ endpoint: string | 'host'; bytes: number | undefined }> {
+  const found = new Map<string, number | undefined>()
+  for (const line of output) {
+    const m = /(?:failed|unable) to allocate (RPC\d+\[([^\]]+)\]|CPU\S*) buffer(?: of size (\d+))?/.exec(line)
+    if (m === null) continue
+    const endpoint = m[2] ?? 'host'
+    const bytes = m[3] !== undefined ? Number(m[3]) : undefined
+    found.set(endpoint, Math.max(bytes ?? 0, found.get(endpoint) ?? 0) || undefined)
+  }
+  return [...found].map(([endpoint, bytes]) => ({ endpoint, bytes }))
+}
+
 export type LlamaServerExitKind = 'stopped' | 'rpc-peer-lost' | 'model-load-failed' | 'port-in-use' | 'crashed'
 
 /**

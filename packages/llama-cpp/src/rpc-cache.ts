@@ -59,18 +59,17 @@ export interface TensorRange {
 }
 
 /**
- * Tensors whose bytes llama-server offers by hash: those above the threshold that go to rpc-servers.
- * The input embeddings stay on llama-server's own host, unless the output is tied to them (a copy of
- * token_embd then serves as the output head, on the last device).
+ * Tensors whose bytes llama-server offers by hash: every one above the threshold. The input embeddings
+ * are among them: with every layer offloaded, llama.cpp v0.4.0 allocates token_embd in the RPC device's
+ * model buffer too (the buffer it asks an rpc-server for is the size of every tensor of the file).
  */
 export function cacheableTensors(
   tensors: readonly { readonly name: string; readonly offset: number }[],
   sizes: ReadonlyMap<string, number>,
   tensorDataOffset: number
 ): TensorRange[] {
-  const tied = !tensors.some((t) => t.name === 'output.weight')
   return tensors
-    .filter((t) => (sizes.get(t.name) ?? 0) > RPC_HASH_THRESHOLD && (t.name !== 'token_embd.weight' || tied))
+    .filter((t) => (sizes.get(t.name) ?? 0) > RPC_HASH_THRESHOLD)
     .map((t) => ({ name: t.name, start: tensorDataOffset + t.offset, bytes: sizes.get(t.name)! }))
 }
 

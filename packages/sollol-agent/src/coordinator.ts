@@ -13,6 +13,7 @@
  * rpc-servers serving its own term. A failed fence is retried with a growing delay.
  */
 import {
+  allocationFailures,
   LlamaServerSupervisor,
   layerEndpoints,
   layerRanges,
@@ -22,6 +23,7 @@ import {
 } from '@sollol/llama-cpp'
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
+  budgetAfterAllocationFailure,
   clusterModel,
   Election,
   exclusionReason,
@@ -38,6 +40,7 @@ import {
   type Role
 } from '@sollol/core'
 import type { CoordinationView, Mesh } from '@sollol/mesh'
+import { formatBytes } from './options.js'
 
 export interface CoordinationTimings {
   /** Wait this long after the last change of the cluster before (re)starting llama-server: one restart per burst. */
@@ -114,6 +117,8 @@ export class Coordination {
   private livenessInFlight = false
   private readonly rttInFlight = new Set<string>()
   private readonly rtts = new Map<string, { ms: number; at: number }>()
+  /** Nodes where llama-server could not allocate what a plan gave them: planned smaller since (per incarnation). */
+  private readonly budgetCuts = new Map<string, { incarnation: number; budget: number; reason: string }>()
   private loggedProblem: string | null = null
   private lastPlan: { key: string; plan: Plan } | undefined
   /** Tunnel entries to workers' protected rpc-servers, by peer. */
@@ -337,6 +342,37 @@ export class Coordination {
     return endpoint
   }
 
+  /** What a node is planned with: its offer, or less after llama-server could not allocate there. */
+  private budgetOf(a: Announcement): number {
+    const cut = this.budgetCuts.get(a.peerId)
+    // a restarted agent (new incarnation) starts afresh: its memory may have been freed
+    if (cut === undefined || cut.incarnation !== a.incarnation) return a.memoryBudget
+    return Math.min(a.memoryBudget, cut.budget)
+  }
+
+  /** After a failed start: lowers the budget of every node that could not allocate what the plan gave it. */
+  private cutBudgets(desired: Plan, output: readonly string[]): string[] {
+    const notes: string[] = []
+    for (const failure of allocationFailures(output)) {
+      const node =
+        failure.endpoint === 'host'
+          ? desired.nodes.find((n) => n.peerId === this.o.mesh.peerId)
+          : desired.nodes.find((n) => n.rpc === failure.endpoint)
+      const member = node === undefined ? undefined : this.announcementOf(node.peerId)
+      if (node === undefined || member === undefined) continue
+      const budget = budgetAfterAllocationFailure(this.budgetOf(member), node.memory.total)
+      const reason = `could not allocate ${formatBytes(failure.bytes ?? node.memory.total)} for the plan; planned with ${formatBytes(budget)} from now on`
+      this.budgetCuts.set(node.peerId, { incarnation: member.incarnation, budget, reason })
+      notes.push(`${node.hostname ?? node.peerId}: ${reason}`)
+    }
+    return notes
+  }
+
+  private announcementOf(peerId: string): Announcement | undefined {
+    if (peerId === this.o.mesh.peerId) return this.o.mesh.announcement()
+    return this.o.mesh.members().find((m) => m.announcement.peerId === peerId)?.announcement
+  }
+
   /**
    * Per-token cost of using a node (cost-model.ts), from the RTT measured so far. Pings run beside the
    * loop, never awaited by it (a slow peer must not stall elections): the RTT is the minimum of libp2p
@@ -378,7 +414,7 @@ export class Coordination {
         peerId: a.peerId,
         hostname: a.hostname,
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
-        memoryBudget: a.memoryBudget,
+        memoryBudget: this.budgetOf(a),
         secondsPerGiB: a.speed?.secondsPerGiB,
         hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
@@ -589,9 +625,12 @@ export class Coordination {
       this.failures++
       this.nextStartAt = this.o.now() + this.o.timings.restartBackoffMs * 2 ** Math.min(3, this.failures - 1)
       this.lastSignature = ''
-      this.planView = this.toPlanView(desired, term, url, 'failed', (err as Error).message, null)
+      // Out of memory somewhere: plan that node smaller (never the same failing plan again), after the backoff.
+      const cuts = this.cutBudgets(desired, llama.recentOutput(200))
+      const detail = cuts.length > 0 ? `${(err as Error).message}; re-planning: ${cuts.join('; ')}` : (err as Error).message
+      this.planView = this.toPlanView(desired, term, url, 'failed', detail, null)
       this.o.mesh.announceNow()
-      log.error({ err: (err as Error).message }, 'llama-server did not start')
+      log.error({ err: (err as Error).message, budgetCuts: cuts }, 'llama-server did not start')
       return
     }
     this.failures = 0
@@ -653,6 +692,7 @@ export class Coordination {
       mismatch,
       predictedTokensPerSecond: p.predictedTokensPerSecond,
       excluded: [...this.excluded, ...p.unused.map((u) => ({ peerId: u.peerId, reason: u.why }))],
+      budgetCuts: [...this.budgetCuts].map(([peerId, cut]) => ({ peerId, budget: cut.budget, reason: cut.reason })),
       createdAt: new Date().toISOString()
     }
   }

@@ -149,6 +149,10 @@ export function formatStatus(view: ClusterView): string {
       const node = view.nodes.find((n) => n.peerId === x.peerId)
       lines.push(`left out: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
     }
+    for (const x of plan.budgetCuts ?? []) {
+      const node = view.nodes.find((n) => n.peerId === x.peerId)
+      lines.push(`planned smaller: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
+    }
   }
   if (view.problem !== undefined && view.problem !== null) lines.push(`not serving: ${view.problem}`)
   return `${lines.join('\n')}\n${formatTable(rows)}\n`
