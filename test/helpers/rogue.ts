@@ -74,8 +74,9 @@ function malformed(i: number, rand: () => number, selfId: string, victimId: stri
       return encoder.encode(
         JSON.stringify(announcement(victimId, { seq: 1e6 + i, incarnation: Date.now() * 2, coordinator: { peerId: victimId, term: 999 } }))
       )
+    // (unknown fields alone are accepted: a newer release adds fields; a value out of range is not)
     case 10:
-      return encoder.encode(JSON.stringify({ ...valid, admin: true }))
+      return encoder.encode(JSON.stringify({ ...valid, admin: true, rpc: { ...(valid.rpc as object), port: 70_000 } }))
     default:
       return encoder.encode(JSON.stringify({ ...valid, devices: [{ kind: 'quantum', name: 'q', memoryTotal: 1, memoryFree: 1 }] }))
   }

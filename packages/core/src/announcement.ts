@@ -2,10 +2,20 @@
  * What each agent tells the mesh about itself, and the schema every inbound copy is checked against.
  * Versioned: `incarnation` (set at agent start) and `seq` (counts up within an incarnation) order them;
  * an older announcement never overwrites a newer one.
+ *
+ * Version policy (a rolling upgrade must not split a cluster):
+ * - `v` is the major version of the message's schema. Within a major version, fields are only added:
+ *   receivers accept fields they do not know, keep them, and never act on them (every object is loose).
+ * - `wire` is the range of major versions the sender speaks. A message whose `v` this agent does not speak
+ *   is not dropped in silence: its envelope (who, which release, which range) is read and the peer shown as
+ *   incompatible ("upgrade"), never planned with.
+ * - A change that old agents would misread (a field's meaning, a removed field) takes a new major version.
  */
 import { z } from 'zod'
 
 export const ANNOUNCEMENT_VERSION = 1
+/** The major versions of the announcement schema this release speaks. */
+export const WIRE_RANGE = { min: 1, max: 1 } as const
 /** Inbound messages above this size are dropped before parsing. */
 export const MAX_ANNOUNCEMENT_BYTES = 64 * 1024
 
@@ -27,7 +37,7 @@ export const deviceSchema = z
     memoryTotal: bytes,
     memoryFree: bytes
   })
-  .strict()
+  .loose()
 
 export const modelSchema = z
   .object({
@@ -36,7 +46,7 @@ export const modelSchema = z
     /** sha256 over the file size and its first and last MiB: cheap on a 70 GB file, distinct in practice. */
     id: z.string().regex(/^[0-9a-f]{16,64}$/)
   })
-  .strict()
+  .loose()
 
 export const SEEDING_STATES = ['none', 'running', 'done', 'partial', 'failed'] as const
 
@@ -48,7 +58,7 @@ const loadSchema = z
     tensorsSent: z.number().int().min(0).max(1e9),
     done: z.boolean()
   })
-  .strict()
+  .loose()
 
 const cacheSchema = z
   .object({
@@ -57,7 +67,7 @@ const cacheSchema = z
     /** `none`: no model file here; `partial`: the cap left some tensors out. */
     seeding: z.enum(SEEDING_STATES)
   })
-  .strict()
+  .loose()
 
 const term = z
   .number()
@@ -78,7 +88,7 @@ export const assignmentSchema = z
     output: z.boolean(),
     memoryBytes: bytes
   })
-  .strict()
+  .loose()
 
 export const SERVER_STATES = ['waiting', 'loading', 'ready', 'failed', 'stopped'] as const
 
@@ -90,7 +100,7 @@ export const planSchema = z
       .int()
       .min(1)
       .max(2 ** 53 - 1),
-    model: z.object({ name: shortText, id: z.string().max(64) }).strict(),
+    model: z.object({ name: shortText, id: z.string().max(64) }).loose(),
     server: z
       .object({
         url: z.string().max(256),
@@ -101,7 +111,7 @@ export const planSchema = z
         /** `token`: requests need `Authorization: Bearer <--api-token>`; `none`: anyone on the LAN may use it. */
         auth: z.enum(['token', 'none'])
       })
-      .strict(),
+      .loose(),
     contextSize: z.number().int().min(1).max(10_000_000),
     tensorSplit: z.array(z.number().min(0).max(1e6)).max(256),
     assignments: z.array(assignmentSchema).max(256),
@@ -109,19 +119,24 @@ export const planSchema = z
     mismatch: z.string().max(512).nullable(),
     predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
     /** Live nodes not in the plan, and why (version skew, fencing, not needed, too little memory). */
-    excluded: z.array(z.object({ peerId: z.string().min(1).max(128), reason: z.string().max(512) }).strict()).max(256),
+    excluded: z.array(z.object({ peerId: z.string().min(1).max(128), reason: z.string().max(512) }).loose()).max(256),
     /** Nodes planned below their offer because llama-server could not allocate there (older agents omit it). */
     budgetCuts: z
-      .array(z.object({ peerId: z.string().min(1).max(128), budget: bytes, reason: z.string().max(512) }).strict())
+      .array(z.object({ peerId: z.string().min(1).max(128), budget: bytes, reason: z.string().max(512) }).loose())
       .max(256)
       .optional(),
     createdAt: z.string().max(40)
   })
-  .strict()
+  .loose()
 
 export const announcementSchema = z
   .object({
     v: z.literal(ANNOUNCEMENT_VERSION),
+    /** The major versions the sender speaks (agents before this field spoke only 1). */
+    wire: z
+      .object({ min: z.number().int().min(1).max(1000), max: z.number().int().min(1).max(1000) })
+      .loose()
+      .optional(),
     cluster: z.string().max(32),
     peerId: z.string().min(1).max(128),
     incarnation: z
@@ -172,7 +187,7 @@ export const announcementSchema = z
         /** The rpc-server's tensor cache: its size, its cap, and whether this agent's model file is seeded into it. */
         cache: cacheSchema.nullable().optional()
       })
-      .strict(),
+      .loose(),
     devices: z.array(deviceSchema).max(64),
     /** Bytes this node offers to the cluster (`--max-memory`). */
     memoryBudget: bytes,
@@ -190,27 +205,65 @@ export const announcementSchema = z
         measuredAt: z.string().max(40),
         method: z.string().max(256)
       })
-      .strict()
+      .loose()
       .nullable(),
     /** Whom this agent believes coordinates, and in which term. From the coordinator itself it is its claim. */
     coordinator: z
       .object({ peerId: z.string().min(1).max(128), term })
-      .strict()
+      .loose()
       .nullable(),
     /** The coordinator's current plan (only the coordinator's own announcement carries one). */
     plan: planSchema.nullable()
   })
-  .strict()
+  .loose()
 
-export type Announcement = z.infer<typeof announcementSchema>
-export type PlanView = z.infer<typeof planSchema>
-export type Assignment = z.infer<typeof assignmentSchema>
-export type Device = z.infer<typeof deviceSchema>
-export type ModelRef = z.infer<typeof modelSchema>
-export type RpcLoadView = z.infer<typeof loadSchema>
-export type RpcCacheView = z.infer<typeof cacheSchema>
+/**
+ * A parsed value as the code sees it: the fields this release knows. (At run time the loose schemas keep
+ * unknown fields on the objects; the types leave out their index signatures, so nothing reads them.)
+ */
+type Known<T> = T extends readonly unknown[]
+  ? { [I in keyof T]: Known<T[I]> }
+  : T extends object
+    ? { [K in keyof T as string extends K ? never : number extends K ? never : K]: Known<T[K]> }
+    : T
 
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string }
+export type Announcement = Known<z.infer<typeof announcementSchema>>
+export type PlanView = Known<z.infer<typeof planSchema>>
+export type Assignment = Known<z.infer<typeof assignmentSchema>>
+export type Device = Known<z.infer<typeof deviceSchema>>
+export type ModelRef = Known<z.infer<typeof modelSchema>>
+export type RpcLoadView = Known<z.infer<typeof loadSchema>>
+export type RpcCacheView = Known<z.infer<typeof cacheSchema>>
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string; incompatible?: IncompatiblePeer }
+
+/** A peer whose announcements this release cannot read: who it is, and what it speaks. */
+export interface IncompatiblePeer {
+  readonly peerId: string
+  readonly cluster: string
+  readonly hostname: string
+  readonly agentVersion: string
+  readonly v: number
+  readonly wire: { readonly min: number; readonly max: number }
+}
+
+/** What every version of an announcement will always carry, so an incompatible peer can still be named. */
+const envelopeSchema = z
+  .object({
+    v: z.number().int().min(1).max(1000),
+    cluster: z.string().max(32),
+    peerId: z.string().min(1).max(128),
+    hostname: shortText,
+    agentVersion: z.string().max(64),
+    wire: z
+      .object({ min: z.number().int().min(1).max(1000), max: z.number().int().min(1).max(1000) })
+      .loose()
+      .optional()
+  })
+  .loose()
+
+/** Pure: whether two version ranges share a version. */
+export const speaksWith = (a: { min: number; max: number }, b: { min: number; max: number }): boolean => a.min <= b.max && b.min <= a.max
 
 /** Decodes and validates raw bytes at the boundary: never throws. */
 export function parseAnnouncement(raw: Uint8Array): ParseResult<Announcement> {
@@ -220,6 +273,22 @@ export function parseAnnouncement(raw: Uint8Array): ParseResult<Announcement> {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw))
   } catch {
     return { ok: false, reason: 'not JSON' }
+  }
+  const envelope = envelopeSchema.safeParse(json)
+  if (envelope.success && (envelope.data.v < WIRE_RANGE.min || envelope.data.v > WIRE_RANGE.max)) {
+    const e = envelope.data
+    return {
+      ok: false,
+      reason: `incompatible: version ${e.v}, this agent speaks ${WIRE_RANGE.min}-${WIRE_RANGE.max}`,
+      incompatible: {
+        peerId: e.peerId,
+        cluster: e.cluster,
+        hostname: e.hostname,
+        agentVersion: e.agentVersion,
+        v: e.v,
+        wire: { min: e.wire?.min ?? e.v, max: e.wire?.max ?? e.v }
+      }
+    }
   }
   const parsed = announcementSchema.safeParse(json)
   if (!parsed.success) {

@@ -3,7 +3,7 @@
  * state protocol, `sollol-agent status --json`). Names are a contract: later versions only add fields.
  * Memory in bytes, times as ISO strings.
  */
-import type { Announcement, PlanView, RpcCacheView, RpcLoadView } from './announcement.js'
+import type { Announcement, IncompatiblePeer, PlanView, RpcCacheView, RpcLoadView } from './announcement.js'
 import type { Member, MemberStatus } from './membership.js'
 
 export interface NodeView {
@@ -60,6 +60,11 @@ export interface ClusterView {
    * Null without a plan.
    */
   readonly weightsOverLan?: null | { readonly bytes: number; readonly tensorsFromCache: number; readonly done: boolean }
+  /**
+   * Agents of this cluster that speak another version of the announcements: never planned with, shown so
+   * that the user upgrades one side (a rolling upgrade that went wrong is visible, not a silent split).
+   */
+  readonly incompatible?: ReadonlyArray<IncompatiblePeer & { readonly reason: string }>
   /** Why the cluster is not serving, when it is not (no model holder, planning failed...). */
   readonly problem?: string | null
   readonly discovery: DiscoveryView

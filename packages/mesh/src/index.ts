@@ -15,7 +15,7 @@
 // First: libp2p 3 needs Promise.withResolvers, which Node 20 lacks.
 import './polyfill.js'
 
-export { Mesh } from './mesh.js'
+export { dropKind, Mesh } from './mesh.js'
 export type { CoordinationView, MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
 export { loadOrCreateIdentity, IDENTITY_FILE } from './identity.js'
 export { ClusterKeyError, clusterKeyFingerprint, generateClusterKey, parseClusterKey, readClusterKey } from './cluster-key.js'

@@ -19,8 +19,10 @@ import {
   type Announcement,
   type ClusterView,
   type DiscoveryView,
+  type IncompatiblePeer,
   type MeshTimings,
-  type MembershipEvent
+  type MembershipEvent,
+  WIRE_RANGE
 } from '@sollol/core'
 import { surplusConnections } from './duplicate-connections.js'
 import { createMeshNode, type MeshNode } from './node.js'
@@ -33,6 +35,14 @@ import type { PrivateKey } from '@libp2p/interface'
 export type SelfDescription = Omit<Announcement, 'v' | 'cluster' | 'peerId' | 'incarnation' | 'seq' | 'addresses' | 'hostname'> & {
   hostname?: string
 }
+
+/** The kind of a drop reason: its words before the first ':' or ' at ' (`invalid at rpc.port: ...` -> `invalid`). */
+export function dropKind(reason: string): string {
+  return (reason.split(':')[0] ?? reason).replace(/ at .*$/, '').slice(0, 40)
+}
+
+/** How long a peer speaking another version stays in the view after its last message. */
+const INCOMPATIBLE_SHOWN_MS = 60_000
 
 export interface MeshLogger {
   debug: (fields: Record<string, unknown>, message: string) => void
@@ -98,6 +108,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
   /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
   private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number }>()
+  /** Peers of this cluster whose announcements this release cannot read (another major version), by peer id. */
+  private readonly incompatible = new Map<string, IncompatiblePeer & { heardAt: number }>()
   private readonly dialing = new Set<string>()
   /** Peers found by mDNS and not connected yet, redialled with a growing delay (2 s doubling to 60 s) for 10 min. */
   private readonly discovered = new Map<string, { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number }>()
@@ -250,7 +262,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
       Date.now(),
       this.options.coordination?.()
     )
-    return { ...view, counters: { ...this.counters, dropReasons: { ...this.counters.dropReasons } } }
+    // Shown for a minute after its last word: long enough to be seen in `status`, gone once it is.
+    for (const [peerId, peer] of this.incompatible) if (this.now() - peer.heardAt > INCOMPATIBLE_SHOWN_MS) this.incompatible.delete(peerId)
+    const incompatible = [...this.incompatible.values()].map(({ heardAt: _, ...peer }) => ({ ...peer, reason: 'incompatible: upgrade' }))
+    return { ...view, incompatible, counters: { ...this.counters, dropReasons: { ...this.counters.dropReasons } } }
   }
 
   /**
@@ -358,6 +373,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return {
       ...self,
       v: ANNOUNCEMENT_VERSION,
+      wire: { ...WIRE_RANGE },
       cluster: this.options.cluster,
       peerId: this.peerId,
       incarnation: this.incarnation,
@@ -383,7 +399,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   private drop(reason: string, from: string | undefined): void {
     this.counters.dropped++
-    const key = reason.split(':')[0] ?? reason
+    // The kind only ('invalid', 'too large', 'impersonation'...): no paths or values, so the set stays small
+    // (it is a Prometheus label).
+    const key = dropKind(reason)
     this.counters.dropReasons[key] = (this.counters.dropReasons[key] ?? 0) + 1
     this.options.logger.debug({ from, reason }, 'announcement dropped')
   }
@@ -393,8 +411,20 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const parsed = parseAnnouncement(data)
     if (!parsed.ok) {
       this.drop(parsed.reason, from)
+      // Not silent: a peer speaking another version is shown, so that the user upgrades one side.
+      const other = parsed.incompatible
+      if (other !== undefined && other.peerId === from && other.cluster === this.options.cluster) {
+        if (!this.incompatible.has(other.peerId))
+          this.options.logger.warn(
+            { peer: other.peerId, agentVersion: other.agentVersion, speaks: other.wire, we: WIRE_RANGE },
+            'a peer speaks another version of the announcements: upgrade one side (it is left out of the cluster)'
+          )
+        if (this.incompatible.has(other.peerId) || this.incompatible.size < 256)
+          this.incompatible.set(other.peerId, { ...other, heardAt: this.now() })
+      }
       return
     }
+    this.incompatible.delete(parsed.value.peerId)
     const a = parsed.value
     // Only a peer speaks for itself: the signed sender must be the announced peer.
     if (from === undefined || from !== a.peerId) {

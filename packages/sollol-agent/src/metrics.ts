@@ -65,12 +65,13 @@ export class AgentMetrics {
         this.set(s.view().plan?.generation ?? 0)
       }
     })
-    new Gauge({
-      name: 'sollol_rpc_server_restarts',
+    new Counter({
+      name: 'sollol_rpc_server_restarts_total',
       help: "Restarts of this agent's rpc-server after a crash",
       registers,
       collect() {
-        this.set(s.rpcRestarts())
+        this.reset()
+        this.inc(s.rpcRestarts())
       }
     })
     new Counter({
@@ -114,33 +115,37 @@ export class AgentMetrics {
         this.set(s.llama().serving ? 1 : 0)
       }
     })
-    new Gauge({
-      name: 'sollol_llama_server_starts',
+    new Counter({
+      name: 'sollol_llama_server_starts_total',
       help: 'llama-server starts on this agent (re-plans), by cause',
       labelNames: ['cause'],
       registers,
       collect() {
-        for (const [cause, count] of Object.entries(s.llama().causes)) this.set({ cause }, count)
+        this.reset()
+        for (const [cause, count] of Object.entries(s.llama().causes)) this.inc({ cause }, count)
       }
     })
-    new Gauge({
-      name: 'sollol_gossip_messages',
+    new Counter({
+      name: 'sollol_gossip_messages_total',
       help: 'Announcements received and published',
       labelNames: ['direction'],
       registers,
       collect() {
         const c = s.view().counters
-        this.set({ direction: 'in' }, c?.announcementsIn ?? 0)
-        this.set({ direction: 'out' }, c?.announcementsOut ?? 0)
+        this.reset()
+        this.inc({ direction: 'in' }, c?.announcementsIn ?? 0)
+        this.inc({ direction: 'out' }, c?.announcementsOut ?? 0)
       }
     })
-    new Gauge({
-      name: 'sollol_gossip_dropped',
+    new Counter({
+      name: 'sollol_gossip_dropped_total',
       help: 'Inbound messages dropped at the boundary, by reason',
       labelNames: ['reason'],
       registers,
       collect() {
-        for (const [reason, count] of Object.entries(s.view().counters?.dropReasons ?? {})) this.set({ reason }, count)
+        this.reset()
+        // reasons are a fixed set of kinds (the mesh counts them so), so the label stays bounded
+        for (const [reason, count] of Object.entries(s.view().counters?.dropReasons ?? {})) this.inc({ reason }, count)
       }
     })
   }

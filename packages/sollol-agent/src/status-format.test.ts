@@ -54,3 +54,46 @@ test('parseNvidiaSmi reads name, total and free MiB per GPU', () => {
   ])
   assert.deepEqual(parseNvidiaSmi(''), [])
 })
+
+test('formatStatus names peers of another version, the weights a load sent and nodes planned smaller', () => {
+  const view: ClusterView = {
+    cluster: 'default',
+    self: '12D3KooWself',
+    nodes: [],
+    coordinator: { peerId: '12D3KooWself', term: 3 },
+    plan: {
+      term: 3,
+      generation: 2,
+      model: { name: 'm', id: 'x' },
+      server: { url: 'http://10.0.0.2:7492', state: 'ready', detail: null, auth: 'token' },
+      contextSize: 256,
+      tensorSplit: [],
+      assignments: [],
+      mismatch: null,
+      predictedTokensPerSecond: null,
+      excluded: [],
+      budgetCuts: [
+        { peerId: '12D3KooWsmall1', budget: 1e8, reason: 'could not allocate 400 MB for the plan; planned with 95.4 MiB from now on' }
+      ],
+      createdAt: ''
+    },
+    weightsOverLan: { bytes: 3_100_000, tensorsFromCache: 63, done: true },
+    incompatible: [
+      {
+        peerId: '12D3KooWnewer1',
+        cluster: 'default',
+        hostname: 'box9',
+        agentVersion: '2.0.0',
+        v: 2,
+        wire: { min: 2, max: 2 },
+        reason: 'incompatible: upgrade'
+      }
+    ],
+    discovery: { mdns: 'ok', reason: null, listen: [] },
+    generatedAt: ''
+  }
+  const text = formatStatus(view)
+  assert.match(text, /incompatible: box9 …newer1 \(sollol-agent 2\.0\.0\) speaks announcement versions 2-2, this one 1-1: upgrade/)
+  assert.match(text, /weights sent over the LAN for this load: 3\.0 MiB \(63 tensors came from the rpc-servers' caches\)/)
+  assert.match(text, /planned smaller: +…small1: could not allocate/)
+})

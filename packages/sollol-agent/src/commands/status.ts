@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import type { ClusterName, ClusterView, NodeView } from '@sollol/core'
+import { WIRE_RANGE, type ClusterName, type ClusterView, type NodeView } from '@sollol/core'
 import { discoverAndFetchState, fetchClusterState, readClusterKey } from '@sollol/mesh'
 import { formatBytes, integer, multiaddrOption } from '../options.js'
 import { addClusterOptions } from './start.js'
@@ -153,6 +153,12 @@ export function formatStatus(view: ClusterView): string {
       const node = view.nodes.find((n) => n.peerId === x.peerId)
       lines.push(`planned smaller: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
     }
+  }
+  for (const p of view.incompatible ?? []) {
+    lines.push(
+      `incompatible: ${p.hostname} ${shortId(p.peerId)} (sollol-agent ${p.agentVersion}) speaks announcement versions ${p.wire.min}-${p.wire.max}, ` +
+        `this one ${WIRE_RANGE.min}-${WIRE_RANGE.max}: upgrade one side (it is left out of the cluster)`
+    )
   }
   if (view.problem !== undefined && view.problem !== null) lines.push(`not serving: ${view.problem}`)
   return `${lines.join('\n')}\n${formatTable(rows)}\n`
