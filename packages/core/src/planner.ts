@@ -12,6 +12,7 @@
  * plus the output head on the last node and the input embeddings on the host (llama-server's machine).
  */
 import { tensorSplitForLayerCounts } from './layer-split.js'
+import { ExitCode, SollolError } from './errors.js'
 
 const GIB = 2 ** 30
 
@@ -86,13 +87,12 @@ export interface Plan {
   readonly predictedTokensPerSecond: number
 }
 
-export class PlanError extends Error {
+export class PlanError extends SollolError {
   constructor(
     message: string,
     readonly nodes: ReadonlyArray<{ peerId: string; requiredBytes: number; offeredBytes: number }>
   ) {
-    super(message)
-    this.name = 'PlanError'
+    super(message, ExitCode.FAILURE)
   }
 }
 

@@ -2,6 +2,7 @@
  * What a planner needs to know about a model, derived from a GGUF file's header alone.
  * Pure: takes the parsed header, does no I/O.
  */
+import { ExitCode, SollolError } from '@sollol/core'
 
 /** One tensor as listed in a GGUF header. `offset` is relative to the start of the tensor data. */
 export interface TensorEntry {
@@ -48,10 +49,9 @@ export interface ModelInfo {
   readonly kvBytesPerTokenPerLayer: number
 }
 
-export class GgufFormatError extends Error {
+export class GgufFormatError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'GgufFormatError'
+    super(message, ExitCode.USAGE)
   }
 }
 

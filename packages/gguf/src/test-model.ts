@@ -4,6 +4,7 @@
  * benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
  */
 import { TensorType, ValueType, writeGguf, type MetadataEntry, type TensorSpec } from './writer.js'
+import { ExitCode, SollolError } from '@sollol/core'
 
 export interface TestModelOptions {
   /** Repeating transformer blocks. */
@@ -38,10 +39,9 @@ export const DEFAULT_TEST_MODEL: TestModelOptions = {
  */
 export const SPLIT_TEST_MODEL: TestModelOptions = { ...DEFAULT_TEST_MODEL, layers: 16, embd: 256, ff: 512, heads: 8 }
 
-export class TestModelOptionError extends Error {
+export class TestModelOptionError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'TestModelOptionError'
+    super(message, ExitCode.USAGE)
   }
 }
 

@@ -7,6 +7,7 @@ import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { findOnPath } from './child.js'
+import { ExitCode, SollolError } from '@sollol/core'
 
 /** Names of the RPC server binary, newest first. */
 export const RPC_SERVER_NAMES = ['ggml-rpc-server', 'rpc-server'] as const
@@ -35,10 +36,9 @@ export interface BuildManifest {
   readonly llamaServer: string
 }
 
-export class BinariesNotFoundError extends Error {
+export class BinariesNotFoundError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'BinariesNotFoundError'
+    super(message, ExitCode.MISSING_PREREQUISITE)
   }
 }
 

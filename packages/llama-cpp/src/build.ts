@@ -13,6 +13,7 @@ import { findOnPath } from './child.js'
 import { binariesInCache, readLlamaVersion, type BuildManifest, type LlamaBinaries } from './binaries.js'
 import { BuildProgressTracker, type BuildProgress } from './build-progress.js'
 import { silentLogger, type Logger } from './log.js'
+import { ExitCode, SollolError } from '@sollol/core'
 
 /** Pinned: the llama.cpp source inside it is what every agent of a cluster should run (tag v0.4.0). */
 export const NODE_LLAMA_CPP_VERSION = '3.21.1'
@@ -62,18 +63,18 @@ export function cacheEntryDir(cacheRoot: string, build: BuildOptions): string {
   return join(cacheRoot, 'llama.cpp', cacheKey(build))
 }
 
-export class MissingToolError extends Error {
+export class MissingToolError extends SollolError {
   constructor(readonly tool: string) {
     super(
       `Cannot build llama.cpp: \`${tool}\` is missing. Install the build tools (Debian/Ubuntu: apt-get install cmake g++ git; ` +
         'Fedora: dnf install cmake gcc-c++ git; macOS: xcode-select --install && brew install cmake), ' +
-        'or point --llama-bin-dir at an existing llama.cpp build'
+        'or point --llama-bin-dir at an existing llama.cpp build',
+      ExitCode.MISSING_PREREQUISITE
     )
-    this.name = 'MissingToolError'
   }
 }
 
-export class BuildFailedError extends Error {
+export class BuildFailedError extends SollolError {
   constructor(
     step: string,
     readonly output: readonly string[]
@@ -82,9 +83,9 @@ export class BuildFailedError extends Error {
       `llama.cpp build failed at ${step}: ${output
         .filter((l) => l.trim() !== '')
         .slice(-3)
-        .join(' | ')}`
+        .join(' | ')}`,
+      ExitCode.FAILURE
     )
-    this.name = 'BuildFailedError'
   }
 }
 

@@ -24,6 +24,7 @@ import {
   RpcProtocolError,
   type RpcVersion
 } from './rpc-protocol.js'
+import { ExitCode, SollolError } from '@sollol/core'
 
 export interface RpcDeviceMemory {
   readonly index: number
@@ -41,14 +42,13 @@ export interface RpcProbeResult {
 
 export type RpcProbeFailure = 'refused' | 'timeout' | 'closed' | 'protocol'
 
-export class RpcProbeError extends Error {
+export class RpcProbeError extends SollolError {
   constructor(
     readonly endpoint: string,
     readonly kind: RpcProbeFailure,
     detail: string
   ) {
-    super(`rpc-server ${endpoint}: ${detail}`)
-    this.name = 'RpcProbeError'
+    super(`rpc-server ${endpoint}: ${detail}`, ExitCode.FAILURE)
   }
 }
 

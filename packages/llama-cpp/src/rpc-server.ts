@@ -8,6 +8,7 @@ import { canConnect, connectHost, isPortInUse } from './net-util.js'
 import { isProcessFrozen, OutputRing, spawnChild, stopChild, type Child } from './child.js'
 import { silentLogger, type Logger } from './log.js'
 import { LAN_TIMINGS, restartDelayMs, type SupervisorTimings } from './timings.js'
+import { ExitCode, SollolError } from '@sollol/core'
 
 export interface RpcServerOptions {
   readonly binary: string
@@ -43,13 +44,12 @@ export interface RpcServerEvents {
   line: [string]
 }
 
-export class PortInUseError extends Error {
+export class PortInUseError extends SollolError {
   constructor(
     readonly host: string,
     readonly port: number
   ) {
-    super(`Port ${port} on ${host} is already in use: stop what listens there or choose another port (--rpc-port)`)
-    this.name = 'PortInUseError'
+    super(`Port ${port} on ${host} is already in use: stop what listens there or choose another port (--rpc-port)`, ExitCode.FAILURE)
   }
 }
 
@@ -60,16 +60,16 @@ export function summarizeOutput(output: readonly string[]): string {
   return (errors.length > 0 ? errors.slice(-2) : lines.slice(-3)).map((l) => l.trim()).join(' | ')
 }
 
-export class ProcessStartError extends Error {
+export class ProcessStartError extends SollolError {
   constructor(
     message: string,
-    readonly exitCode: number | undefined,
+    /** The child's exit code (the process's own is `exitCode`, from the base class). */
+    readonly childExitCode: number | undefined,
     readonly signal: string | undefined,
     readonly output: readonly string[]
   ) {
     const last = summarizeOutput(output)
-    super(last === '' ? message : `${message}; last output: ${last}`)
-    this.name = 'ProcessStartError'
+    super(last === '' ? message : `${message}; last output: ${last}`, ExitCode.FAILURE)
   }
 }
 
@@ -226,7 +226,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
         if (!this.wanted) return
         // Keep trying with a growing delay: the port may come free, the crash may be transient.
         this.log.error({ err: err.message }, 'rpc-server restart failed')
-        this.scheduleRestart(err instanceof ProcessStartError ? err.exitCode : undefined, undefined)
+        this.scheduleRestart(err instanceof ProcessStartError ? err.childExitCode : undefined, undefined)
       })
     }, delay)
   }

@@ -5,14 +5,14 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { ExitCode, SollolError } from '@sollol/core'
 
 /** A go-ipfs style swarm key file; the group is the 32 key bytes in hex. */
 export const SWARM_KEY_FORMAT = /^\/key\/swarm\/psk\/1\.0\.0\/\r?\n\/base16\/\r?\n([0-9a-fA-F]{64})\s*$/
 
-export class ClusterKeyError extends Error {
+export class ClusterKeyError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'ClusterKeyError'
+    super(message, ExitCode.USAGE)
   }
 }
 

@@ -27,3 +27,25 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<{ key: Priv
   await chmod(file, 0o600)
   return { key: privateKeyFromProtobuf(await readFile(file)), created: true }
 }
+
+export const INCARNATION_FILE = 'incarnation'
+
+/**
+ * Pure: the next incarnation. Peers order a restarted agent's announcements by it, so it must grow across
+ * restarts even when the clock went back (NTP, a wrong RTC at boot): one above the last one, or the clock
+ * when that is larger (it stays comparable with agents that used the clock alone).
+ */
+export const nextIncarnation = (previous: number | undefined, now: number): number => Math.max((previous ?? 0) + 1, Math.floor(now))
+
+/** Reads the last incarnation from the data dir, writes and returns the next one. */
+export async function nextPersistedIncarnation(dataDir: string, now = Date.now()): Promise<number> {
+  const file = join(dataDir, INCARNATION_FILE)
+  let previous: number | undefined
+  try {
+    const value = Number((await readFile(file, 'utf8')).trim())
+    if (Number.isSafeInteger(value) && value >= 0) previous = value
+  } catch {}
+  const next = nextIncarnation(previous, now)
+  await writeFile(file, `${next}\n`)
+  return next
+}

@@ -17,7 +17,7 @@ import './polyfill.js'
 
 export { dropKind, Mesh } from './mesh.js'
 export type { CoordinationView, MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
-export { loadOrCreateIdentity, IDENTITY_FILE } from './identity.js'
+export { loadOrCreateIdentity, IDENTITY_FILE, INCARNATION_FILE, nextIncarnation, nextPersistedIncarnation } from './identity.js'
 export { ClusterKeyError, clusterKeyFingerprint, generateClusterKey, parseClusterKey, readClusterKey } from './cluster-key.js'
 export { hasMulticastRoute, lanAddresses, mdnsAvailability } from './network-environment.js'
 export type { LanAddress, MdnsAvailability } from './network-environment.js'

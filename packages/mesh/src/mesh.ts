@@ -53,6 +53,8 @@ export interface MeshLogger {
 export interface MeshOptions {
   readonly cluster: string
   readonly privateKey: PrivateKey
+  /** Orders this run's announcements after the previous run's (persisted: see nextPersistedIncarnation); default the clock. */
+  readonly incarnation?: number
   readonly listenHost?: string
   readonly port: number
   /** Multiaddrs (with /p2p/ id or without) dialled at start and whenever not connected. */
@@ -101,7 +103,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private node: MeshNode | undefined
   private readonly membership: Membership
   private readonly now: () => number
-  private readonly incarnation = Date.now()
+  private readonly incarnation: number
   private seq = 0
   private latest: Announcement | undefined
   private timers: NodeJS.Timeout[] = []
@@ -131,6 +133,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.now = options.now ?? monotonic
     this.peerId = peerIdFromPrivateKey(options.privateKey).toString()
     this.membership = new Membership(options.cluster, this.peerId, options.timings)
+    this.incarnation = options.incarnation ?? Date.now()
   }
 
   get running(): boolean {

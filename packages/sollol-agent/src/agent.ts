@@ -39,7 +39,7 @@ import {
   type ModelRef,
   type RpcCacheView
 } from '@sollol/core'
-import { lanAddresses, loadOrCreateIdentity, Mesh, type SelfDescription } from '@sollol/mesh'
+import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 import { startHttpApi, type Upstream } from './http-api.js'
@@ -205,6 +205,7 @@ export class Agent {
     const mesh = new Mesh({
       cluster: this.o.cluster,
       privateKey: key,
+      incarnation: await nextPersistedIncarnation(this.o.dataDir),
       port: this.o.p2pPort,
       ...(this.o.p2pHost !== undefined ? { listenHost: this.o.p2pHost, announceLoopback: isLoopback(this.o.p2pHost) } : {}),
       bootstrap: this.o.bootstrap,

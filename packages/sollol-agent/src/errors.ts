@@ -3,65 +3,33 @@
  * prerequisites get no stack trace; anything unexpected gets one at debug level.
  */
 import { CommanderError } from 'commander'
-import { GgufFormatError, TestModelOptionError } from '@sollol/gguf'
-import {
-  BinariesNotFoundError,
-  BuildFailedError,
-  MissingToolError,
-  PortInUseError,
-  ProcessStartError,
-  RpcProbeError
-} from '@sollol/llama-cpp'
+import { ExitCode, SollolError } from '@sollol/core'
 
-/** Exit codes, documented in the README. */
-export const ExitCode = {
-  OK: 0,
-  /** Something failed at run time (a process did not start, a probe failed, a build failed). */
-  FAILURE: 1,
-  /** The command line or an input file was wrong. */
-  USAGE: 2,
-  /** A prerequisite is missing: build tools or llama.cpp binaries. */
-  MISSING_PREREQUISITE: 3,
-  /** Stopped by Ctrl-C (SIGINT) or SIGTERM before it was done (the shell convention, 128 + 2). */
-  INTERRUPTED: 130
-} as const
+/** Exit codes, documented in the README (defined with the errors' base class in @sollol/core). */
+export { ExitCode }
 
-export class InterruptedError extends Error {
+export class InterruptedError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'InterruptedError'
+    super(message, ExitCode.INTERRUPTED)
   }
 }
 
-export class UsageError extends Error {
+export class UsageError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'UsageError'
+    super(message, ExitCode.USAGE)
   }
 }
 
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof InterruptedError) return ExitCode.INTERRUPTED
-  if (err instanceof Error && err.name === 'ClusterKeyError') return ExitCode.USAGE
-  if (err instanceof UsageError || err instanceof GgufFormatError || err instanceof TestModelOptionError) return ExitCode.USAGE
+  if (err instanceof SollolError) return err.exitCode
   if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE
-  if (err instanceof MissingToolError || err instanceof BinariesNotFoundError) return ExitCode.MISSING_PREREQUISITE
   return ExitCode.FAILURE
 }
 
 /** Errors whose message is the whole story for the user. */
 export function isExpected(err: unknown): boolean {
   return (
-    err instanceof UsageError ||
-    err instanceof GgufFormatError ||
-    err instanceof TestModelOptionError ||
-    err instanceof MissingToolError ||
-    err instanceof BinariesNotFoundError ||
-    err instanceof BuildFailedError ||
-    err instanceof PortInUseError ||
-    err instanceof ProcessStartError ||
-    err instanceof RpcProbeError ||
-    (err instanceof Error && ['NoAgentError', 'PlanError', 'ClusterKeyError'].includes(err.name)) ||
+    (err instanceof SollolError && err.expected) ||
     (err instanceof Error && 'code' in err && (err.code === 'ENOENT' || err.code === 'EACCES'))
   )
 }

@@ -3,6 +3,7 @@ import { WIRE_RANGE, type ClusterName, type ClusterView, type NodeView } from '@
 import { discoverAndFetchState, fetchClusterState, readClusterKey } from '@sollol/mesh'
 import { formatBytes, integer, multiaddrOption } from '../options.js'
 import { addClusterOptions } from './start.js'
+import { ExitCode, SollolError } from '@sollol/core'
 
 interface StatusFlags {
   clusterKey?: string
@@ -14,10 +15,9 @@ interface StatusFlags {
   apiPort: number
 }
 
-export class NoAgentError extends Error {
+export class NoAgentError extends SollolError {
   constructor(message: string) {
-    super(message)
-    this.name = 'NoAgentError'
+    super(message, ExitCode.FAILURE)
   }
 }
 
