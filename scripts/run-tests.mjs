@@ -41,5 +41,14 @@ if (files.length === 0) {
   console.error('run-tests: no compiled test files found (did `tsc -b` run?)')
   process.exit(1)
 }
+if (e2e.length > 0) {
+  // The end-to-end tests run real llama.cpp: set it up first, as users do (a no-op when it is in the
+  // cache; on a fresh machine it builds, with progress), so `npm test` works right after `npm ci`.
+  const setup = spawnSync(process.execPath, [join(root, 'packages/sollol-agent/bin/sollol-agent.js'), 'setup'], { stdio: 'inherit' })
+  if (setup.status !== 0) {
+    console.error(`run-tests: \`sollol-agent setup\` failed (exit ${setup.status}); the end-to-end tests need llama.cpp`)
+    process.exit(setup.status ?? 1)
+  }
+}
 const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' })
 process.exit(result.status ?? 1)
