@@ -139,8 +139,18 @@ function coordinatorAgent(): TestAgent {
 }
 
 /** Invariant: a gone node's entry does not outlive the membership bound in any other view. */
-async function expectLeft(target: TestAgent, others: TestAgent[], boundMs: number, cause: string): Promise<void> {
-  const id = target.view()?.self ?? '-'
+/** Peer ids as first seen: an agent keeps its identity across restarts, and the helper forgets a killed agent's view. */
+const ids = new Map<TestAgent, string>()
+function idOf(agent: TestAgent): string {
+  const seen = agent.view()?.self
+  if (seen !== undefined) ids.set(agent, seen)
+  const id = ids.get(agent)
+  assert.ok(id !== undefined, `${agent.host.name}: peer id never seen`)
+  return id
+}
+
+/** `id` is read before the fault (idOf). */
+async function expectLeft(target: TestAgent, id: string, others: TestAgent[], boundMs: number, cause: string): Promise<void> {
   await waitFor(`${target.host.name} to leave every view`, () => others.every((a) => !a.peers().includes(id)), {
     timeoutMs: boundMs
   }).catch(() => violations.push(`${target.host.name}: still listed ${boundMs / 1000} s after ${cause}`))
@@ -165,6 +175,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
       let recoveryMs = 0
       switch (kind) {
         case 'agent-kill': {
+          const id = idOf(target)
           target.signal('SIGKILL')
           await target.exited()
           // no child outlives its agent
@@ -174,7 +185,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
             { timeoutMs: 3000 }
           ).catch(() => violations.push(`${target.host.name}: a child outlived its SIGKILLed agent`))
           // its state entry leaves every view within the bound (5 s)
-          await expectLeft(target, others, 5000, 'SIGKILL')
+          await expectLeft(target, id, others, 5000, 'SIGKILL')
           await serving(others, 20_000, `serving after ${kind} of ${target.host.name}`)
           recoveryMs = Date.now() - t0
           target.start()
@@ -182,7 +193,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
         }
         case 'agent-freeze': {
           target.signal('SIGSTOP')
-          await expectLeft(target, others, 10_000, 'SIGSTOP')
+          await expectLeft(target, idOf(target), others, 10_000, 'SIGSTOP')
           await serving(others, 30_000, `serving after ${kind} of ${target.host.name}`)
           recoveryMs = Date.now() - t0
           target.signal('SIGCONT')
@@ -190,7 +201,7 @@ test(`chaos: ${EVENTS} random faults; the cluster recovers after each and the in
         }
         case 'link-flap': {
           execFileSync('ip', ['-n', target.host.name, 'link', 'set', 'eth0', 'down'])
-          await expectLeft(target, others, 10_000, 'its link went down')
+          await expectLeft(target, idOf(target), others, 10_000, 'its link went down')
           await serving(others, 30_000, `serving after ${kind} of ${target.host.name}`)
           recoveryMs = Date.now() - t0
           execFileSync('ip', ['-n', target.host.name, 'link', 'set', 'eth0', 'up'])

@@ -203,6 +203,8 @@ test('failover: a worker dies and returns, then the coordinator dies and returns
   const survivors = (): TestAgent[] => agents.filter((a) => a !== worker && a !== coordinator)
 
   // 1. a worker dies: a new plan without it
+  // ids captured before the kill: the helper forgets a killed agent's view
+  const killedWorkerId = worker.view()!.self
   let t0 = Date.now()
   worker.signal('SIGKILL')
   await worker.exited()
@@ -211,7 +213,8 @@ test('failover: a worker dies and returns, then the coordinator dies and returns
     await untilServing(t0, [coordinator, ...survivors()], observer, 15_000, 'serving again after a worker died')
   )
   view = await agreedAndServing([coordinator, ...survivors()], 'agreement without the worker', 20_000)
-  assert.ok(!view.plan!.assignments.some((a) => a.peerId === worker.view()?.self))
+  assert.ok(!view.plan!.assignments.some((a) => a.peerId === killedWorkerId), 'the dead worker is out of the plan')
+  assert.ok(!view.nodes.some((n) => n.peerId === killedWorkerId), 'and out of the view')
 
   // 2. it returns (same identity): back in the view, and in a plan once the server is idle
   t0 = Date.now()
@@ -230,6 +233,8 @@ test('failover: a worker dies and returns, then the coordinator dies and returns
 
   // 3. the coordinator dies: the other model holder takes over with a higher term
   const oldTerm = view.coordinator!.term
+  const killedCoordinatorId = coordinator.view()!.self
+  assert.equal(view.coordinator!.peerId, killedCoordinatorId)
   t0 = Date.now()
   coordinator.signal('SIGKILL')
   await coordinator.exited()
@@ -237,7 +242,7 @@ test('failover: a worker dies and returns, then the coordinator dies and returns
   record('coordinatorKillToServing', await untilServing(t0, rest, observer, 20_000, 'serving again after the coordinator died'))
   view = await agreedAndServing(rest, 'a new coordinator', 20_000)
   assert.ok(view.coordinator!.term > oldTerm, 'a higher term')
-  assert.notEqual(view.coordinator!.peerId, coordinator.view()?.self)
+  assert.notEqual(view.coordinator!.peerId, killedCoordinatorId)
 
   // 4. the old coordinator returns (same identity): the incumbent keeps the role, no second llama-server
   const newCoordinator = view.coordinator!

@@ -89,6 +89,9 @@ test(`${MESSAGES} malformed messages from a rogue key holder change nothing and 
   for (const a of agents) {
     const fuzz = await a.host.run(process.execPath, [join(ROOT, 'test/dist/helpers/http-fuzz.js'), '7491', '450'], { cwd: ROOT })
     assert.equal(fuzz.exitCode, 0, String(fuzz.stderr))
+    const counts = JSON.parse(String(fuzz.stdout).trim().split('\n').pop() ?? '{}') as { answered?: number; cut?: number }
+    assert.equal((counts.answered ?? 0) + (counts.cut ?? 0), 450, `every request answered or cut: ${JSON.stringify(counts)}`)
+    assert.ok((counts.answered ?? 0) > 0, `the API answered malformed requests with an HTTP status: ${JSON.stringify(counts)}`)
   }
 
   await waitFor(
