@@ -29,7 +29,8 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-upgrade-'))
 const model = join(dir, 'model.gguf')
 writeTestModel(model, SPLIT_TEST_MODEL)
 const network = TestNetwork.create([{}, {}, {}])
-const common = ['--rpc-threads', '1', '--ctx-size', '256', '--max-memory', '32MiB']
+// neither can hold the model alone: the newer agent must hold layers
+const common = ['--rpc-threads', '1', '--ctx-size', '256', '--max-memory', '48MiB']
 const current = new TestAgent(network.host(0), dir, [...common, '--model', model])
 const newer = new TestAgent(network.host(1), dir, common)
 const agents = [current, newer]
