@@ -76,6 +76,8 @@ export interface AgentOptions {
   readonly rpcEndpoint?: { host: string; port: number }
   readonly maxMemory?: number
   readonly model?: string
+  /** What the model is announced as (`ollama:NAME:TAG` for a model from Ollama's store); default its file name. */
+  readonly modelName?: string
   readonly serverPort: number
   readonly apiToken?: string
   readonly contextSize?: number
@@ -188,7 +190,7 @@ export class Agent {
       try {
         if (!existsSync(this.o.model)) throw new Error(`Expected --model to name a GGUF file, got \`${this.o.model}\` (no such file)`)
         await readModelInfo(this.o.model)
-        this.models = [await modelRef(this.o.model)]
+        this.models = [await modelRef(this.o.model, this.o.modelName)]
         this.modelPath = this.o.model
       } catch (err) {
         this.problem = `${(err as Error).message}; serving as a worker only`

@@ -70,7 +70,8 @@ export async function detectDevices(rpcDevices: readonly RpcDeviceMemory[]): Pro
  * A model's content id: sha256 over its size and its first and last MiB. Reading a 70 GB file whole
  * would take minutes; these bytes hold the GGUF header (names, shapes, metadata) and the last tensors.
  */
-export async function modelRef(path: string): Promise<ModelRef> {
+/** `name`: what the model is called (an Ollama blob's file name says nothing); default the file name. */
+export async function modelRef(path: string, name: string = basename(path)): Promise<ModelRef> {
   const { size } = await stat(path)
   const hash = createHash('sha256').update(String(size))
   const file = await open(path, 'r')
@@ -85,5 +86,5 @@ export async function modelRef(path: string): Promise<ModelRef> {
   } finally {
     await file.close()
   }
-  return { name: basename(path), size, id: hash.digest('hex').slice(0, 32) }
+  return { name: name.slice(0, 256), size, id: hash.digest('hex').slice(0, 32) }
 }

@@ -8,6 +8,7 @@ import { createLogger, LOG_LEVELS, type LogLevel } from './logger.js'
 import { ExitCode, exitCodeFor, isExpected } from './errors.js'
 import { oneOf } from './options.js'
 import { registerModelInfo } from './commands/model-info.js'
+import { registerModels } from './commands/models.js'
 import { registerProbe } from './commands/probe.js'
 import { registerSetup } from './commands/setup.js'
 import { registerStart } from './commands/start.js'
@@ -33,6 +34,7 @@ export function buildProgram(getLog: () => PinoLogger): Command {
   registerSetup(program, getLog)
   registerTestModel(program)
   registerModelInfo(program)
+  registerModels(program)
   registerProbe(program)
   registerStatus(program)
   registerPlan(program)

@@ -1,15 +1,16 @@
 import type { Command } from 'commander'
 import { readModelInfo } from '@sollol/gguf'
 import { formatBytes } from '../options.js'
+import { resolveModelSpec } from '../model-store.js'
 
 export function registerModelInfo(program: Command): void {
   program
     .command('model-info')
     .description('print what the planner reads from a GGUF file: layers, context, heads, bytes per layer, KV cache per token')
-    .argument('<file>', 'a GGUF model file')
+    .argument('<file>', 'a GGUF model file, or ollama:NAME[:TAG]')
     .option('--json', 'print JSON')
     .action(async (file: string, o: { json?: boolean }) => {
-      const info = await readModelInfo(file)
+      const info = await readModelInfo(await resolveModelSpec(file))
       if (o.json === true) {
         process.stdout.write(JSON.stringify(info, null, 2) + '\n')
         return

@@ -5,6 +5,7 @@ import { formatBytes, integer } from '../options.js'
 import { addClusterOptions } from './start.js'
 import { formatTable } from './status.js'
 import { modelRef } from '../capacity.js'
+import { resolveModelSpec } from '../model-store.js'
 
 interface PlanFlags {
   model?: string
@@ -19,7 +20,7 @@ async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
 }
 
 /** Plans locally from a model file and the cluster's announcements (what the coordinator would do). */
-async function planFromFile(file: string, view: ClusterView, contextSize: number | undefined): Promise<Plan> {
+export async function planFromFile(file: string, view: ClusterView, contextSize: number | undefined): Promise<Plan> {
   const [info, ref] = await Promise.all([readModelInfo(file), modelRef(file)])
   return makePlan({
     model: { ...info, name: ref.name, id: ref.id },
@@ -68,7 +69,7 @@ export function formatPlan(p: Plan): string {
 export function registerPlan(program: Command): void {
   addClusterOptions(program.command('plan'))
     .description('print the layer plan for the current cluster without starting anything: per node its layers, memory, speed and why')
-    .option('--model <file>', 'plan this GGUF file (default: the model the local agent holds)')
+    .option('--model <file>', 'plan this GGUF file or ollama:NAME[:TAG] (default: the model the local agent holds)')
     .option('--json', 'print JSON')
     .option('--ctx-size <tokens>', 'context size to plan for (with --model)', integer('--ctx-size', 16, 10_000_000))
     .action(async (flags: PlanFlags) => {
@@ -76,7 +77,7 @@ export function registerPlan(program: Command): void {
       let result: Plan
       if (flags.model !== undefined) {
         const { body: view } = await getJson<ClusterView>(`${api}/v1/cluster`)
-        result = await planFromFile(flags.model, view, flags.ctxSize)
+        result = await planFromFile(await resolveModelSpec(flags.model), view, flags.ctxSize)
       } else {
         const { status, body } = await getJson<Plan & { error?: string }>(`${api}/v1/plan`)
         if (status !== 200) throw new Error(body.error ?? `the agent answered ${status}`)

@@ -9,6 +9,7 @@ import { defaultDataDir } from '../config.js'
 import { byteSize, endpoint, integer, ipv4, multiaddrOption, oneOf, cluster as clusterOption } from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
 import { ExitCode } from '../errors.js'
+import { resolveModelSpec } from '../model-store.js'
 
 export const DEFAULT_P2P_PORT = 7490
 export const DEFAULT_API_PORT = 7491
@@ -97,7 +98,7 @@ export function addClusterOptions(command: Command): Command {
 export function registerStart(program: Command, getLog: () => Logger): void {
   addClusterOptions(addBinaryOptions(program.command('start', { isDefault: true })))
     .description('run the agent on this machine (the default command)')
-    .option('--model <file>', 'a GGUF model this machine holds (makes it able to coordinate)')
+    .option('--model <file>', "a GGUF model this machine holds (makes it able to coordinate), or ollama:NAME[:TAG] from Ollama's store")
     .option('--data-dir <dir>', 'where the agent keeps its identity', defaultDataDir())
     .option('--p2p-port <port>', 'TCP port of the mesh (libp2p)', integer('--p2p-port', 0, 65535), DEFAULT_P2P_PORT)
     .option(
@@ -202,7 +203,9 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         rpcAccess: flags.rpcOpen ? 'open' : flags.rpcAccess,
         ...(flags.rpcEndpoint !== undefined ? { rpcEndpoint: flags.rpcEndpoint } : {}),
         ...(flags.maxMemory !== undefined ? { maxMemory: flags.maxMemory } : {}),
-        ...(flags.model !== undefined ? { model: resolve(flags.model) } : {}),
+        ...(flags.model !== undefined
+          ? { model: await resolveModelSpec(flags.model), ...(flags.model.startsWith('ollama:') ? { modelName: flags.model } : {}) }
+          : {}),
         bootstrap: flags.bootstrap,
         mdns: flags.mdns,
         ...(clusterKey !== undefined ? { clusterKey } : {}),
