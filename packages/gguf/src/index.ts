@@ -11,10 +11,12 @@
  */
 export { describeModel, kvBytesPerLayer, tensorByteSizes, GgufFormatError } from './model-info.js'
 export type { GgufHeader, ModelInfo, TensorEntry } from './model-info.js'
-export { readGgufHeader, readModelInfo } from './read.js'
+export { modelFiles, readGgufHeader, readModelHeader, readModelInfo } from './read.js'
+export { joinShards, shardPaths, splitCount, type Shard } from './split.js'
 export {
   buildTestModel,
   seededRandom,
+  writeSplitTestModel,
   writeTestModel,
   testVocabulary,
   validateTestModelOptions,

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { gguf } from '@huggingface/gguf'
 import { describeModel, GgufFormatError, type GgufHeader, type ModelInfo } from './model-info.js'
+import { joinShards, readShards, type Shard } from './split.js'
 
 /** Reads the header of a GGUF file on disk (not the weights) with @huggingface/gguf. */
 export async function readGgufHeader(path: string): Promise<GgufHeader> {
@@ -26,6 +27,16 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
   }
 }
 
+/** The header of a model: one file's, or the joined headers of a split set (given its first shard). */
+export async function readModelHeader(path: string): Promise<GgufHeader> {
+  return joinShards(await readShards(path, readGgufHeader))
+}
+
+/** Every file of a model: itself, or the shards of its set in order. */
+export async function modelFiles(path: string): Promise<Shard[]> {
+  return await readShards(path, readGgufHeader)
+}
+
 export async function readModelInfo(path: string): Promise<ModelInfo> {
-  return describeModel(await readGgufHeader(path))
+  return describeModel(await readModelHeader(path))
 }

@@ -310,3 +310,26 @@ export function writeTestModel(path: string, options: TestModelOptions = DEFAULT
   const model = buildTestModel(options)
   return writeGguf(path, model.metadata, model.tensors)
 }
+
+/**
+ * Writes the model as a split set, as `llama-gguf-split` would: `<prefix>-00001-of-0000N.gguf`...; the first
+ * shard has the metadata, each shard the split keys and a contiguous share of the tensors. Returns the paths.
+ */
+export function writeSplitTestModel(prefix: string, shards: number, options: TestModelOptions = DEFAULT_TEST_MODEL): string[] {
+  const model = buildTestModel(options)
+  const per = Math.ceil(model.tensors.length / shards)
+  const paths: string[] = []
+  for (let i = 0; i < shards; i++) {
+    const tensors = model.tensors.slice(i * per, (i + 1) * per)
+    const split = new Map<string, MetadataEntry>([
+      ['split.no', { type: ValueType.UINT16, value: i }],
+      ['split.count', { type: ValueType.UINT16, value: shards }],
+      ['split.tensors.count', { type: ValueType.INT32, value: model.tensors.length }]
+    ])
+    const metadata = i === 0 ? new Map([...model.metadata, ...split]) : split
+    const path = `${prefix}-${String(i + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.gguf`
+    writeGguf(path, metadata, tensors)
+    paths.push(path)
+  }
+  return paths
+}

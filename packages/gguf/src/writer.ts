@@ -30,7 +30,7 @@ export enum TensorType {
 
 export type MetadataEntry =
   | {
-      readonly type: ValueType.UINT32 | ValueType.INT32 | ValueType.FLOAT32 | ValueType.BOOL | ValueType.STRING
+      readonly type: ValueType.UINT16 | ValueType.UINT32 | ValueType.INT32 | ValueType.FLOAT32 | ValueType.BOOL | ValueType.STRING
       readonly value: number | string | boolean
     }
   | {
@@ -91,6 +91,12 @@ class ByteWriter {
 
 function writeScalar(out: ByteWriter, type: ValueType, value: number | string | boolean): void {
   switch (type) {
+    case ValueType.UINT16: {
+      const b = Buffer.alloc(2)
+      b.writeUInt16LE(Number(value))
+      out.push(b)
+      break
+    }
     case ValueType.UINT32:
       out.u32(Number(value))
       break

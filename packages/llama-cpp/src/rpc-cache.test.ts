@@ -81,6 +81,21 @@ test('seeding writes one file per range, named by the hash of its bytes, within 
     assert.deepEqual(again, { written: 0, present: 2, bytes: 0, skipped: 0 })
     assert.ok(!readdirSync(cacheDir).some((n) => n.startsWith('.seed-')), 'no temporary file left')
 
+    // a split model: each range read from its own shard
+    const shard = join(dir, 'shard-2.bin')
+    writeFileSync(shard, bytes.subarray(0, 4096))
+    const sharded = await seedRpcCache({
+      modelPath: model,
+      modelId: 'm3',
+      ranges: [{ name: 'z', path: shard, start: 10, bytes: 100 }],
+      cacheDir: join(dir, 'sharded'),
+      maxBytes: 1 << 30
+    })
+    assert.equal(sharded.written, 1)
+    const zState = fnvInit()
+    fnvUpdate(zState, bytes.subarray(10, 110))
+    assert.deepEqual(readFileSync(join(dir, 'sharded', fnvHex(zState))), bytes.subarray(10, 110))
+
     const capped = await seedRpcCache({ modelPath: model, modelId: 'm2', ranges, cacheDir: join(dir, 'small'), maxBytes: 1000 })
     assert.deepEqual(capped, { written: 1, present: 0, bytes: 5, skipped: 1 })
 

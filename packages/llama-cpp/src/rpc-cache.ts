@@ -16,7 +16,7 @@
  *   and the agent touches every file a load asks for).
  */
 import { createWriteStream } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm, stat, utimes, writeFile, readFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RPC_HASH_THRESHOLD } from './rpc-load-meter.js'
 
@@ -53,6 +53,8 @@ export const rpcCacheDir = (llamaCacheRoot: string): string => join(llamaCacheRo
 
 export interface TensorRange {
   readonly name: string
+  /** The file that holds it (a shard of a split model); default the model path given to seedRpcCache. */
+  readonly path?: string
   /** Absolute offset in the file. */
   readonly start: number
   readonly bytes: number
@@ -66,11 +68,12 @@ export interface TensorRange {
 export function cacheableTensors(
   tensors: readonly { readonly name: string; readonly offset: number }[],
   sizes: ReadonlyMap<string, number>,
-  tensorDataOffset: number
+  tensorDataOffset: number,
+  path?: string
 ): TensorRange[] {
   return tensors
     .filter((t) => (sizes.get(t.name) ?? 0) > RPC_HASH_THRESHOLD)
-    .map((t) => ({ name: t.name, start: tensorDataOffset + t.offset, bytes: sizes.get(t.name)! }))
+    .map((t) => ({ name: t.name, start: tensorDataOffset + t.offset, bytes: sizes.get(t.name)!, ...(path !== undefined ? { path } : {}) }))
 }
 
 export interface SeedResult {
@@ -107,7 +110,12 @@ export async function seedRpcCache(o: {
   let used = (await listCache(o.cacheDir)).reduce((sum, f) => sum + f.bytes, 0)
   let [written, present, bytes, skipped] = [0, 0, 0, 0]
   const hashes: Record<string, string> = {}
-  const file = await open(o.modelPath, 'r')
+  const files = new Map<string, FileHandle>()
+  const fileOf = async (path: string): Promise<FileHandle> => {
+    const open_ = files.get(path) ?? (await open(path, 'r'))
+    files.set(path, open_)
+    return open_
+  }
   try {
     for (const range of o.ranges) {
       o.signal?.throwIfAborted()
@@ -121,6 +129,7 @@ export async function seedRpcCache(o: {
         skipped++
         continue
       }
+      const file = await fileOf(range.path ?? o.modelPath)
       const temp = join(o.cacheDir, `.seed-${process.pid}-${range.name}`)
       const state = fnvInit()
       const out = createWriteStream(temp)
@@ -156,7 +165,7 @@ export async function seedRpcCache(o: {
       }
     }
   } finally {
-    await file.close()
+    for (const f of files.values()) await f.close()
   }
   if (skipped === 0) await writeFile(record, JSON.stringify(hashes))
   return { written, present, bytes, skipped }

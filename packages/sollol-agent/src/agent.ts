@@ -26,7 +26,7 @@ import {
   type RpcDeviceMemory,
   type RpcServerState
 } from '@sollol/llama-cpp'
-import { readGgufHeader, readModelInfo, tensorByteSizes } from '@sollol/gguf'
+import { modelFiles, readModelInfo, tensorByteSizes } from '@sollol/gguf'
 import {
   clusterEvents,
   EventLog,
@@ -379,8 +379,10 @@ export class Agent {
     if (this.modelPath !== undefined) {
       const started = Date.now()
       try {
-        const header = await readGgufHeader(this.modelPath)
-        const ranges = cacheableTensors(header.tensors, tensorByteSizes(header), header.tensorDataOffset)
+        // every shard of a split model holds some of the tensors
+        const ranges = (await modelFiles(this.modelPath)).flatMap((shard) =>
+          cacheableTensors(shard.header.tensors, tensorByteSizes(shard.header), shard.header.tensorDataOffset, shard.path)
+        )
         const result = await seedRpcCache({
           modelPath: this.modelPath,
           modelId: this.models[0]?.id ?? 'model',

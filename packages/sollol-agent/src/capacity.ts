@@ -9,6 +9,7 @@ import { cpus, freemem, totalmem } from 'node:os'
 import { execa } from 'execa'
 import type { Device, ModelRef } from '@sollol/core'
 import type { RpcDeviceMemory } from '@sollol/llama-cpp'
+import { modelFiles } from '@sollol/gguf'
 
 /** Default `--max-memory`: this share of the memory available at start, so the OS and other programs keep the rest. */
 export const DEFAULT_MEMORY_SHARE = 0.75
@@ -70,21 +71,30 @@ export async function detectDevices(rpcDevices: readonly RpcDeviceMemory[]): Pro
  * A model's content id: sha256 over its size and its first and last MiB. Reading a 70 GB file whole
  * would take minutes; these bytes hold the GGUF header (names, shapes, metadata) and the last tensors.
  */
-/** `name`: what the model is called (an Ollama blob's file name says nothing); default the file name. */
+/**
+ * `name`: what the model is called (an Ollama blob's file name says nothing); default the file name. A split
+ * model's id covers every shard (for a single file it is what it always was).
+ */
 export async function modelRef(path: string, name: string = basename(path)): Promise<ModelRef> {
-  const { size } = await stat(path)
-  const hash = createHash('sha256').update(String(size))
-  const file = await open(path, 'r')
-  try {
-    const chunk = Buffer.alloc(Math.min(MIB, size))
-    await file.read(chunk, 0, chunk.length, 0)
-    hash.update(chunk)
-    if (size > MIB) {
-      await file.read(chunk, 0, chunk.length, size - chunk.length)
+  const files = (await modelFiles(path)).map((shard) => shard.path)
+  const hash = createHash('sha256')
+  let size = 0
+  for (const each of files) {
+    const bytes = (await stat(each)).size
+    size += bytes
+    hash.update(String(bytes))
+    const file = await open(each, 'r')
+    try {
+      const chunk = Buffer.alloc(Math.min(MIB, bytes))
+      await file.read(chunk, 0, chunk.length, 0)
       hash.update(chunk)
+      if (bytes > MIB) {
+        await file.read(chunk, 0, chunk.length, bytes - chunk.length)
+        hash.update(chunk)
+      }
+    } finally {
+      await file.close()
     }
-  } finally {
-    await file.close()
   }
   return { name: name.slice(0, 256), size, id: hash.digest('hex').slice(0, 32) }
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { describeModel, readGgufHeader, type GgufHeader } from '@sollol/gguf'
+import { describeModel, readModelHeader, shardPaths, type GgufHeader } from '@sollol/gguf'
 import type { ClusterView } from '@sollol/core'
 import { formatBytes } from '../options.js'
 import { findLocalModels } from '../model-store.js'
@@ -97,12 +97,15 @@ export function registerModels(program: Command): void {
       } catch {} // no local agent: no fit column
       const rows: ModelRow[] = []
       for (const found of await findLocalModels({ dirs: flags.modelDir })) {
+        // a split model is listed once, by its first shard
+        const shards = shardPaths(found.path)
+        if (shards !== undefined && shards[0] !== found.path) continue
         let architecture: string | null = null
         let quantization: string | null = null
         let fits: boolean | null = null
         let why: string | null = null
         try {
-          const header = await readGgufHeader(found.path)
+          const header = await readModelHeader(found.path)
           architecture = describeModel(header).architecture
           quantization = quantizationOf(header)
           if (view !== undefined) {
