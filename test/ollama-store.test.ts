@@ -32,17 +32,20 @@ writeFileSync(
 )
 process.env.OLLAMA_MODELS = store // inherited by the agents and commands started below
 
-const network = TestNetwork.create([{}, {}])
+const network = TestNetwork.create([{}, {}, {}])
 const agent = new TestAgent(network.host(0), dir, ['--rpc-threads', '1', '--ctx-size', '256', '--model', 'ollama:tiny:split'])
+// a tag that is not in the store: the agent says why and serves as a worker
+const mistaken = new TestAgent(network.host(2), dir, ['--rpc-threads', '1', '--model', 'ollama:tiny:7b'])
 
 after(async () => {
-  await agent.stop()
+  await Promise.all([agent.stop(), mistaken.stop()])
   network.destroy()
   if (process.env.SOLLOL_KEEP_TEST_LOGS === undefined) rmSync(dir, { recursive: true, force: true })
 })
 
 test('--model ollama:NAME:TAG serves the model from the store; models lists it; a wrong tag is one line naming the tags', async () => {
   agent.start()
+  mistaken.start()
   const view = await waitFor('serving the Ollama model', () => (agent.view()?.plan?.server.state === 'ready' ? agent.view() : undefined), {
     timeoutMs: 60_000
   })
@@ -56,6 +59,13 @@ test('--model ollama:NAME:TAG serves the model from the store; models lists it; 
   assert.ok(tiny !== undefined, String(listed.stdout))
   assert.equal(tiny.architecture, 'llama')
   assert.equal(tiny.fits, true)
+
+  // the agent with the wrong tag: up, a worker of the cluster, and its log says why in one line
+  await waitFor('the mistaken agent in the cluster', () => agent.view()?.nodes.length === 2, { timeoutMs: 30_000 })
+  const other = agent.view()!.nodes.find((n) => n.peerId !== agent.view()!.self)!
+  assert.equal(other.canCoordinate, false)
+  assert.equal(mistaken.exitCode(), null)
+  assert.match(mistaken.log(), /got `7b`; it has: split; serving as a worker only/)
 
   const wrong = await network.host(1).run(process.execPath, [CLI, 'model-info', 'ollama:tiny:7b'], { reject: false })
   assert.equal(wrong.exitCode, 2)

@@ -69,6 +69,31 @@ const cacheSchema = z
   })
   .loose()
 
+const speedSchema = z
+  .object({
+    /** Seconds one token takes per GiB of layer weights on this rpc-server. */
+    secondsPerGiB: z.number().positive().max(1e6),
+    measuredAt: z.string().max(40),
+    method: z.string().max(256)
+  })
+  .loose()
+
+export const STATIC_BACKEND_STATES = ['probing', 'ready', 'unreachable'] as const
+
+const staticBackendSchema = z
+  .object({
+    host: z.string().max(64),
+    port: z.number().int().min(1).max(65535),
+    /** RPC protocol version read by a probe; null until one answered. */
+    protocol: z.string().max(16).nullable(),
+    state: z.enum(STATIC_BACKEND_STATES),
+    devices: z.array(deviceSchema).max(64),
+    /** What it is planned with: 75 % of the free memory its devices reported. */
+    memoryBudget: bytes,
+    speed: speedSchema.nullable()
+  })
+  .loose()
+
 const term = z
   .number()
   .int()
@@ -198,15 +223,12 @@ export const announcementSchema = z
     /** Port of the agent's HTTP API. */
     apiPort: z.number().int().min(1).max(65535).nullable(),
     /** Measured decode speed of this node's rpc-server (see calibration); null until measured. */
-    speed: z
-      .object({
-        /** Seconds one token takes per GiB of layer weights on this rpc-server. */
-        secondsPerGiB: z.number().positive().max(1e6),
-        measuredAt: z.string().max(40),
-        method: z.string().max(256)
-      })
-      .loose()
-      .nullable(),
+    speed: speedSchema.nullable(),
+    /**
+     * Bare rpc-servers this agent was told of (`--rpc-backend`, `--rpc-backends-file`): they run no agent, so
+     * this one probes and measures them and speaks for them. Older agents omit it.
+     */
+    staticBackends: z.array(staticBackendSchema).max(64).optional(),
     /** Whom this agent believes coordinates, and in which term. From the coordinator itself it is its claim. */
     coordinator: z
       .object({ peerId: z.string().min(1).max(128), term })
@@ -234,6 +256,7 @@ export type Device = Known<z.infer<typeof deviceSchema>>
 export type ModelRef = Known<z.infer<typeof modelSchema>>
 export type RpcLoadView = Known<z.infer<typeof loadSchema>>
 export type RpcCacheView = Known<z.infer<typeof cacheSchema>>
+export type StaticBackend = Known<z.infer<typeof staticBackendSchema>>
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; reason: string; incompatible?: IncompatiblePeer }
 

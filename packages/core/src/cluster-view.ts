@@ -5,11 +5,13 @@
  */
 import type { Announcement, IncompatiblePeer, PlanView, RpcCacheView, RpcLoadView } from './announcement.js'
 import type { Member, MemberStatus } from './membership.js'
+import { staticAnnouncements } from './static-backends.js'
 
 export interface NodeView {
   readonly peerId: string
   readonly hostname: string
-  readonly status: MemberStatus | 'self'
+  /** `static`: a bare rpc-server (no agent) a model holder speaks for (`--rpc-backend`). */
+  readonly status: MemberStatus | 'self' | 'static'
   readonly addresses: readonly string[]
   readonly agentVersion: string
   readonly rpc: {
@@ -137,10 +139,13 @@ export function clusterView(
 ): ClusterView {
   const { plan } = coordination
   const toWall = (t: number): number => wallNow - (now - t)
-  const nodes = [
+  const agents = [
     nodeView(self, 'self', wallNow, plan),
     ...members.map((m) => nodeView(m.announcement, m.status, toWall(m.lastHeard), plan))
   ]
+  // bare rpc-servers the agents speak for (--rpc-backend), after the agents
+  const statics = staticAnnouncements([self, ...members.map((m) => m.announcement)]).map((a) => nodeView(a, 'static', wallNow, plan))
+  const nodes = [...agents, ...statics]
   return {
     cluster: self.cluster,
     self: self.peerId,

@@ -37,7 +37,8 @@ import {
   type Device,
   type MeshTimings,
   type ModelRef,
-  type RpcCacheView
+  type RpcCacheView,
+  type StaticBackend
 } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
@@ -46,6 +47,7 @@ import { startHttpApi, type Upstream } from './http-api.js'
 import { AgentMetrics } from './metrics.js'
 import { RpcGate } from './rpc-gate.js'
 import { RelayLoads } from './relay-loads.js'
+import { resolveModelSpec } from './model-store.js'
 
 export const RPC_ACCESS_MODES = ['gated', 'tunnel', 'open'] as const
 export type RpcAccessMode = (typeof RPC_ACCESS_MODES)[number]
@@ -72,12 +74,16 @@ export interface AgentOptions {
   readonly rpcCache: boolean
   /** Cap of the rpc-server's tensor cache (default: see defaultCacheCap). */
   readonly rpcCacheMax?: number
+  /**
+   * Bare rpc-servers (no agent) this agent speaks for (`--rpc-backend`, `--rpc-backends-file`): probed,
+   * measured and announced, so the coordinator plans with them.
+   */
+  readonly rpcBackends?: ReadonlyArray<{ host: string; port: number }>
   /** Attach to an rpc-server the user runs instead of starting one. */
   readonly rpcEndpoint?: { host: string; port: number }
   readonly maxMemory?: number
+  /** A GGUF path, or `ollama:NAME[:TAG]` (then announced by that name). */
   readonly model?: string
-  /** What the model is announced as (`ollama:NAME:TAG` for a model from Ollama's store); default its file name. */
-  readonly modelName?: string
   readonly serverPort: number
   readonly apiToken?: string
   readonly contextSize?: number
@@ -152,6 +158,10 @@ export class Agent {
   private cache: RpcCacheView | null = null
   private cacheTrim: NodeJS.Timeout | undefined
   private readonly seedAbort = new AbortController()
+  /** The bare rpc-servers this agent speaks for, as last probed. */
+  private readonly staticBackends = new Map<string, StaticBackend>()
+  private staticProbe: NodeJS.Timeout | undefined
+  private staticProbing = false
 
   constructor(private readonly o: AgentOptions) {
     const lan = lanAddresses()[0]?.address
@@ -188,10 +198,12 @@ export class Agent {
     if (this.o.model !== undefined) {
       // A bad model file does not stop the agent: it serves as a worker and says why in its log and status.
       try {
-        if (!existsSync(this.o.model)) throw new Error(`Expected --model to name a GGUF file, got \`${this.o.model}\` (no such file)`)
-        await readModelInfo(this.o.model)
-        this.models = [await modelRef(this.o.model, this.o.modelName)]
-        this.modelPath = this.o.model
+        // a path, or ollama:NAME[:TAG] (a name or tag not in the store is a problem like a missing file)
+        const path = await resolveModelSpec(this.o.model)
+        if (!existsSync(path)) throw new Error(`Expected --model to name a GGUF file, got \`${this.o.model}\` (no such file)`)
+        await readModelInfo(path)
+        this.models = [await modelRef(path, this.o.model.startsWith('ollama:') ? this.o.model : undefined)]
+        this.modelPath = path
       } catch (err) {
         this.problem = `${(err as Error).message}; serving as a worker only`
         log.error({ model: this.o.model }, this.problem)
@@ -359,6 +371,75 @@ export class Agent {
     this.rpcMeasured = true
     this.mesh?.announceNow()
     if (this.rpc !== undefined && this.o.rpcCache) void this.keepCache()
+    if ((this.o.rpcBackends ?? []).length > 0) {
+      // beside the rest (a first measurement takes seconds; fencing must not wait for it)
+      void this.probeStaticBackends()
+      this.staticProbe = setInterval(() => void this.probeStaticBackends(), 10_000)
+    }
+  }
+
+  /**
+   * Probes every bare rpc-server: protocol and device memory (its budget: 75 % of what is free), its speed
+   * measured once, when it first answers (before any plan uses it). One that refuses or closes is
+   * `unreachable` (left out of plans until it answers again); one that times out is busy serving and keeps
+   * its state.
+   */
+  private async probeStaticBackends(): Promise<void> {
+    if (this.staticProbing) return
+    this.staticProbing = true
+    try {
+      await this.probeStaticBackendsOnce()
+    } finally {
+      this.staticProbing = false
+    }
+  }
+
+  private async probeStaticBackendsOnce(): Promise<void> {
+    let changed = false
+    for (const { host, port } of this.o.rpcBackends ?? []) {
+      const key = `${host}:${port}`
+      const last = this.staticBackends.get(key) ?? {
+        host,
+        port,
+        protocol: null,
+        state: 'probing',
+        devices: [],
+        memoryBudget: 0,
+        speed: null
+      }
+      let next: StaticBackend = last
+      try {
+        const probe = await probeRpcServer(host, port)
+        const free = probe.devices.reduce((sum, d) => sum + d.free, 0)
+        next = {
+          ...last,
+          protocol: formatRpcVersion(probe.version),
+          state: 'ready',
+          devices: probe.devices.map((d) => ({ kind: 'cpu', name: `${key} #${d.index}`, memoryTotal: d.total, memoryFree: d.free })),
+          memoryBudget: Math.floor(free * 0.75)
+        }
+        if (last.speed === null && last.state !== 'ready') {
+          const measured = await calibrateRpcServer({
+            llamaServer: this.o.binaries.llamaServer,
+            endpoint: key,
+            cacheDir: join(defaultCacheRoot(), 'calibration'),
+            logger: this.o.logger
+          }).catch((err: Error) => {
+            this.o.logger.warn({ backend: key, err: err.message }, 'could not measure a static rpc-server; the planner assumes it is slow')
+            return undefined
+          })
+          if (measured !== undefined)
+            next = { ...next, speed: { secondsPerGiB: measured.secondsPerGiB, measuredAt: measured.measuredAt, method: measured.method } }
+        }
+      } catch (err) {
+        if ((err as { kind?: string }).kind !== 'timeout') next = { ...last, state: 'unreachable' }
+      }
+      if (next.state !== last.state)
+        this.o.logger.info({ backend: key, state: next.state, protocol: next.protocol }, 'static rpc-server (no agent, unprotected)')
+      if (JSON.stringify(next) !== JSON.stringify(this.staticBackends.get(key))) changed = true
+      this.staticBackends.set(key, next)
+    }
+    if (changed) this.mesh?.announceNow()
   }
 
   /** Re-reads the tensor cache's size and announces the change (and the relayed load with it). */
@@ -417,6 +498,7 @@ export class Agent {
     clearInterval(this.frozenCheck)
     clearInterval(this.eventWatch)
     clearInterval(this.cacheTrim)
+    clearInterval(this.staticProbe)
     this.seedAbort.abort()
     await new Promise<void>((resolve) => {
       if (this.http === undefined) resolve()
@@ -551,6 +633,7 @@ export class Agent {
       canCoordinate: this.models.length > 0 && existsSync(this.o.binaries.llamaServer),
       apiPort: this.o.apiPort,
       speed: this.speed,
+      ...(this.staticBackends.size > 0 ? { staticBackends: [...this.staticBackends.values()] } : {}),
       ...belief
     }
   }

@@ -24,6 +24,8 @@ import {
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
   budgetAfterAllocationFailure,
+  isStaticPeer,
+  staticAnnouncements,
   clusterModel,
   Election,
   exclusionReason,
@@ -241,14 +243,16 @@ export class Coordination {
     return (await this.computePlan(this.liveAnnouncements(), this.election.currentTerm, true)).plan
   }
 
+  /** Alive agents, and the bare rpc-servers they speak for (planned like nodes; no agent, no fence). */
   private liveAnnouncements(): Announcement[] {
-    return [
+    const agents = [
       this.o.mesh.announcement(),
       ...this.o.mesh
         .members()
         .filter((m) => m.status === 'alive')
         .map((m) => m.announcement)
     ]
+    return [...agents, ...staticAnnouncements(agents)]
   }
 
   private async tick(): Promise<void> {
@@ -369,8 +373,7 @@ export class Coordination {
   }
 
   private announcementOf(peerId: string): Announcement | undefined {
-    if (peerId === this.o.mesh.peerId) return this.o.mesh.announcement()
-    return this.o.mesh.members().find((m) => m.announcement.peerId === peerId)?.announcement
+    return this.liveAnnouncements().find((a) => a.peerId === peerId)
   }
 
   /**
@@ -381,6 +384,7 @@ export class Coordination {
    */
   private hopCost(peerId: string, now: number): number {
     if (peerId === this.o.mesh.peerId) return hopSeconds(true, undefined)
+    if (isStaticPeer(peerId)) return hopSeconds(false, undefined) // no agent to ping: the LAN default
     const known = this.rtts.get(peerId)
     if ((known === undefined || now - known.at > 60_000) && !this.rttInFlight.has(peerId)) {
       this.rttInFlight.add(peerId)

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { byteSize, endpoint, formatBytes, integer, oneOf } from './options.js'
+import { byteSize, endpoint, formatBytes, integer, oneOf, parseRpcBackends } from './options.js'
 
 test('option parsers accept good values and name what they expected otherwise', () => {
   assert.equal(integer('--port', 1, 65535)('8080'), 8080)
@@ -21,4 +21,14 @@ test('formatBytes uses binary units', () => {
   assert.equal(formatBytes(512), '512 B')
   assert.equal(formatBytes(1536), '1.5 KiB')
   assert.equal(formatBytes(24 * 1024 ** 3), '24.0 GiB')
+})
+
+test('rpc backends files: SOLLOL conf lines with comments, or SynapticLlamas JSON; a bad line is named', () => {
+  assert.deepEqual(parseRpcBackends('# workers\n10.0.0.5:50052\n\n  10.0.0.6:50053  # gpu box\n', 'f'), [
+    { host: '10.0.0.5', port: 50052 },
+    { host: '10.0.0.6', port: 50053 }
+  ])
+  assert.deepEqual(parseRpcBackends('{"rpc_backends": [{"host": "10.0.0.7", "port": 50052}]}', 'f'), [{ host: '10.0.0.7', port: 50052 }])
+  assert.throws(() => parseRpcBackends('10.0.0.5:50052\nnot-an-endpoint\n', 'backends.conf'), /line 2 of backends\.conf to be host:port/)
+  assert.throws(() => parseRpcBackends('{"rpc_backends": [{"host": 1}]}', 'f'), /rpc_backends\[0\] in f to be \{ host, port \}/)
 })

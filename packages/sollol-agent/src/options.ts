@@ -102,3 +102,31 @@ export function multiaddrOption(name: string): (value: string, previous: string[
     return [...(previous ?? []), ...values]
   }
 }
+
+/**
+ * A list of bare rpc-servers: SOLLOL's `rpc_backends.conf` (one `host:port` per line, `#` comments, blank
+ * lines) or SynapticLlamas' JSON (`{ "rpc_backends": [{ "host": ..., "port": ... }] }`). Pure; `name` is for
+ * the error, which names the line that is wrong.
+ */
+export function parseRpcBackends(text: string, name: string): Array<{ host: string; port: number }> {
+  const trimmed = text.trim()
+  if (trimmed.startsWith('{')) {
+    let json: unknown
+    try {
+      json = JSON.parse(trimmed)
+    } catch (err) {
+      throw new InvalidArgumentError(`Expected ${name} to be JSON with rpc_backends, got unparsable JSON (${(err as Error).message})`)
+    }
+    const list = (json as { rpc_backends?: unknown }).rpc_backends
+    if (!Array.isArray(list)) throw new InvalidArgumentError(`Expected ${name} to have an rpc_backends array, got ${typeof list}`)
+    return list.map((b: { host?: unknown; port?: unknown }, i) => {
+      if (typeof b?.host !== 'string' || typeof b.port !== 'number')
+        throw new InvalidArgumentError(`Expected rpc_backends[${i}] in ${name} to be { host, port }, got \`${JSON.stringify(b)}\``)
+      return endpoint(`rpc_backends[${i}] in ${name}`)(`${b.host}:${b.port}`)
+    })
+  }
+  return text.split('\n').flatMap((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim()
+    return line === '' ? [] : [endpoint(`line ${i + 1} of ${name}`)(line)]
+  })
+}

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { parseClusterName, type ClusterName } from '@sollol/core'
@@ -6,10 +7,9 @@ import type { Logger } from '@sollol/llama-cpp'
 import { clusterKeyFingerprint, readClusterKey } from '@sollol/mesh'
 import { Agent, RPC_ACCESS_MODES, type RpcAccessMode } from '../agent.js'
 import { defaultDataDir } from '../config.js'
-import { byteSize, endpoint, integer, ipv4, multiaddrOption, oneOf, cluster as clusterOption } from '../options.js'
+import { byteSize, endpoint, integer, ipv4, multiaddrOption, oneOf, parseRpcBackends, cluster as clusterOption } from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
 import { ExitCode } from '../errors.js'
-import { resolveModelSpec } from '../model-store.js'
 
 export const DEFAULT_P2P_PORT = 7490
 export const DEFAULT_API_PORT = 7491
@@ -29,6 +29,8 @@ interface StartFlags extends BinaryFlags {
   rpcThreads: number
   rpcDevice?: string
   rpcCache: boolean
+  rpcBackend?: Array<{ host: string; port: number }>
+  rpcBackendsFile?: string
   rpcCacheMax?: number
   rpcOpen: boolean
   rpcAccess: RpcAccessMode
@@ -136,6 +138,15 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     .option('--rpc-open', 'the same as --rpc-access open', false)
     .option('--rpc-endpoint <host:port>', 'use an rpc-server you run yourself instead of starting one', endpoint('--rpc-endpoint'))
     .option(
+      '--rpc-backend <host:port>',
+      'a bare rpc-server (no agent) to plan with; this agent probes, measures and announces it (repeatable; unprotected: no gate)',
+      (value: string, previous: Array<{ host: string; port: number }> = []) => [...previous, endpoint('--rpc-backend')(value)]
+    )
+    .option(
+      '--rpc-backends-file <file>',
+      "bare rpc-servers from a file: SOLLOL's rpc_backends.conf (host:port per line) or SynapticLlamas JSON"
+    )
+    .option(
       '--max-memory <size>',
       'memory this node offers the cluster, e.g. 8GiB, 512MB (default: 75% of what is free)',
       byteSize('--max-memory')
@@ -185,6 +196,13 @@ export function registerStart(program: Command, getLog: () => Logger): void {
           'the OpenAI API this agent serves when it coordinates has NO token: anyone on the LAN can use it; set --api-token'
         )
       }
+      // read before anything starts: a bad line is a usage error
+      const rpcBackends = [
+        ...(flags.rpcBackend ?? []),
+        ...(flags.rpcBackendsFile !== undefined
+          ? parseRpcBackends(await readFile(resolve(flags.rpcBackendsFile), 'utf8'), flags.rpcBackendsFile)
+          : [])
+      ]
       const binaries = await binariesFromFlags(flags, log, flags.setup)
       log.info({ rpcServer: binaries.rpcServer, version: binaries.version, source: binaries.source }, 'llama.cpp binaries')
       const agent = new Agent({
@@ -202,10 +220,9 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         ...(flags.rpcCacheMax !== undefined ? { rpcCacheMax: flags.rpcCacheMax } : {}),
         rpcAccess: flags.rpcOpen ? 'open' : flags.rpcAccess,
         ...(flags.rpcEndpoint !== undefined ? { rpcEndpoint: flags.rpcEndpoint } : {}),
+        ...(rpcBackends.length > 0 ? { rpcBackends } : {}),
         ...(flags.maxMemory !== undefined ? { maxMemory: flags.maxMemory } : {}),
-        ...(flags.model !== undefined
-          ? { model: await resolveModelSpec(flags.model), ...(flags.model.startsWith('ollama:') ? { modelName: flags.model } : {}) }
-          : {}),
+        ...(flags.model !== undefined ? { model: flags.model.startsWith('ollama:') ? flags.model : resolve(flags.model) } : {}),
         bootstrap: flags.bootstrap,
         mdns: flags.mdns,
         ...(clusterKey !== undefined ? { clusterKey } : {}),

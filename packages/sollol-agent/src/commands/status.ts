@@ -110,7 +110,14 @@ export function formatLayerMap(view: ClusterView): string {
 export function formatStatus(view: ClusterView): string {
   const rows = [['NODE', 'PEER', 'STATUS', 'RPC ENDPOINT', 'RPC', 'DEVICES', 'OFFERED', 'SPEED', 'LAYERS', 'ROLE']]
   for (const node of view.nodes) {
-    const role = view.coordinator?.peerId === node.peerId ? 'coordinator' : node.canCoordinate ? 'can coordinate' : 'worker'
+    const role =
+      node.status === 'static'
+        ? 'static rpc-server (no agent, unprotected)'
+        : view.coordinator?.peerId === node.peerId
+          ? 'coordinator'
+          : node.canCoordinate
+            ? 'can coordinate'
+            : 'worker'
     rows.push([
       node.hostname,
       shortId(node.peerId),
