@@ -216,15 +216,23 @@ test('failover: a worker dies and returns, then the coordinator dies and returns
   assert.ok(!view.plan!.assignments.some((a) => a.peerId === killedWorkerId), 'the dead worker is out of the plan')
   assert.ok(!view.nodes.some((n) => n.peerId === killedWorkerId), 'and out of the view')
 
-  // 2. it returns (same identity): back in the view, and in a plan once the server is idle
+  // 2. it returns (same identity): back in every view and weighed by the coordinator: in the plan, or left
+  // out with the reason (a re-plan happens only when the faster plan pays for its reload, so whether a
+  // returning node is worth a reload depends on the measured speeds and RTTs)
   t0 = Date.now()
   worker.start()
   const workerId = await waitFor('the worker to answer again', () => worker.view()?.self)
+  assert.equal(workerId, killedWorkerId, 'same identity')
   view = await waitFor(
-    'a plan that uses the returned worker again',
+    'the returned worker in the plan, or left out of it with a reason',
     async () => {
       const v = await agreedAndServing(agents, 'the worker back', 30_000)
-      return v.plan!.assignments.some((a) => a.peerId === workerId) ? v : undefined
+      if (v.plan!.assignments.some((a) => a.peerId === workerId)) return v
+      // not re-planned (yet): the coordinator's own planner must have weighed it (`sollol-agent plan`)
+      const dry = await agentOf(v.coordinator!.peerId).host.run(process.execPath, [CLI, 'plan', '--json'], { reject: false })
+      if (dry.exitCode !== 0) return undefined
+      const p = JSON.parse(String(dry.stdout)) as { nodes: Array<{ peerId: string }>; unused: Array<{ peerId: string; why: string }> }
+      return p.nodes.some((n) => n.peerId === workerId) || p.unused.some((u) => u.peerId === workerId && u.why.length > 0) ? v : undefined
     },
     { timeoutMs: 30_000 }
   )

@@ -138,7 +138,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     .option('--rpc-open', 'the same as --rpc-access open', false)
     .option('--rpc-endpoint <host:port>', 'use an rpc-server you run yourself instead of starting one', endpoint('--rpc-endpoint'))
     .option(
-      '--rpc-backend <host:port>',
+      '--rpc-backend <host:port...>',
       'a bare rpc-server (no agent) to plan with; this agent probes, measures and announces it (repeatable; unprotected: no gate)',
       (value: string, previous: Array<{ host: string; port: number }> = []) => [...previous, endpoint('--rpc-backend')(value)]
     )
