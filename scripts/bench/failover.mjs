@@ -10,21 +10,8 @@ import { join } from 'node:path'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
 import { TestAgent } from '../../test/dist/helpers/agents.js'
-import { fmt, runScript, summary, table, waitUntil } from './lib.mjs'
+import { fmt, runScript, summary, table, UNTIL_SERVED, waitUntil } from './lib.mjs'
 
-const UNTIL_SERVED = `
-const [url, deadline] = [process.argv[1], Date.now() + Number(process.argv[2])]
-for (;;) {
-  try {
-    const r = await fetch(url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0 }), signal: AbortSignal.timeout(5000) })
-    await r.text()
-    if (r.status === 200) { console.log(JSON.stringify({ at: Date.now() })); process.exit(0) }
-  } catch {}
-  if (Date.now() > deadline) { console.log(JSON.stringify({ at: null })); process.exit(1) }
-  await new Promise((r) => setTimeout(r, 100))
-}
-`
 const LATENCY = `
 const [n, ...urls] = [Number(process.argv[1]), ...process.argv.slice(2)]
 const one = async (u) => {

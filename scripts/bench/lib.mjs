@@ -152,3 +152,21 @@ export async function interfaceCounters(host) {
     rxPackets: await read('rx_packets')
   }
 }
+
+/**
+ * A script for runScript: chat completions to `url` every 100 ms until one succeeds (printing when) or the
+ * deadline passes (printing null). Each waits up to 10 s: a model that just loaded may take a while.
+ */
+export const UNTIL_SERVED = `
+const [url, deadline] = [process.argv[1], Date.now() + Number(process.argv[2])]
+for (;;) {
+  try {
+    const r = await fetch(url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0 }), signal: AbortSignal.timeout(10000) })
+    await r.text()
+    if (r.status === 200) { console.log(JSON.stringify({ at: Date.now() })); process.exit(0) }
+  } catch {}
+  if (Date.now() > deadline) { console.log(JSON.stringify({ at: null })); process.exit(1) }
+  await new Promise((r) => setTimeout(r, 100))
+}
+`
