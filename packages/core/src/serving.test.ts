@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { budgetAfterAllocationFailure, servingAction, type ServingInput } from './serving.js'
+import { budgetAfterAllocationFailure, fenceAction, fenceBackoffMs, livenessAction, servingAction, type ServingInput } from './serving.js'
 
 const plan = (signature: string, secondsPerToken: number, nodes: string[]) => ({
   signature,
@@ -57,4 +57,36 @@ test('an allocation failure cuts the budget below what the failing plan put ther
   assert.equal(budgetAfterAllocationFailure(100e6, 400e6), 80e6)
   // again and again: it keeps shrinking, so a plan that fails is never made twice
   assert.ok(budgetAfterAllocationFailure(budgetAfterAllocationFailure(2 ** 31, 400e6), 320e6) < 320e6)
+})
+
+test('liveness: a frozen server stops at once, two failed checks stop it, checks run one at a time on the interval', () => {
+  const base = { frozen: false, failures: 0, inFlight: false, lastCheckAt: 0, now: 10_000, intervalMs: 5000 }
+  const cases: Array<[Partial<typeof base>, string]> = [
+    [{}, 'check'],
+    [{ frozen: true, failures: 0 }, 'stop:frozen'],
+    [{ failures: 1 }, 'check'],
+    [{ failures: 2 }, 'stop:failed'],
+    [{ inFlight: true }, 'none'],
+    [{ lastCheckAt: 6000 }, 'none'],
+    [{ lastCheckAt: 5000 }, 'check']
+  ]
+  for (const [over, want] of cases) {
+    const a = livenessAction({ ...base, ...over })
+    assert.equal(a.kind === 'stop' ? `stop:${a.why}` : a.kind, want, JSON.stringify(over))
+  }
+})
+
+test('fencing: once per (term, coordinator), not while one runs, and failed ones back off 1 s doubling to 30 s', () => {
+  const base = { term: 3, coordinator: 'a', fencedFor: '2/a', fencing: false, nextFenceAt: 0, now: 1000 }
+  assert.deepEqual(fenceAction(base), { kind: 'fence', key: '3/a' })
+  assert.deepEqual(fenceAction({ ...base, fencedFor: '3/a' }), { kind: 'none' })
+  assert.deepEqual(
+    fenceAction({ ...base, fencedFor: '3/a', coordinator: 'b' }),
+    { kind: 'fence', key: '3/b' },
+    'another coordinator in the same term'
+  )
+  assert.deepEqual(fenceAction({ ...base, fencing: true }), { kind: 'none' })
+  assert.deepEqual(fenceAction({ ...base, nextFenceAt: 1001 }), { kind: 'none' })
+  assert.deepEqual(fenceAction({ ...base, term: 0 }), { kind: 'none' })
+  assert.deepEqual([1, 2, 3, 5, 6, 10].map(fenceBackoffMs), [1000, 2000, 4000, 16_000, 30_000, 30_000])
 })

@@ -70,3 +70,45 @@ export const BUDGET_CUT = 0.8
 export function budgetAfterAllocationFailure(budget: number, plannedBytes: number): number {
   return Math.floor(Math.min(budget, plannedBytes) * BUDGET_CUT)
 }
+
+/** Liveness failures in a row that end a llama-server (one can be a hiccup of a busy machine). */
+export const LIVENESS_STRIKES = 2
+
+export type LivenessAction =
+  { readonly kind: 'stop'; readonly why: 'frozen' | 'failed' } | { readonly kind: 'check' } | { readonly kind: 'none' }
+
+/**
+ * What to do about a running llama-server's liveness at `now`: stop a frozen one at once (a stopped process
+ * never answers), stop one that failed its check LIVENESS_STRIKES times in a row, start a check when the
+ * last one is `intervalMs` old and none is in flight (checks run beside the loop and report back).
+ */
+export function livenessAction(i: {
+  readonly frozen: boolean
+  readonly failures: number
+  readonly inFlight: boolean
+  readonly lastCheckAt: number
+  readonly now: number
+  readonly intervalMs: number
+}): LivenessAction {
+  if (i.frozen) return { kind: 'stop', why: 'frozen' }
+  if (i.failures >= LIVENESS_STRIKES) return { kind: 'stop', why: 'failed' }
+  if (i.inFlight || i.now - i.lastCheckAt < i.intervalMs) return { kind: 'none' }
+  return { kind: 'check' }
+}
+
+/** The fence a node owes: one per (term, coordinator), none while one runs or a failed one backs off. */
+export function fenceAction(i: {
+  readonly term: number
+  readonly coordinator: string | undefined
+  readonly fencedFor: string | undefined
+  readonly fencing: boolean
+  readonly nextFenceAt: number
+  readonly now: number
+}): { readonly kind: 'fence'; readonly key: string } | { readonly kind: 'none' } {
+  const key = `${i.term}/${i.coordinator ?? ''}`
+  if (i.term === 0 || key === i.fencedFor || i.fencing || i.now < i.nextFenceAt) return { kind: 'none' }
+  return { kind: 'fence', key }
+}
+
+/** The wait before trying a failed fence again: 1 s, doubling, at most 30 s. */
+export const fenceBackoffMs = (failures: number): number => Math.min(30_000, 1000 * 2 ** Math.max(0, failures - 1))

@@ -24,6 +24,9 @@ import {
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
   budgetAfterAllocationFailure,
+  fenceAction,
+  fenceBackoffMs,
+  livenessAction,
   isStaticPeer,
   staticAnnouncements,
   clusterModel,
@@ -297,25 +300,25 @@ export class Coordination {
     await this.coordinate(now, live)
   }
 
-  /** Fences at every change of (term, coordinator); a failed fence backs off (1 s, doubling up to 30 s). */
+  /** Fences at every change of (term, coordinator); a failed fence backs off (fenceAction, fenceBackoffMs). */
   private fenceIfNeeded(now: number): void {
     const term = this.election.currentTerm
     const coordinator = this.election.coordinator
-    const key = `${term}/${coordinator ?? ''}`
-    if (term === 0 || key === this.fencedFor || this.fencing || now < this.nextFenceAt) return
+    const action = fenceAction({ term, coordinator, fencedFor: this.fencedFor, fencing: this.fencing, nextFenceAt: this.nextFenceAt, now })
+    if (action.kind === 'none') return
     this.fencing = true
     this.o
       .fence(term, coordinator)
       .then(
         () => {
-          this.fencedFor = key
+          this.fencedFor = action.key
           this.fenceFailures = 0
           this.servingTermValue = Math.max(this.servingTermValue, term)
           this.o.mesh.announceNow()
         },
         (err: Error) => {
           this.fenceFailures++
-          const delay = Math.min(30_000, 1000 * 2 ** (this.fenceFailures - 1))
+          const delay = fenceBackoffMs(this.fenceFailures)
           this.nextFenceAt = this.o.now() + delay
           this.o.logger.error({ err: err.message, term, retryInMs: delay }, 'fencing the rpc-server failed')
         }
@@ -519,21 +522,27 @@ export class Coordination {
    * here would stall elections and fencing meanwhile. Its result is acted on at the next step.
    */
   private async checkLiveness(now: number, running: Running): Promise<void> {
-    if (running.llama.isFrozen()) {
-      // Stopped (SIGSTOP): no need to wait for timeouts to know it will not answer.
-      this.cause = 'llama-server frozen'
-      await this.stopServer('llama-server is frozen (stopped process)')
-      this.lastSignature = ''
-      return
-    }
-    if (this.livenessFailures >= 2) {
+    const action = livenessAction({
+      frozen: running.llama.isFrozen(),
+      failures: this.livenessFailures,
+      inFlight: this.livenessInFlight,
+      lastCheckAt: this.lastLiveness,
+      now,
+      intervalMs: this.o.timings.livenessIntervalMs
+    })
+    if (action.kind === 'stop') {
       this.livenessFailures = 0
-      this.cause = 'liveness failed'
-      await this.stopServer('liveness check failed twice (an rpc-server is frozen or unreachable)')
+      this.cause = action.why === 'frozen' ? 'llama-server frozen' : 'liveness failed'
+      // a stopped (SIGSTOP) process will not answer: no need to wait for timeouts
+      await this.stopServer(
+        action.why === 'frozen'
+          ? 'llama-server is frozen (stopped process)'
+          : 'liveness check failed twice (an rpc-server is frozen or unreachable)'
+      )
       this.lastSignature = '' // plan again from the current membership
       return
     }
-    if (this.livenessInFlight || now - this.lastLiveness < this.o.timings.livenessIntervalMs) return
+    if (action.kind === 'none') return
     this.lastLiveness = now
     this.livenessInFlight = true
     running.llama
