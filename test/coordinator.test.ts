@@ -237,7 +237,9 @@ test('failover: a worker dies and returns, then the coordinator dies and returns
     { timeoutMs: 30_000 }
   )
   record('workerReturnToReplanned', Date.now() - t0)
-  await completionWorks(view.plan!.server.url, observer)
+  // a re-plan that pays may start right after the check above: completions may pause for its reload
+  await untilServing(Date.now(), agents, observer, 30_000, 'serving with the worker back')
+  view = await agreedAndServing(agents, 'agreement with the worker back', 30_000)
 
   // 3. the coordinator dies: the other model holder takes over with a higher term
   const oldTerm = view.coordinator!.term
