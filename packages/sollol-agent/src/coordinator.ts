@@ -121,7 +121,7 @@ export class Coordination {
   private livenessFailures = 0
   private livenessInFlight = false
   private readonly rttInFlight = new Set<string>()
-  private readonly rtts = new Map<string, { ms: number; at: number; samples: number }>()
+  private readonly rtts = new Map<string, { ms: number; at: number }>()
   /** Nodes where llama-server could not allocate what a plan gave them: planned smaller since (per incarnation). */
   private readonly budgetCuts = new Map<string, { incarnation: number; budget: number; reason: string }>()
   private loggedProblem: string | null = null
@@ -382,23 +382,20 @@ export class Coordination {
   /**
    * Per-token cost of using a node (cost-model.ts), from the RTT measured so far. Pings run beside the
    * loop, never awaited by it (a slow peer must not stall elections): the RTT is the minimum of libp2p
-   * pings. The first samples come during the peer's start-up load and overstate it (a returning node
-   * looked too slow to plan with for a minute), so the first five are 5 s apart, then one a minute; until
-   * one arrives the LAN default is used.
+   * pings sampled at most once a minute (the first samples come during start-up load and overstate it;
+   * sampling faster was tried: each lower sample changed the desired plan and, with a model that loads in
+   * a second, re-planned several times in the first half minute); until one arrives the LAN default is used.
    */
   private hopCost(peerId: string, now: number): number {
     if (peerId === this.o.mesh.peerId) return hopSeconds(true, undefined)
     if (isStaticPeer(peerId)) return hopSeconds(false, undefined) // no agent to ping: the LAN default
     const known = this.rtts.get(peerId)
-    const every = known !== undefined && known.samples >= 5 ? 60_000 : 5_000
-    if ((known === undefined || now - known.at > every) && !this.rttInFlight.has(peerId)) {
+    if ((known === undefined || now - known.at > 60_000) && !this.rttInFlight.has(peerId)) {
       this.rttInFlight.add(peerId)
       this.o.mesh
         .rtt(peerId)
         .then((sample) => {
-          const last = this.rtts.get(peerId)
-          if (sample !== undefined)
-            this.rtts.set(peerId, { ms: Math.min(sample, last?.ms ?? Infinity), at: this.o.now(), samples: (last?.samples ?? 0) + 1 })
+          if (sample !== undefined) this.rtts.set(peerId, { ms: Math.min(sample, this.rtts.get(peerId)?.ms ?? Infinity), at: this.o.now() })
         })
         .finally(() => this.rttInFlight.delete(peerId))
     }
