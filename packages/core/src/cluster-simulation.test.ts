@@ -11,23 +11,12 @@ import { clusterModel, Election, LAN_ELECTION_TIMINGS, rankCandidates, type Role
 import { Membership } from './membership.js'
 import { LAN_MESH_TIMINGS } from './timings.js'
 import { testAnnouncement } from './test-announcement.js'
+import { seededRandom } from './random.js'
 
 const N = 200
 const HOLDERS = 20 // nodes that hold the model and can coordinate
 const STEP_MS = 50
 const LOOP_MS = 250 // the coordination loop's period
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface SimNode {
   readonly id: string
@@ -53,7 +42,7 @@ class Simulation {
   readonly coordinatorsByTerm = new Map<number, Set<string>>()
 
   constructor(seed: number, startWithinMs: number) {
-    this.rand = random(seed)
+    this.rand = seededRandom(seed) // deterministic, so a failure can be replayed
     for (let i = 0; i < N; i++) {
       const id = `node-${String(i).padStart(3, '0')}`
       const startAt = Math.floor(this.rand() * startWithinMs)

@@ -5,6 +5,7 @@
  */
 import { TensorType, ValueType, writeGguf, type MetadataEntry, type TensorSpec } from './writer.js'
 import { ExitCode, SollolError } from '@sollol/core'
+import { seededRandom } from '@sollol/core'
 
 export interface TestModelOptions {
   /** Repeating transformer blocks. */
@@ -214,17 +215,8 @@ export function testVocabulary(): VocabEntry[] {
   return vocab
 }
 
-/** mulberry32: a tiny, fast, well-distributed seeded PRNG (also what tests use to replay random runs). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Re-exported: the PRNG lives with the pure core (simulations use it too). */
+export { seededRandom }
 
 /** Gaussian values by Box-Muller from a seed derived from the model seed and the tensor index. */
 function normalValues(count: number, std: number, seed: number): Float32Array {

@@ -265,8 +265,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
       Date.now(),
       this.options.coordination?.()
     )
-    // Shown for a minute after its last word: long enough to be seen in `status`, gone once it is.
-    for (const [peerId, peer] of this.incompatible) if (this.now() - peer.heardAt > INCOMPATIBLE_SHOWN_MS) this.incompatible.delete(peerId)
     const incompatible = [...this.incompatible.values()].map(({ heardAt: _, ...peer }) => ({ ...peer, reason: 'incompatible: upgrade' }))
     return { ...view, incompatible, counters: { ...this.counters, dropReasons: { ...this.counters.dropReasons } } }
   }
@@ -427,13 +425,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
       }
       return
     }
-    this.incompatible.delete(parsed.value.peerId)
     const a = parsed.value
     // Only a peer speaks for itself: the signed sender must be the announced peer.
     if (from === undefined || from !== a.peerId) {
       this.drop(`impersonation: ${from ?? 'unsigned'} announced ${a.peerId}`, from)
       return
     }
+    // it speaks our version after all
+    this.incompatible.delete(a.peerId)
     this.counters.announcementsIn++
     const { verdict, events } = this.membership.onAnnouncement(a, this.now())
     if (verdict === 'other-cluster') {
@@ -595,6 +594,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       entry.nextAt = now + Math.min(60_000, this.options.timings.redialIntervalMs * 2 ** Math.min(5, entry.attempts))
       void this.dialIfUnconnected(peer, entry.addresses)
     }
+    // Peers of another version are shown for a minute after their last word: long enough to be seen.
+    for (const [id, peer] of this.incompatible) if (now - peer.heardAt > INCOMPATIBLE_SHOWN_MS) this.incompatible.delete(id)
     for (const [id, { addresses, heardAt }] of this.known) {
       // A peer silent for this long is not coming back at that address: stop knocking.
       if (this.now() - heardAt > KNOWN_PEER_TTL_MS) {

@@ -419,17 +419,11 @@ export class Agent {
           memoryBudget: Math.floor(free * 0.75)
         }
         if (last.speed === null && last.state !== 'ready') {
-          const measured = await calibrateRpcServer({
-            llamaServer: this.o.binaries.llamaServer,
-            endpoint: key,
-            cacheDir: join(defaultCacheRoot(), 'calibration'),
-            logger: this.o.logger
-          }).catch((err: Error) => {
+          const speed = await this.calibrate(key).catch((err: Error) => {
             this.o.logger.warn({ backend: key, err: err.message }, 'could not measure a static rpc-server; the planner assumes it is slow')
-            return undefined
+            return null
           })
-          if (measured !== undefined)
-            next = { ...next, speed: { secondsPerGiB: measured.secondsPerGiB, measuredAt: measured.measuredAt, method: measured.method } }
+          next = { ...next, speed }
         }
       } catch (err) {
         if ((err as { kind?: string }).kind !== 'timeout') next = { ...last, state: 'unreachable' }
@@ -585,21 +579,8 @@ export class Agent {
     }
     try {
       const started = Date.now()
-      const result = await calibrateRpcServer({
-        llamaServer: this.o.binaries.llamaServer,
-        endpoint: `${this.rpcBind}:${this.o.rpcPort}`,
-        cacheDir: join(defaultCacheRoot(), 'calibration'),
-        logger: this.o.logger
-      })
-      const speed: Speed = { secondsPerGiB: result.secondsPerGiB, measuredAt: result.measuredAt, method: result.method }
-      this.o.logger.info(
-        {
-          secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)),
-          tokensPerSecond: Math.round(result.tokensPerSecond),
-          ms: Date.now() - started
-        },
-        'rpc-server speed measured'
-      )
+      const speed = await this.calibrate(`${this.rpcBind}:${this.o.rpcPort}`)
+      this.o.logger.info({ secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)), ms: Date.now() - started }, 'rpc-server speed measured')
       await writeFile(file, JSON.stringify({ key, speed }, null, 2) + '\n').catch((err: Error) => {
         this.o.logger.warn({ file, err: err.message }, 'could not keep the measured speed; it will be measured again at the next start')
       })
@@ -608,6 +589,17 @@ export class Agent {
       this.o.logger.warn({ err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')
       return null
     }
+  }
+
+  /** Measures an rpc-server's speed (ours, or a bare one we speak for) with llama-server on this machine. */
+  private async calibrate(endpoint: string): Promise<Speed> {
+    const result = await calibrateRpcServer({
+      llamaServer: this.o.binaries.llamaServer,
+      endpoint,
+      cacheDir: join(defaultCacheRoot(), 'calibration'),
+      logger: this.o.logger
+    })
+    return { secondsPerGiB: result.secondsPerGiB, measuredAt: result.measuredAt, method: result.method }
   }
 
   private describeSelf(): SelfDescription {
