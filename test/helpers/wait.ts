@@ -4,7 +4,16 @@ import { readFileSync } from 'node:fs'
 export async function waitFor<T>(
   what: string,
   probe: () => T | undefined | false | Promise<T | undefined | false>,
-  { timeoutMs = 15_000, intervalMs = 25 }: { timeoutMs?: number; intervalMs?: number } = {}
+  {
+    timeoutMs = 15_000,
+    intervalMs = 25,
+    explain
+  }: {
+    timeoutMs?: number
+    intervalMs?: number
+    /** What the failure message should say about the state seen last (CI output is all we get there). */
+    explain?: () => string
+  } = {}
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
@@ -16,8 +25,14 @@ export async function waitFor<T>(
       lastError = err
     }
     if (Date.now() > deadline) {
+      let state = ''
+      try {
+        state = explain !== undefined ? `; seen last: ${explain()}` : ''
+      } catch (err) {
+        state = `; could not describe the state: ${String(err)}`
+      }
       throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastError !== undefined ? ` (last error: ${String(lastError)})` : ''}`
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError !== undefined ? ` (last error: ${String(lastError)})` : ''}${state}`
       )
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs))

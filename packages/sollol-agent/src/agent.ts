@@ -88,6 +88,8 @@ export interface AgentOptions {
   readonly apiToken?: string
   readonly contextSize?: number
   readonly recalibrate: boolean
+  /** Seconds per GiB given by the user (`--rpc-speed`): announced instead of a measurement. */
+  readonly rpcSpeed?: number
   readonly bootstrap: readonly string[]
   readonly mdns: boolean
   readonly clusterKey?: Uint8Array
@@ -564,6 +566,10 @@ export class Agent {
 
   /** Seconds per GiB of layers, measured once per llama.cpp build, thread count and devices, then cached. */
   private async measureSpeed(): Promise<Speed | null> {
+    if (this.o.rpcSpeed !== undefined) {
+      this.o.logger.info({ secondsPerGiB: this.o.rpcSpeed }, 'rpc-server speed given by --rpc-speed (not measured)')
+      return { secondsPerGiB: this.o.rpcSpeed, measuredAt: new Date().toISOString(), method: 'given by --rpc-speed' }
+    }
     const file = join(this.o.dataDir, 'calibration.json')
     const key = JSON.stringify({
       build: this.o.binaries.version,

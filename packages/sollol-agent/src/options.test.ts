@@ -1,12 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { byteSize, endpoint, formatBytes, integer, oneOf, parseRpcBackends } from './options.js'
+import { byteSize, endpoint, formatBytes, integer, oneOf, parseRpcBackends, positiveNumber } from './options.js'
 
 test('option parsers accept good values and name what they expected otherwise', () => {
   assert.equal(integer('--port', 1, 65535)('8080'), 8080)
   assert.throws(() => integer('--port', 1, 65535)('abc'), /Expected --port to be an integer 1-65535, got `abc`/)
   assert.throws(() => integer('--port', 1, 65535)('70000'), /got `70000`/)
   assert.throws(() => integer('--port', 1, 65535)('8.5'), /got `8.5`/)
+  assert.equal(positiveNumber('--rpc-speed')('0.25'), 0.25)
+  assert.throws(() => positiveNumber('--rpc-speed')('0'), /Expected --rpc-speed to be a number greater than 0, got `0`/)
+  assert.throws(() => positiveNumber('--rpc-speed')('fast'), /got `fast`/)
   assert.equal(oneOf('--type', ['f32', 'f16'])('f16'), 'f16')
   assert.throws(() => oneOf('--type', ['f32', 'f16'])('q4'), /one of f32, f16, got `q4`/)
   assert.deepEqual(endpoint('<e>')('127.0.0.1:50052'), { host: '127.0.0.1', port: 50052 })

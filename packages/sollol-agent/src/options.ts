@@ -12,6 +12,17 @@ export function integer(name: string, min: number, max: number): (value: string)
   }
 }
 
+/** A decimal number greater than zero, e.g. `0.25`. */
+export function positiveNumber(name: string): (value: string) => number {
+  return (value: string) => {
+    const parsed = Number(value)
+    if (!/^\d+(?:\.\d+)?$/.test(value.trim()) || !(parsed > 0) || !Number.isFinite(parsed)) {
+      throw new InvalidArgumentError(`Expected ${name} to be a number greater than 0, got \`${value}\``)
+    }
+    return parsed
+  }
+}
+
 export function oneOf<T extends string>(name: string, choices: readonly T[]): (value: string) => T {
   return (value: string) => {
     if (!(choices as readonly string[]).includes(value))

@@ -7,7 +7,17 @@ import type { Logger } from '@sollol/llama-cpp'
 import { clusterKeyFingerprint, readClusterKey } from '@sollol/mesh'
 import { Agent, RPC_ACCESS_MODES, type RpcAccessMode } from '../agent.js'
 import { defaultDataDir } from '../config.js'
-import { byteSize, endpoint, integer, ipv4, multiaddrOption, oneOf, parseRpcBackends, cluster as clusterOption } from '../options.js'
+import {
+  byteSize,
+  endpoint,
+  integer,
+  ipv4,
+  multiaddrOption,
+  oneOf,
+  parseRpcBackends,
+  positiveNumber,
+  cluster as clusterOption
+} from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
 import { ExitCode } from '../errors.js'
 
@@ -44,6 +54,7 @@ interface StartFlags extends BinaryFlags {
   apiToken?: string
   ctxSize?: number
   recalibrate: boolean
+  rpcSpeed?: number
 }
 
 /**
@@ -174,6 +185,11 @@ export function registerStart(program: Command, getLog: () => Logger): void {
       'require this bearer token on the OpenAI API this agent serves when it coordinates (use the same on every model holder)'
     )
     .option('--recalibrate', 'measure the rpc-server speed again instead of using the cached result', false)
+    .option(
+      '--rpc-speed <seconds-per-GiB>',
+      'use this rpc-server speed instead of measuring it (seconds to compute over 1 GiB of layers; lower is faster): steers the planner, or skips a measurement a busy start would spoil',
+      positiveNumber('--rpc-speed')
+    )
     .option('--no-setup', 'fail instead of building llama.cpp when no binaries are found')
     .action(async (flags: StartFlags) => {
       const log = getLog()
@@ -230,6 +246,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         ...(flags.apiToken !== undefined ? { apiToken: flags.apiToken } : {}),
         ...(flags.ctxSize !== undefined ? { contextSize: flags.ctxSize } : {}),
         recalibrate: flags.recalibrate,
+        ...(flags.rpcSpeed !== undefined ? { rpcSpeed: flags.rpcSpeed } : {}),
         binaries,
         logger: log
       })
