@@ -24,9 +24,10 @@ import {
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
   budgetAfterAllocationFailure,
-  fenceAction,
   fenceBackoffMs,
-  livenessAction,
+  INITIAL_RECONCILE_STATE,
+  nextActions,
+  startBackoffMs,
   isStaticPeer,
   staticAnnouncements,
   clusterModel,
@@ -34,15 +35,18 @@ import {
   exclusionReason,
   hopSeconds,
   plan as makePlan,
-  servingAction,
   PlanError,
   rankCandidates,
   type Announcement,
   type ElectionTimings,
   type Plan,
   type PlanNode,
+  type CoordinatorAction,
   type PlanView,
-  type Role
+  type ReconcileState,
+  type Role,
+  type ServingPlan,
+  type Waiting
 } from '@sollol/core'
 import type { CoordinationView, Mesh } from '@sollol/mesh'
 import { formatBytes } from './options.js'
@@ -103,23 +107,16 @@ export class Coordination {
   readonly election: Election
   private role: Role = 'observing'
   private servingTermValue = 0
-  private fencing = false
   /** The (term, coordinator) the rpc-server was last fenced for, and when a failed fence may be tried again. */
-  private fencedFor = ''
   private fenceFailures = 0
-  private nextFenceAt = 0
+  /** What the decision loop remembers (nextActions in core); fences and checks beside it report into it. */
+  private rs: ReconcileState = INITIAL_RECONCILE_STATE
   private running: Running | undefined
   private planView: PlanView | null = null
   private problem: string | null = null
   private generation = 0
   private modelInfo: ModelInfo | undefined
-  private lastSignature = ''
-  private lastChange = 0
-  private nextStartAt = 0
   private failures = 0
-  private lastLiveness = 0
-  private livenessFailures = 0
-  private livenessInFlight = false
   private readonly rttInFlight = new Set<string>()
   private readonly rtts = new Map<string, { ms: number; at: number }>()
   /** Nodes where llama-server could not allocate what a plan gave them: planned smaller since (per incarnation). */
@@ -130,7 +127,7 @@ export class Coordination {
   private readonly tunnels = new Map<string, { port: number; close: () => Promise<void> }>()
   /** llama-server's endpoint -> the rpc endpoint the node announced (what users see). */
   private readonly announcedEndpoint = new Map<string, string>()
-  /** How long the last llama-server load took: what a re-plan costs (servingAction in core). */
+  /** How long the last llama-server load took: what a re-plan costs (servingAction, via nextActions in core). */
   private lastLoadMs: number | undefined
   /** Live nodes left out of the last plan computed, with the reason. */
   private excluded: Array<{ peerId: string; reason: string }> = []
@@ -270,6 +267,7 @@ export class Coordination {
     }
   }
 
+  /** Observe, decide (nextActions, pure), execute. Nothing is awaited between reading and writing `rs`. */
   private async step(): Promise<void> {
     const now = this.o.now()
     const live = this.liveAnnouncements()
@@ -288,44 +286,104 @@ export class Coordination {
       this.o.logger.info({ term: decision.claimTerm }, 'claiming the coordinator role')
       this.o.mesh.announceNow()
     }
-    if (this.role !== 'coordinator') {
-      // stopped before the fence: our own llama-server is the one client the gate and tunnel cannot cut
-      if (this.running !== undefined) await this.stopServer(`no longer coordinator (term ${this.election.currentTerm})`)
-      this.fenceIfNeeded(now)
-      this.planView = null
-      this.problem = model === undefined ? 'no agent holds a model (start one with --model FILE)' : null
-      return
-    }
-    this.fenceIfNeeded(now)
-    await this.coordinate(now, live)
+    const term = this.election.currentTerm
+    const isCoordinator = this.role === 'coordinator'
+    // The plan is made only where it may be used: making it opens tunnels to the nodes it names.
+    const desired = isCoordinator && this.servingTermValue === term ? await this.desiredPlan(live, term) : undefined
+    const running = this.running
+    const ready = running !== undefined && this.planView?.server.state === 'ready'
+    const result = nextActions(
+      desired?.serving,
+      {
+        isCoordinator,
+        term,
+        coordinator: this.election.coordinator,
+        servingTerm: this.servingTermValue,
+        running:
+          running === undefined
+            ? undefined
+            : {
+                signature: running.signature,
+                predictedSecondsPerToken: running.plan.predictedSecondsPerToken,
+                nodes: running.plan.nodes.map((n) => n.peerId),
+                ready,
+                frozen: ready && running.llama.isFrozen()
+              },
+        busy: this.restarting !== undefined,
+        stillThere: desired?.stillThere ?? new Set(),
+        lastLoadMs: this.lastLoadMs
+      },
+      this.rs,
+      now,
+      this.o.timings
+    )
+    this.rs = result.state
+    this.explainWaiting(result.waiting, model !== undefined, term)
+    for (const action of result.actions) await this.execute(action, desired?.plan, term)
   }
 
-  /** Fences at every change of (term, coordinator); a failed fence backs off (fenceAction, fenceBackoffMs). */
-  private fenceIfNeeded(now: number): void {
-    const term = this.election.currentTerm
-    const coordinator = this.election.coordinator
-    const action = fenceAction({ term, coordinator, fencedFor: this.fencedFor, fencing: this.fencing, nextFenceAt: this.nextFenceAt, now })
-    if (action.kind === 'none') return
-    this.fencing = true
-    this.o
-      .fence(term, coordinator)
-      .then(
-        () => {
-          this.fencedFor = action.key
-          this.fenceFailures = 0
-          this.servingTermValue = Math.max(this.servingTermValue, term)
-          this.o.mesh.announceNow()
-        },
-        (err: Error) => {
-          this.fenceFailures++
-          const delay = fenceBackoffMs(this.fenceFailures)
-          this.nextFenceAt = this.o.now() + delay
-          this.o.logger.error({ err: err.message, term, retryInMs: delay }, 'fencing the rpc-server failed')
+  private explainWaiting(waiting: Waiting, modelKnown: boolean, term: number): void {
+    if (waiting === 'not coordinator') {
+      this.planView = null
+      this.problem = modelKnown ? null : 'no agent holds a model (start one with --model FILE)'
+    } else if (waiting === 'fencing') this.problem = `fencing: waiting for this node's rpc-server to serve term ${term}`
+  }
+
+  private async execute(action: CoordinatorAction, desired: Plan | undefined, term: number): Promise<void> {
+    switch (action.kind) {
+      case 'stop-server':
+        if (action.why === 'not coordinator') {
+          await this.stopServer(`no longer coordinator (term ${term})`)
+          return
         }
-      )
-      .finally(() => {
-        this.fencing = false
-      })
+        this.cause = action.why === 'frozen' ? 'llama-server frozen' : 'liveness failed'
+        // a stopped (SIGSTOP) process will not answer: no need to wait for timeouts
+        await this.stopServer(
+          action.why === 'frozen'
+            ? 'llama-server is frozen (stopped process)'
+            : 'liveness check failed twice (an rpc-server is frozen or unreachable)'
+        )
+        return
+      case 'fence':
+        this.fence(action.key, term)
+        return
+      case 'check-liveness':
+        if (this.running !== undefined) this.checkLiveness(this.running)
+        return
+      case 'start-server': {
+        if (desired === undefined) return
+        if (action.why === 'pays')
+          this.o.logger.info(
+            {
+              current: this.running?.plan.predictedSecondsPerToken,
+              desired: desired.predictedSecondsPerToken,
+              lastLoadMs: this.lastLoadMs
+            },
+            'a better plan pays for its reload: re-planning'
+          )
+        this.restarting = this.restart(desired, signatureOf(desired), term).finally(() => {
+          this.restarting = undefined
+        })
+      }
+    }
+  }
+
+  /** Runs beside the loop; the result goes into `rs` for the next decision (a failure backs off). */
+  private fence(key: string, term: number): void {
+    this.o.fence(term, this.election.coordinator).then(
+      () => {
+        this.rs = { ...this.rs, fencing: false, fencedFor: key }
+        this.fenceFailures = 0
+        this.servingTermValue = Math.max(this.servingTermValue, term)
+        this.o.mesh.announceNow()
+      },
+      (err: Error) => {
+        this.fenceFailures++
+        const delay = fenceBackoffMs(this.fenceFailures)
+        this.rs = { ...this.rs, fencing: false, nextFenceAt: this.o.now() + delay }
+        this.o.logger.error({ err: err.message, term, retryInMs: delay }, 'fencing the rpc-server failed')
+      }
+    )
   }
 
   /**
@@ -442,15 +500,16 @@ export class Coordination {
     return { plan: this.lastPlan.plan, excluded, usable: nodes.map((n) => n.peerId) }
   }
 
-  /** `live`: alive members, what new plans are made of (a serving plan may also keep suspect ones). */
-  private async coordinate(now: number, live: readonly Announcement[]): Promise<void> {
-    if (this.o.modelPath === undefined) return
+  /**
+   * The plan this coordinator wants now, made of `live` (alive members), and the nodes still there (a
+   * serving plan may keep suspect ones); undefined when it cannot plan (the reason goes to status).
+   */
+  private async desiredPlan(
+    live: readonly Announcement[],
+    term: number
+  ): Promise<{ plan: Plan; serving: ServingPlan; stillThere: ReadonlySet<string> } | undefined> {
+    if (this.o.modelPath === undefined) return undefined
     this.modelInfo ??= await readModelInfo(this.o.modelPath)
-    const term = this.election.currentTerm
-    if (this.servingTermValue !== term) {
-      this.problem = `fencing: waiting for this node's rpc-server to serve term ${term}`
-      return
-    }
     let desired: Plan
     let usable: Set<string>
     try {
@@ -463,14 +522,8 @@ export class Coordination {
       this.problem = (err as Error).message
       if (this.loggedProblem !== this.problem) this.o.logger.warn({ reason: this.problem }, 'cannot plan')
       this.loggedProblem = this.problem
-      return
+      return undefined
     }
-    const signature = signatureOf(desired)
-    if (signature !== this.lastSignature) {
-      this.lastSignature = signature
-      this.lastChange = now
-    }
-    const running = this.running
     // Members not yet gone (suspect ones too) whose last word says their rpc-server is fine may keep their
     // place in the serving plan.
     const self = this.o.mesh.announcement()
@@ -481,83 +534,38 @@ export class Coordination {
         .filter((m) => exclusionReason(m.announcement, self, term) === null)
         .map((m) => m.announcement.peerId)
     ])
-    const action = servingAction({
-      now,
-      running:
-        running === undefined
-          ? undefined
-          : {
-              signature: running.signature,
-              predictedSecondsPerToken: running.plan.predictedSecondsPerToken,
-              nodes: running.plan.nodes.map((n) => n.peerId)
-            },
-      desired: { signature, predictedSecondsPerToken: desired.predictedSecondsPerToken, nodes: desired.nodes.map((n) => n.peerId) },
-      stillThere,
-      desiredSince: this.lastChange,
-      debounceMs: this.o.timings.replanDebounceMs,
-      nextStartAt: this.nextStartAt,
-      busy: this.restarting !== undefined,
-      lastLoadMs: this.lastLoadMs
-    })
-    if (action.kind === 'keep') {
-      if (running !== undefined && this.planView?.server.state === 'ready') await this.checkLiveness(now, running)
-      return
+    return {
+      plan: desired,
+      serving: {
+        signature: signatureOf(desired),
+        predictedSecondsPerToken: desired.predictedSecondsPerToken,
+        nodes: desired.nodes.map((n) => n.peerId)
+      },
+      stillThere
     }
-    if (action.kind === 'wait') return
-    if (action.why === 'pays')
-      this.o.logger.info(
-        { current: running?.plan.predictedSecondsPerToken, desired: desired.predictedSecondsPerToken, lastLoadMs: this.lastLoadMs },
-        'a better plan pays for its reload: re-planning'
-      )
-    this.restarting = this.restart(desired, signature, term).finally(() => {
-      this.restarting = undefined
-    })
   }
 
   /**
    * Liveness runs beside the loop: a check takes up to the liveness timeout (6 s on a LAN), and awaiting it
-   * here would stall elections and fencing meanwhile. Its result is acted on at the next step.
+   * in the loop would stall elections and fencing meanwhile. Its result goes into `rs` for the next decision.
    */
-  private async checkLiveness(now: number, running: Running): Promise<void> {
-    const action = livenessAction({
-      frozen: running.llama.isFrozen(),
-      failures: this.livenessFailures,
-      inFlight: this.livenessInFlight,
-      lastCheckAt: this.lastLiveness,
-      now,
-      intervalMs: this.o.timings.livenessIntervalMs
-    })
-    if (action.kind === 'stop') {
-      this.livenessFailures = 0
-      this.cause = action.why === 'frozen' ? 'llama-server frozen' : 'liveness failed'
-      // a stopped (SIGSTOP) process will not answer: no need to wait for timeouts
-      await this.stopServer(
-        action.why === 'frozen'
-          ? 'llama-server is frozen (stopped process)'
-          : 'liveness check failed twice (an rpc-server is frozen or unreachable)'
-      )
-      this.lastSignature = '' // plan again from the current membership
-      return
-    }
-    if (action.kind === 'none') return
-    this.lastLiveness = now
-    this.livenessInFlight = true
+  private checkLiveness(running: Running): void {
     running.llama
       .checkLiveness()
       .then(
         (ok) => {
           if (this.running !== running) return
-          if (ok) this.livenessFailures = 0
-          else {
-            this.livenessFailures++
-            this.o.logger.warn({ failures: this.livenessFailures }, 'llama-server failed its liveness check')
+          const failures = ok ? 0 : this.rs.liveness.failures + 1
+          this.rs = { ...this.rs, liveness: { ...this.rs.liveness, failures } }
+          if (!ok) {
+            this.o.logger.warn({ failures }, 'llama-server failed its liveness check')
             void this.tick()
           }
         },
         () => {}
       )
       .finally(() => {
-        this.livenessInFlight = false
+        this.rs = { ...this.rs, liveness: { ...this.rs.liveness, inFlight: false } }
       })
   }
 
@@ -624,8 +632,11 @@ export class Coordination {
       if (kind === 'stopped') return
       this.cause = kind
       this.failures++
-      this.nextStartAt = this.o.now() + this.o.timings.restartBackoffMs * 2 ** Math.min(3, this.failures - 1)
-      this.lastSignature = ''
+      this.rs = {
+        ...this.rs,
+        nextStartAt: this.o.now() + startBackoffMs(this.failures, this.o.timings.restartBackoffMs),
+        desiredSignature: ''
+      }
       const detail =
         kind === 'rpc-peer-lost' ? 'an rpc-server was lost (llama-server aborted); re-planning without it' : `llama-server exited (${kind})`
       log.warn({ kind, generation: this.generation }, detail)
@@ -637,8 +648,11 @@ export class Coordination {
     } catch (err) {
       if (this.running === running) this.running = undefined
       this.failures++
-      this.nextStartAt = this.o.now() + this.o.timings.restartBackoffMs * 2 ** Math.min(3, this.failures - 1)
-      this.lastSignature = ''
+      this.rs = {
+        ...this.rs,
+        nextStartAt: this.o.now() + startBackoffMs(this.failures, this.o.timings.restartBackoffMs),
+        desiredSignature: ''
+      }
       // Out of memory somewhere: plan that node smaller (never the same failing plan again), after the backoff.
       const cuts = this.cutBudgets(desired, llama.recentOutput(200))
       const detail = cuts.length > 0 ? `${(err as Error).message}; re-planning: ${cuts.join('; ')}` : (err as Error).message
