@@ -450,7 +450,7 @@ export class Coordination {
     const known = this.rtts.get(peerId)
     if ((known === undefined || now - known.at > 60_000) && !this.rttInFlight.has(peerId)) {
       this.rttInFlight.add(peerId)
-      this.o.mesh
+      void this.o.mesh
         .rtt(peerId)
         .then((sample) => {
           if (sample !== undefined) this.rtts.set(peerId, { ms: Math.min(sample, this.rtts.get(peerId)?.ms ?? Infinity), at: this.o.now() })
