@@ -96,7 +96,11 @@ export function spawnChild(
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
-    env,
+    // On an abort (a lost RPC peer, say) ggml forks a copy of the process that execs gdb to print a
+    // backtrace: the copy carries the same name and command line, the traced process shows as stopped (our
+    // freeze check), and the attach takes seconds on a busy machine before the abort completes. The log
+    // line that says why is printed before that and is all we read.
+    env: { GGML_NO_BACKTRACE: '1', ...env },
     extendEnv: true
   })
   for (const stream of ['stdout', 'stderr'] as const) {
