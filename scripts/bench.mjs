@@ -85,7 +85,15 @@ check('placement', 'placement: mesh / best contiguous split', s.placement?.place
 check('placement', 'orchestration: mesh-started / by hand', s.placement?.overhead?.ratio, '>=', 0.97)
 check('protection', 'rpc protection: gated / open', s.protection?.gatedOverOpen, '>=', 0.9)
 check('convergence', 'convergence, 5 agents (s)', s.convergence?.agents5?.seconds?.median, '<=', 3)
-check('convergence', 'convergence, 20 agents (s)', s.convergence?.agents20?.seconds?.median, '<=', 10)
+check('convergence', 'convergence, 20 agents (s)', s.convergence?.agents20?.seconds?.median, '<=', 5)
+check(
+  'convergence',
+  '20 agents at rest: bytes/s per agent on the wire',
+  s.convergence?.agents20?.atRest?.bytesPerSecond?.median,
+  '<=',
+  5000
+)
+check('convergence', '20 agents at rest: CPU per agent (% of a core)', s.convergence?.agents20?.atRest?.cpuPercent?.median, '<=', 1)
 check('failover', 'failover after a worker SIGKILL (s)', s.failover?.worker?.median, '<=', 15)
 check('failover', 'failover after a coordinator SIGKILL (s)', s.failover?.coordinator?.median, '<=', 20)
 check('convergence', 'footprint: idle agent RSS (MB)', s.convergence?.footprint?.rssMB?.median, '<=', 150)

@@ -15,7 +15,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { announceTopic, helloProtocol, privateNetwork, readClusterKey, stateProtocol } from '@sollol/mesh'
+import { announceTopic, heartbeatProtocol, helloProtocol, privateNetwork, readClusterKey, stateProtocol } from '@sollol/mesh'
 
 const [keyFile, countText, ...targets] = process.argv.slice(2)
 const count = Number(countText)
@@ -167,10 +167,11 @@ if (modelId !== undefined) {
   }
 }
 // The request/response protocols, fed garbage, and protocols nobody speaks.
-for (let i = 0; i < 300; i++) {
+for (let i = 0; i < 400; i++) {
   const peer = peers[i % peers.length]
   if (peer === undefined) break
-  const protocol = [stateProtocol('default'), helloProtocol('default'), '/sollol/default/nonsense/1.0.0'][i % 3] ?? ''
+  const protocol =
+    [stateProtocol('default'), helloProtocol('default'), heartbeatProtocol('default'), '/sollol/default/nonsense/1.0.0'][i % 4] ?? ''
   try {
     const stream = await node.dialProtocol(peer, protocol, { signal: AbortSignal.timeout(3000) })
     stream.send(Uint8Array.from({ length: 1 + Math.floor(rand() * 4096) }, () => Math.floor(rand() * 256)))

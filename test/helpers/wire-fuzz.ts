@@ -32,7 +32,16 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { seededRandom } from '@sollol/gguf'
-import { announceTopic, decodeSwarmKey, helloProtocol, privateNetwork, readClusterKey, stateProtocol, XSalsa20Stream } from '@sollol/mesh'
+import {
+  announceTopic,
+  decodeSwarmKey,
+  heartbeatProtocol,
+  helloProtocol,
+  privateNetwork,
+  readClusterKey,
+  stateProtocol,
+  XSalsa20Stream
+} from '@sollol/mesh'
 
 interface Target {
   readonly host: string
@@ -269,7 +278,8 @@ async function mutated(t: Target, key: Uint8Array | undefined): Promise<void> {
     node.services.pubsub.subscribe(announceTopic(cluster))
     const connection = await node.dial(address(t), { signal: AbortSignal.timeout(5000) })
     for (let i = 0; i < 20 && connection.status === 'open'; i++) {
-      const protocol = [stateProtocol(cluster), helloProtocol(cluster), `/sollol/${cluster}/tunnel/openai/1.0.0`][i % 3] ?? ''
+      const protocol =
+        [stateProtocol(cluster), helloProtocol(cluster), heartbeatProtocol(cluster), `/sollol/${cluster}/tunnel/openai/1.0.0`][i % 4] ?? ''
       try {
         const stream = await connection.newStream(protocol, { signal: AbortSignal.timeout(1000) })
         const data = randomBytes(sizeUpTo(32 * 1024))
@@ -308,7 +318,7 @@ async function oversized(t: Target, key: Uint8Array | undefined): Promise<void> 
       await node.services.pubsub.publish(topic, data).catch(() => {})
       bytes += data.length
     }
-    for (const protocol of [stateProtocol(cluster), helloProtocol(cluster)]) {
+    for (const protocol of [stateProtocol(cluster), helloProtocol(cluster), heartbeatProtocol(cluster)]) {
       try {
         const stream = await node.dialProtocol(peerIdFromString(t.peerId), protocol, { signal: AbortSignal.timeout(2000) })
         // a length prefix that claims 1 GiB, then 1 MiB of it

@@ -2,7 +2,10 @@
  * Membership and election of a 200-node cluster in one process, in virtual time: the pure core as every
  * agent runs it (membership from announcements, the election rule, claims only from nodes that can
  * coordinate), with the LAN timings and a simulated network (every announcement reaches every running node
- * 1-30 ms later, as gossip does; a killed node's connections close ~20 ms after it dies). No I/O, no sleeps.
+ * 1-30 ms later, as gossip does; a killed node's connections close ~20 ms after it dies). As the mesh does,
+ * a node announces when what it says changes (and on the slow refresh), and sends every running node a
+ * heartbeat naming its last announcement each interval; a heartbeat naming one the receiver lacks makes it
+ * fetch that announcement from its owner (a round trip). No I/O, no sleeps.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -26,6 +29,7 @@ interface SimNode {
   election: Election
   seq: number
   lastAnnounceAt: number
+  latest: Announcement | undefined
   announced: string
   role: Role
   readonly holder: boolean
@@ -35,6 +39,8 @@ class Simulation {
   readonly nodes: SimNode[] = []
   now = 0
   delivered = 0
+  heartbeats = 0
+  fetched = 0
   /** Messages in flight, by the step they arrive in. */
   private readonly queue = new Map<number, Array<{ at: number; to: SimNode; run: () => void }>>()
   private readonly rand: () => number
@@ -54,6 +60,7 @@ class Simulation {
         election: new Election(id, LAN_ELECTION_TIMINGS, startAt),
         seq: 0,
         lastAnnounceAt: -Infinity,
+        latest: undefined,
         announced: '',
         role: 'observing',
         holder: i % (N / HOLDERS) === 0
@@ -74,11 +81,38 @@ class Simulation {
 
   private announce(n: SimNode): void {
     const a = this.announcement(n)
+    n.latest = a
     n.lastAnnounceAt = this.now
     n.announced = JSON.stringify(a.coordinator)
     for (const to of this.nodes) {
       if (to === n || !to.running) continue
       this.send({ at: this.now + 1 + Math.floor(this.rand() * 30), to, run: () => this.receive(to, a) })
+    }
+  }
+
+  private heartbeat(n: SimNode): void {
+    const beat = n.latest
+    if (beat === undefined) return
+    for (const to of this.nodes) {
+      if (to === n || !to.running) continue
+      this.send({
+        at: this.now + 1 + Math.floor(this.rand() * 30),
+        to,
+        run: () => {
+          this.heartbeats++
+          if (!to.membership.onHeartbeat(n.id, beat, this.now).behind) return
+          // the fetch: a round trip to the owner, which answers with what it holds then
+          this.send({
+            at: this.now + 2 + Math.floor(this.rand() * 60),
+            to,
+            run: () => {
+              if (!n.running || n.latest === undefined) return
+              this.fetched++
+              this.receive(to, n.latest)
+            }
+          })
+        }
+      })
     }
   }
 
@@ -142,7 +176,8 @@ class Simulation {
       }
       for (const n of this.nodes) {
         if (!n.running) continue
-        if (this.now - n.lastAnnounceAt >= LAN_MESH_TIMINGS.announceIntervalMs) this.announce(n)
+        if (this.now - n.lastAnnounceAt >= LAN_MESH_TIMINGS.announceRefreshMs) this.announce(n)
+        if ((this.now - n.startAt) % LAN_MESH_TIMINGS.announceIntervalMs < STEP_MS) this.heartbeat(n)
         if (this.now % LOOP_MS === 0) this.decide(n)
       }
     }
@@ -208,9 +243,21 @@ test(`a ${N}-node cluster started within 5 s converges on one coordinator; its l
   // never two acting coordinators in one term
   for (const [term, ids] of sim.coordinatorsByTerm) assert.equal(ids.size, 1, `term ${term}: ${[...ids].join(', ')}`)
   const perNodePerSecond = sim.delivered / N / (sim.now / 1000)
+
+  // 3. at rest for a minute and a half: heartbeats alone keep every member alive; announcements only on the refresh
+  const rest = { at: sim.now, delivered: sim.delivered, heartbeats: sim.heartbeats }
+  sim.runUntil(sim.now + 90_000)
+  const up = sim.running().length
+  const seconds = (sim.now - rest.at) / 1000
+  const announcementsAtRest = (sim.delivered - rest.delivered) / up / seconds
+  const heartbeatsAtRest = (sim.heartbeats - rest.heartbeats) / up / seconds
+  assert.deepEqual(sim.agreement(), second, 'still one view and one coordinator after 90 s at rest')
+  const refreshOnly = (up - 1) / (LAN_MESH_TIMINGS.announceRefreshMs / 1000)
+  assert.ok(announcementsAtRest <= refreshOnly * 1.05, `announcements at rest: ${announcementsAtRest} per node per second`)
   console.log(
     `simulation: ${N} nodes (${HOLDERS} holders) converged ${converged} ms after the first start (virtual); ` +
-      `coordinator loss -> agreed on the next in ${failover - killedAt} ms; ${perNodePerSecond.toFixed(0)} announcements received per node per second; ` +
+      `coordinator loss -> agreed on the next in ${failover - killedAt} ms; ${perNodePerSecond.toFixed(0)} announcements received per node per second until then ` +
+      `(${sim.fetched} fetched after a heartbeat named a newer one); at rest ${announcementsAtRest.toFixed(2)} announcements and ${heartbeatsAtRest.toFixed(0)} heartbeats per node per second; ` +
       `${Date.now() - wallStart} ms of real time`
   )
 })

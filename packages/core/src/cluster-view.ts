@@ -79,6 +79,10 @@ export interface ClusterView {
     readonly tunnelsOpened: number
     readonly tunnelsRefused: number
     readonly connectionsOpened?: number
+    readonly heartbeatsIn?: number
+    readonly heartbeatsOut?: number
+    /** Announcements fetched from their owner after a heartbeat named one this agent lacked. */
+    readonly announcementsFetched?: number
   }
   readonly generatedAt: string
 }

@@ -60,6 +60,32 @@ test('a frozen peer (connection open, silent) turns suspect, then gone within th
   assert.ok(T.silenceGoneMs <= 10_000)
 })
 
+test('heartbeats keep a member alive without announcements; a newer seq says we are behind, an older one counts for nothing', () => {
+  const m = new Membership('default', 'self', T)
+  m.onAnnouncement(announcement('a', { incarnation: 1000, seq: 3 }), 0)
+  m.onConnected('a', 0)
+  const events: string[] = []
+  for (let t = T.announceIntervalMs; t < 600_000; t += T.announceIntervalMs) {
+    const beat = m.onHeartbeat('a', { incarnation: 1000, seq: 3 }, t)
+    assert.equal(beat.behind, false)
+    events.push(...types(beat.events))
+  }
+  assert.deepEqual(events, [], 'ten minutes of heartbeats alone: never suspect, never gone')
+  assert.equal(m.list(600_000)[0]?.status, 'alive')
+
+  assert.equal(m.onHeartbeat('a', { incarnation: 1000, seq: 4 }, 600_100).behind, true, 'a change we missed')
+  assert.equal(m.onHeartbeat('a', { incarnation: 2000, seq: 1 }, 600_200).behind, true, 'a restart we missed')
+  assert.equal(m.onHeartbeat('b', { incarnation: 1000, seq: 1 }, 600_300).behind, true, 'a peer we hold nothing of')
+  assert.equal(m.onHeartbeat('self', { incarnation: 1000, seq: 1 }, 600_300).behind, false)
+
+  // a beat older than the announcement held is no sign of life for it
+  const stale = new Membership('default', 'self', T)
+  stale.onAnnouncement(announcement('a', { incarnation: 1000, seq: 3 }), 0)
+  stale.onConnected('a', 0)
+  assert.equal(stale.onHeartbeat('a', { incarnation: 1000, seq: 2 }, T.silenceSuspectMs - 1).behind, false)
+  assert.deepEqual(types(stale.tick(T.silenceSuspectMs)), ['member:suspect'])
+})
+
 test('a peer that keeps announcing stays alive however long it runs', () => {
   const m = new Membership('default', 'self', T)
   m.onConnected('a', 0)

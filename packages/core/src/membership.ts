@@ -2,6 +2,7 @@
  * Who is in the cluster, from announcements and connection events. Pure: the clock is passed in,
  * nothing here does I/O. Rules:
  * - an announcement for another cluster, or older than what we hold, is ignored;
+ * - heard: an announcement, or a heartbeat naming the announcement we hold (or a newer one);
  * - alive: heard within `silenceSuspectMs` and not disconnected;
  * - suspect: silent longer, or its last connection closed (a reconnect within the grace clears it);
  * - gone: silent `silenceGoneMs`, or disconnected for `disconnectGoneMs`. Gone nodes are removed.
@@ -57,6 +58,24 @@ export class Membership {
     return { verdict: 'applied', events: [...events, ...this.tick(now)] }
   }
 
+  /**
+   * A heartbeat from a connected peer, saying which announcement it last made: the member is alive without
+   * a new announcement. `behind`: we hold an older one, or none (the caller fetches it from the peer).
+   * A beat older than what we hold (reordered, or from before a restart) changes nothing.
+   */
+  onHeartbeat(
+    peerId: string,
+    beat: Pick<Announcement, 'incarnation' | 'seq'>,
+    now: number
+  ): { behind: boolean; events: MembershipEvent[] } {
+    if (peerId === this.selfPeerId) return { behind: false, events: [] }
+    const member = this.members.get(peerId)
+    if (member === undefined) return { behind: true, events: [] }
+    if (isNewer(member.announcement, beat)) return { behind: false, events: [] }
+    this.members.set(peerId, { ...member, lastHeard: now })
+    return { behind: isNewer(beat, member.announcement), events: this.evaluate(peerId, now) }
+  }
+
   onConnected(peerId: string, now: number): MembershipEvent[] {
     const member = this.members.get(peerId)
     if (member !== undefined) this.members.set(peerId, { ...member, connected: true, disconnectedAt: undefined })
@@ -82,23 +101,25 @@ export class Membership {
   /** Re-evaluates every member; removes the gone ones. Returns the transitions. */
   tick(now: number): MembershipEvent[] {
     const events: MembershipEvent[] = []
-    for (const [peerId, member] of this.members) {
-      const status = this.statusAt(member, now)
-      const before = this.statuses.get(peerId)
-      if (status === 'gone') {
-        this.members.delete(peerId)
-        this.statuses.delete(peerId)
-        const reason = member.connected === false ? 'disconnected' : 'silent'
-        events.push({ type: 'member:left', peerId, reason })
-        continue
-      }
-      if (before !== status) {
-        this.statuses.set(peerId, status)
-        if (before !== undefined || status === 'suspect')
-          events.push({ type: status === 'alive' ? 'member:alive' : 'member:suspect', peerId })
-      }
-    }
+    for (const peerId of [...this.members.keys()]) events.push(...this.evaluate(peerId, now))
     return events
+  }
+
+  /** The transitions of one member at `now` (a heartbeat re-evaluates only its sender: 20,000 a second in the simulation). */
+  private evaluate(peerId: string, now: number): MembershipEvent[] {
+    const member = this.members.get(peerId)
+    if (member === undefined) return []
+    const status = this.statusAt(member, now)
+    const before = this.statuses.get(peerId)
+    if (status === 'gone') {
+      this.members.delete(peerId)
+      this.statuses.delete(peerId)
+      const reason = member.connected === false ? 'disconnected' : 'silent'
+      return [{ type: 'member:left', peerId, reason }]
+    }
+    if (before === status) return []
+    this.statuses.set(peerId, status)
+    return before !== undefined || status === 'suspect' ? [{ type: status === 'alive' ? 'member:alive' : 'member:suspect', peerId }] : []
   }
 
   get(peerId: string): Member | undefined {

@@ -4,8 +4,14 @@
  * within 10 s, a restarted one is back within 5 s of its start.
  */
 export interface MeshTimings {
-  /** Full announcement period (also sent at once on any change). It doubles as the heartbeat. */
+  /**
+   * Heartbeat period: every connected member gets a few bytes (incarnation and seq) on a long-lived stream,
+   * which is what keeps a member alive. The announcement is checked for changes at this period too and
+   * gossiped only when it changed (or when asked, or every `announceRefreshMs`).
+   */
   readonly announceIntervalMs: number
+  /** The full announcement is gossiped again this often even when nothing changed (a lost message heals). */
+  readonly announceRefreshMs: number
   /** A connected peer silent this long is suspect. */
   readonly silenceSuspectMs: number
   /** A peer silent this long is gone, connected or not (frozen process, half-open TCP). */
@@ -23,28 +29,34 @@ export interface MeshTimings {
 
 export const LAN_MESH_TIMINGS: MeshTimings = {
   announceIntervalMs: 2000,
+  // at rest, 20 agents gossiping 2 kB every 2 s cost each agent ~200 kB/s; heartbeats carry liveness and
+  // the seq, so a missed change is fetched from its owner, and the refresh is only a safety net
+  announceRefreshMs: 60_000,
   silenceSuspectMs: 5000,
   // frozen: a frozen peer's kernel keeps its TCP connection open; silence is what removes it (8 s)
   silenceGoneMs: 8000,
   // SIGKILL closes TCP at once (10-25 ms); 1.5 s lets a flapping link reconnect without a leave/join
   disconnectGoneMs: 1500,
   // a 1 s ping timeout dropped healthy connections under start-up CPU load on 2 cores; a ping every 2 s
-  // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection). Silence
-  // (silenceGoneMs) is what bounds the detection of a frozen peer; pings only close its dead connection.
-  pingIntervalMs: 10_000,
+  // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection, ~600 bytes
+  // on the wire). Silence (no heartbeat: silenceGoneMs) is what bounds the detection of a frozen peer;
+  // pings only close its dead connection, so they can be rare.
+  pingIntervalMs: 30_000,
   // libp2p aborts a connection whose ping times out, and a ping waits behind whatever the connection is
   // carrying: 500 MB of weights through the tunnel on a busy 2-core machine delayed pings past 2 s and the
   // cut connection aborted the model load ("Remote RPC server crashed"). A dead connection still goes
   // within 20 s; membership does not wait for it.
   pingTimeoutMs: 10_000,
-  // every agent answers every query and every answer reaches every agent (N^3 work per period); a newcomer
-  // queries at its start and known peers are redialled, so the period only heals rare losses
-  mdnsIntervalMs: 30_000,
+  // every agent answers every query and every answer reaches every agent (N^2 packets per period: at 30 s,
+  // 5.7 kB/s per agent at rest with 20 agents); a newcomer queries at its start, known peers are redialled
+  // and a join makes every member gossip its addresses again, so the period only heals rare losses
+  mdnsIntervalMs: 120_000,
   redialIntervalMs: 2000
 }
 
 export const FAST_MESH_TIMINGS: MeshTimings = {
   announceIntervalMs: 500,
+  announceRefreshMs: 5000,
   silenceSuspectMs: 1500,
   silenceGoneMs: 3000,
   disconnectGoneMs: 500,

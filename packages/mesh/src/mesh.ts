@@ -25,9 +25,10 @@ import {
   WIRE_RANGE
 } from '@sollol/core'
 import { surplusConnections } from './duplicate-connections.js'
+import { BEAT_BYTES, decodeBeat, encodeBeat } from './heartbeat.js'
 import { createMeshNode, type MeshNode } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
-import { announceTopic, helloProtocol, MAX_STATE_BYTES, stateProtocol, tunnelProtocol } from './protocols.js'
+import { announceTopic, heartbeatProtocol, helloProtocol, MAX_STATE_BYTES, stateProtocol, tunnelProtocol } from './protocols.js'
 import { exitTunnel, listenForTunnel } from './tunnel.js'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -83,6 +84,10 @@ export interface MeshCounters {
   tunnelsRefused: number
   /** libp2p connections opened (both directions): flat at rest, else connections churn. */
   connectionsOpened: number
+  heartbeatsIn: number
+  heartbeatsOut: number
+  /** Announcements fetched from their owner because a heartbeat named a newer one than we held. */
+  announcementsFetched: number
 }
 
 export interface MeshEvents {
@@ -106,6 +111,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly incarnation: number
   private seq = 0
   private latest: Announcement | undefined
+  private publishedAt = 0
+  /** A member joined since the last announcement: gossip ours again, so peers it reaches learn of us. */
+  private joinedSinceAnnounce = false
+  /** Our outbound heartbeat stream per member ('opening' while it is being opened). */
+  private readonly beats = new Map<string, { stream: Stream; write: (bytes: Uint8Array) => Promise<void> } | 'opening'>()
+  /** Members whose newer announcement is being fetched (a heartbeat said we are behind). */
+  private readonly fetching = new Set<string>()
   private timers: NodeJS.Timeout[] = []
   private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
   /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
@@ -122,7 +134,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
     dropReasons: {},
     tunnelsOpened: 0,
     tunnelsRefused: 0,
-    connectionsOpened: 0
+    connectionsOpened: 0,
+    heartbeatsIn: 0,
+    heartbeatsOut: 0,
+    announcementsFetched: 0
   }
   /** Open tunnel exits, by the peer that opened them (cut when that peer loses admission). */
   private readonly tunnelStreams = new Map<string, Set<Stream>>()
@@ -192,6 +207,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     await node.handle(helloProtocol(o.cluster), async (stream) => {
       await this.reply(stream, encodeAnnouncement(this.announcement()))
     })
+    await node.handle(heartbeatProtocol(o.cluster), async (stream, connection) => {
+      await this.readBeats(stream, connection.remotePeer)
+    })
     await node.handle(stateProtocol(o.cluster), async (stream) => {
       await this.reply(stream, new TextEncoder().encode(JSON.stringify(this.view())))
     })
@@ -207,11 +225,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
     this.discovery = { ...this.discovery, listen: node.getMultiaddrs().map(String) }
     o.logger.info({ peerId: this.peerId, listen: this.discovery.listen, cluster: o.cluster }, 'mesh started')
-    this.publish()
+    this.publish(true)
     const t = o.timings
     this.timers.push(
       setInterval(() => {
-        this.publish()
+        this.publish(this.joinedSinceAnnounce || this.now() - this.publishedAt >= t.announceRefreshMs)
+        this.beat()
       }, t.announceIntervalMs)
     )
     this.timers.push(
@@ -240,11 +259,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   /** The latest announcement of this agent (rebuilt from describeSelf() when asked to announce). */
   announcement(): Announcement {
-    this.latest ??= this.buildAnnouncement()
-    return this.latest
+    if (this.latest === undefined) this.refreshAnnouncement()
+    return this.latest as Announcement
   }
 
-  /** Re-reads the self description and gossips it at once (call on any change). */
+  /** Re-reads the self description and gossips it at once if it changed (call on any change). */
   announceNow(): void {
     this.publish()
   }
@@ -368,10 +387,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }
   }
 
-  private buildAnnouncement(): Announcement {
+  /**
+   * Re-reads the self description; a new seq only when something in it changed, so that an unchanged
+   * agent gossips nothing and its heartbeats keep naming the announcement every member holds.
+   */
+  private refreshAnnouncement(): boolean {
     const self = this.options.describeSelf()
-    this.seq++
-    return {
+    const next: Announcement = {
       ...self,
       v: ANNOUNCEMENT_VERSION,
       wire: { ...WIRE_RANGE },
@@ -382,13 +404,21 @@ export class Mesh extends EventEmitter<MeshEvents> {
       hostname: self.hostname ?? hostname(),
       addresses: this.node?.getMultiaddrs().map((ma) => ma.decapsulate('/p2p').toString()) ?? []
     }
+    if (this.latest !== undefined && JSON.stringify(next) === JSON.stringify(this.latest)) return false
+    this.seq++
+    this.latest = { ...next, seq: this.seq }
+    return true
   }
 
-  private publish(): void {
+  /** Gossips the announcement when it changed, or always with `force` (start, the slow refresh). */
+  private publish(force = false): void {
     const node = this.node
     if (node === undefined) return
-    this.latest = this.buildAnnouncement()
-    node.services.pubsub.publish(announceTopic(this.options.cluster), encodeAnnouncement(this.latest)).then(
+    if (!this.refreshAnnouncement() && !force) return
+    const latest = this.latest as Announcement
+    this.publishedAt = this.now()
+    this.joinedSinceAnnounce = false
+    node.services.pubsub.publish(announceTopic(this.options.cluster), encodeAnnouncement(latest)).then(
       () => {
         this.counters.announcementsOut++
       },
@@ -396,6 +426,96 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.options.logger.debug({ err: err.message }, 'announcement not published')
       }
     )
+  }
+
+  /**
+   * A heartbeat to every connected member, on one long-lived stream each (opened here when missing, dropped
+   * when a write fails: the next beat opens another). Sent without waiting: a frozen peer's stream only
+   * queues 18 bytes a beat until its connection goes.
+   */
+  private beat(): void {
+    const node = this.node
+    const latest = this.latest
+    if (node === undefined || latest === undefined) return
+    const payload = encodeBeat(this.incarnation, latest.seq)
+    // Members, and peers heard from in this run that are connected again (a peer back from a freeze was
+    // dropped by every side; its beat is what makes the other side fetch its announcement at once).
+    const targets = new Set([...this.membership.list(this.now()).map((m) => m.announcement.peerId), ...this.known.keys()])
+    for (const id of targets) {
+      const peer = peerIdFromString(id)
+      if (node.getConnections(peer).length === 0) continue
+      const entry = this.beats.get(id)
+      if (entry === 'opening') continue
+      if (entry === undefined) {
+        this.beats.set(id, 'opening')
+        node.dialProtocol(peer, heartbeatProtocol(this.options.cluster), { signal: AbortSignal.timeout(5000) }).then(
+          (stream) => {
+            if (this.node === undefined || this.beats.get(id) !== 'opening') {
+              stream.abort(new Error('no longer wanted'))
+              return
+            }
+            const lp = lpStream(stream, { maxDataLength: BEAT_BYTES })
+            const opened = { stream, write: async (bytes: Uint8Array) => await lp.write(bytes) }
+            this.beats.set(id, opened)
+            this.send(id, opened, payload)
+          },
+          (err: Error) => {
+            this.beats.delete(id)
+            this.options.logger.debug({ peer: id, err: err.message }, 'heartbeat stream not opened')
+          }
+        )
+        continue
+      }
+      this.send(id, entry, payload)
+    }
+  }
+
+  private send(id: string, entry: { stream: Stream; write: (bytes: Uint8Array) => Promise<void> }, payload: Uint8Array): void {
+    entry.write(payload).then(
+      () => {
+        this.counters.heartbeatsOut++
+      },
+      (err: Error) => {
+        if (this.beats.get(id) === entry) this.beats.delete(id)
+        entry.stream.abort(err)
+      }
+    )
+  }
+
+  /** Reads a peer's heartbeats until its stream ends; each one is a sign of life for the announcement it names. */
+  private async readBeats(stream: Stream, peer: PeerId): Promise<void> {
+    const id = peer.toString()
+    const lp = lpStream(stream, { maxDataLength: BEAT_BYTES })
+    try {
+      for (;;) {
+        const beat = decodeBeat((await lp.read()).subarray())
+        if (beat === undefined) throw new Error('malformed heartbeat')
+        this.counters.heartbeatsIn++
+        const { behind, events } = this.membership.onHeartbeat(id, beat, this.now())
+        this.emitEvents(events)
+        if (behind) this.fetchAnnouncement(peer)
+      }
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+
+  /** Asks a peer for its announcement (hello): a heartbeat named one we have not received. One at a time. */
+  private fetchAnnouncement(peer: PeerId): void {
+    const id = peer.toString()
+    if (this.fetching.has(id)) return
+    this.fetching.add(id)
+    this.request(peer, helloProtocol(this.options.cluster), MAX_ANNOUNCEMENT_BYTES)
+      .then(
+        (data) => {
+          this.counters.announcementsFetched++
+          this.receive(data, id)
+        },
+        (err: Error) => {
+          this.options.logger.debug({ peer: id, err: err.message }, 'announcement fetch failed')
+        }
+      )
+      .finally(() => this.fetching.delete(id))
   }
 
   private drop(reason: string, from: string | undefined): void {
@@ -459,6 +579,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   private emitEvents(events: MembershipEvent[]): void {
     for (const event of events) {
+      // Announcements travel on change only: a newcomer reached through one peer learns of the others
+      // (their addresses, to dial them) when they gossip again after it joined.
+      if (event.type === 'member:joined') this.joinedSinceAnnounce = true
       if (event.type !== 'member:updated')
         this.options.logger.info(
           { peer: event.peerId, ...(event.type === 'member:left' ? { reason: event.reason } : {}) },
@@ -513,7 +636,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
       setImmediate(() => this.repairGossip(peer))
       return
     }
-    this.emitEvents(this.membership.onDisconnected(peer.toString(), this.now()))
+    const id = peer.toString()
+    const beat = this.beats.get(id)
+    this.beats.delete(id)
+    if (beat !== undefined && beat !== 'opening') beat.stream.abort(new Error('disconnected'))
+    this.emitEvents(this.membership.onDisconnected(id, this.now()))
   }
 
   /** Closes this side's surplus connections to `peer` (see duplicate-connections.ts for the rule). */

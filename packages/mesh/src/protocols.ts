@@ -5,6 +5,8 @@ export const stateProtocol = (cluster: string): string => `/sollol/${cluster}/st
 /** Request/response: the agent's own latest announcement, so a new connection joins at once. */
 /** TCP over the mesh (e.g. `rpc`: a worker's loopback rpc-server, for the coordinator only). */
 export const tunnelProtocol = (cluster: string, name: string): string => `/sollol/${cluster}/tunnel/${name}/1.0.0`
+/** One long-lived stream per direction and peer: a heartbeat (incarnation, seq) every announce interval. */
+export const heartbeatProtocol = (cluster: string): string => `/sollol/${cluster}/heartbeat/1.0.0`
 export const helloProtocol = (cluster: string): string => `/sollol/${cluster}/hello/1.0.0`
 /** Keyed clusters add the key's fingerprint, so open and keyed agents of one name do not even find each other. */
 export const mdnsServiceTag = (cluster: string, keyFingerprint?: string): string =>

@@ -138,6 +138,18 @@ export class AgentMetrics {
       }
     })
     new Counter({
+      name: 'sollol_heartbeats_total',
+      help: 'Heartbeats (incarnation and seq, to every connected member each interval) received and sent',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const c = s.view().counters
+        this.reset()
+        this.inc({ direction: 'in' }, c?.heartbeatsIn ?? 0)
+        this.inc({ direction: 'out' }, c?.heartbeatsOut ?? 0)
+      }
+    })
+    new Counter({
       name: 'sollol_gossip_dropped_total',
       help: 'Inbound messages dropped at the boundary, by reason',
       labelNames: ['reason'],
