@@ -624,6 +624,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
       },
       (err: Error) => {
         this.options.logger.debug({ peer: id, err: err.message }, 'hello failed')
+        // Most often this connection was a duplicate being closed (both sides dialled at once): ask again
+        // over the one kept, instead of waiting for the peer's next heartbeat to name what we lack.
+        setTimeout(() => {
+          const node = this.node
+          if (node !== undefined && this.membership.get(id) === undefined && node.getConnections(peer).some((c) => c.status === 'open'))
+            this.fetchAnnouncement(peer)
+        }, 100)
       }
     )
   }
@@ -677,8 +684,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   /**
    * One connection per pair: when both sides learn of each other at once, only the lower peer id dials
-   * right away; the higher one waits `dialBackoffMs` and dials only if no connection came meanwhile
-   * (the lower one may be unable to reach it, or may not know it restarted).
+   * right away; the higher one waits a quarter of the redial interval (500 ms on a LAN) and dials only if
+   * no connection came meanwhile (the lower one may be unable to reach it, or may not know of it at all:
+   * a newcomer's mDNS query tells the others nothing, so every wait here delays a join).
    */
   private async dialIfUnconnected(peer: PeerId, addresses: Multiaddr[]): Promise<void> {
     const node = this.node
@@ -687,7 +695,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.dialing.add(id)
     try {
       if (this.peerId > id) {
-        await new Promise((resolve) => setTimeout(resolve, this.options.timings.redialIntervalMs / 2))
+        await new Promise((resolve) => setTimeout(resolve, this.options.timings.redialIntervalMs / 4))
         if (this.node === undefined || node.getConnections(peer).length > 0) return
       }
       await node.dial(addresses.length > 0 ? addresses.map((a) => a.encapsulate(`/p2p/${id}`)) : peer, {
