@@ -81,7 +81,7 @@ export interface ClusterView {
     readonly connectionsOpened?: number
     readonly heartbeatsIn?: number
     readonly heartbeatsOut?: number
-    /** Announcements fetched from their owner after a heartbeat named one this agent lacked. */
+    /** Announcements asked of their owner over hello (a new connection, or a heartbeat naming one this agent lacked). */
     readonly announcementsFetched?: number
   }
   readonly generatedAt: string

@@ -86,7 +86,7 @@ export interface MeshCounters {
   connectionsOpened: number
   heartbeatsIn: number
   heartbeatsOut: number
-  /** Announcements fetched from their owner because a heartbeat named a newer one than we held. */
+  /** Announcements asked of their owner over hello (a new connection, or a heartbeat naming one we lacked). */
   announcementsFetched: number
 }
 
@@ -98,6 +98,12 @@ export interface MeshEvents {
 
 /** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
 export type CoordinationView = Parameters<typeof clusterView>[5]
+
+/** Our outbound heartbeat stream to one member. */
+interface BeatStream {
+  readonly stream: Stream
+  readonly write: (bytes: Uint8Array) => Promise<void>
+}
 
 /** How long a departed peer is redialled at its last announced addresses. */
 const KNOWN_PEER_TTL_MS = 10 * 60_000
@@ -115,7 +121,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** A member joined since the last announcement: gossip ours again, so peers it reaches learn of us. */
   private joinedSinceAnnounce = false
   /** Our outbound heartbeat stream per member ('opening' while it is being opened). */
-  private readonly beats = new Map<string, { stream: Stream; write: (bytes: Uint8Array) => Promise<void> } | 'opening'>()
+  private readonly beats = new Map<string, BeatStream | 'opening'>()
   /** Members whose newer announcement is being fetched (a heartbeat said we are behind). */
   private readonly fetching = new Set<string>()
   private timers: NodeJS.Timeout[] = []
@@ -470,7 +476,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }
   }
 
-  private send(id: string, entry: { stream: Stream; write: (bytes: Uint8Array) => Promise<void> }, payload: Uint8Array): void {
+  private send(id: string, entry: BeatStream, payload: Uint8Array): void {
     entry.write(payload).then(
       () => {
         this.counters.heartbeatsOut++
@@ -492,6 +498,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
         if (beat === undefined) throw new Error('malformed heartbeat')
         this.counters.heartbeatsIn++
         const { behind, events } = this.membership.onHeartbeat(id, beat, this.now())
+        // heard from: its addresses stay worth redialling (announcements alone now come only on change)
+        const known = this.known.get(id)
+        if (known !== undefined) known.heardAt = this.now()
         this.emitEvents(events)
         if (behind) this.fetchAnnouncement(peer)
       }
@@ -500,8 +509,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
     }
   }
 
-  /** Asks a peer for its announcement (hello): a heartbeat named one we have not received. One at a time. */
-  private fetchAnnouncement(peer: PeerId): void {
+  /**
+   * Asks a peer for its announcement (hello): on a new connection, or when a heartbeat named one we have not
+   * received. One at a time per peer; a failed one is asked again `retries` times, 100 ms later, while the
+   * peer is still connected and still unknown (a peer without our protocols, `sollol-agent status`, is not).
+   */
+  private fetchAnnouncement(peer: PeerId, retries = 0): void {
     const id = peer.toString()
     if (this.fetching.has(id)) return
     this.fetching.add(id)
@@ -512,7 +525,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
           this.receive(data, id)
         },
         (err: Error) => {
-          this.options.logger.debug({ peer: id, err: err.message }, 'announcement fetch failed')
+          this.options.logger.debug({ peer: id, err: err.message }, 'hello failed')
+          if (retries === 0) return
+          setTimeout(() => {
+            const node = this.node
+            if (node !== undefined && this.membership.get(id) === undefined && node.getConnections(peer).some((c) => c.status === 'open'))
+              this.fetchAnnouncement(peer, retries - 1)
+          }, 100)
         }
       )
       .finally(() => this.fetching.delete(id))
@@ -617,22 +636,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const id = peer.toString()
     this.closeDuplicates(peer)
     this.emitEvents(this.membership.onConnected(id, this.now()))
-    // Ask the new peer for its announcement directly: no waiting for the next gossip round.
-    this.request(peer, helloProtocol(this.options.cluster), MAX_ANNOUNCEMENT_BYTES).then(
-      (data) => {
-        this.receive(data, id)
-      },
-      (err: Error) => {
-        this.options.logger.debug({ peer: id, err: err.message }, 'hello failed')
-        // Most often this connection was a duplicate being closed (both sides dialled at once): ask again
-        // over the one kept, instead of waiting for the peer's next heartbeat to name what we lack.
-        setTimeout(() => {
-          const node = this.node
-          if (node !== undefined && this.membership.get(id) === undefined && node.getConnections(peer).some((c) => c.status === 'open'))
-            this.fetchAnnouncement(peer)
-        }, 100)
-      }
-    )
+    // Ask the new peer for its announcement directly: no waiting for the next gossip round. Once more if
+    // that fails: most often this connection was a duplicate being closed (both sides dialled at once).
+    this.fetchAnnouncement(peer, 1)
   }
 
   private onConnectionClose(connection: Connection): void {
