@@ -30,8 +30,9 @@ export interface MeshTimings {
 export const LAN_MESH_TIMINGS: MeshTimings = {
   announceIntervalMs: 2000,
   // at rest, 20 agents gossiping 2 kB every 2 s cost each agent ~200 kB/s; heartbeats carry liveness and
-  // the seq, so a missed change is fetched from its owner, and the refresh is only a safety net
-  announceRefreshMs: 60_000,
+  // the seq, so a missed change is fetched from its owner, and the refresh is only a safety net (every
+  // refresh reaches every agent several times over gossipsub's mesh: at 60 s, ~1 kB/s per agent with 20)
+  announceRefreshMs: 300_000,
   silenceSuspectMs: 5000,
   // frozen: a frozen peer's kernel keeps its TCP connection open; silence is what removes it (8 s)
   silenceGoneMs: 8000,
@@ -40,8 +41,9 @@ export const LAN_MESH_TIMINGS: MeshTimings = {
   // a 1 s ping timeout dropped healthy connections under start-up CPU load on 2 cores; a ping every 2 s
   // was a quarter of an idle agent's CPU in a 10-agent mesh (a stream per ping per connection, ~600 bytes
   // on the wire). Silence (no heartbeat: silenceGoneMs) is what bounds the detection of a frozen peer;
-  // pings only close its dead connection, so they can be rare.
-  pingIntervalMs: 30_000,
+  // pings only close its dead connection, so they can be rare (at 30 s they were ~1.3 kB/s per agent at
+  // rest with 20 agents: a new stream each, five segments and their ACKs)
+  pingIntervalMs: 120_000,
   // libp2p aborts a connection whose ping times out, and a ping waits behind whatever the connection is
   // carrying: 500 MB of weights through the tunnel on a busy 2-core machine delayed pings past 2 s and the
   // cut connection aborted the model load ("Remote RPC server crashed"). A dead connection still goes

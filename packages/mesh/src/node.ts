@@ -12,6 +12,7 @@ import type { MeshTimings } from '@sollol/core'
 import { mdnsServiceTag } from './protocols.js'
 import { clusterKeyFingerprint } from './cluster-key.js'
 import { privateNetwork } from './private-network.js'
+import { coalescingConnections } from './coalescing-connection.js'
 
 export interface NodeOptions {
   readonly privateKey: PrivateKey
@@ -42,7 +43,9 @@ export async function createMeshNode(o: NodeOptions) {
       announceFilter: (addrs) => (o.announceLoopback ? addrs : addrs.filter((a) => !isLoopback(a)))
     },
     transports: [tcp()],
-    ...(o.clusterKey !== undefined ? { connectionProtector: privateNetwork({ psk: o.clusterKey }) } : {}),
+    // the protector is libp2p's one hook on the raw connection: both join the writes of a task into one
+    // segment (coalescing-connection.ts); the cluster key's also encrypts
+    connectionProtector: o.clusterKey !== undefined ? privateNetwork({ psk: o.clusterKey }) : coalescingConnections(),
     connectionEncrypters: [noise()],
     // Limits on what peers may open (libp2p's defaults, written down, with fewer streams per connection):
     // a key holder still cannot make the agent hold more than ~maxConnections x maxInboundStreams x 256 KiB

@@ -15,7 +15,8 @@
 import { randomBytes } from 'node:crypto'
 import { xsalsa20 } from '@noble/ciphers/salsa.js'
 import type { AbortOptions, ConnectionProtector, MessageStream, MultiaddrConnection } from '@libp2p/interface'
-import { AbstractMultiaddrConnection, byteStream } from '@libp2p/utils'
+import { byteStream } from '@libp2p/utils'
+import { CoalescingConnection } from './coalescing-connection.js'
 import { SWARM_KEY_FORMAT } from './cluster-key.js'
 
 export const NONCE_LENGTH = 24
@@ -63,58 +64,6 @@ export function decodeSwarmKey(file: Uint8Array): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
-/** A connection after the nonce exchange: every byte through the cipher. */
-class PrivateConnection extends AbstractMultiaddrConnection {
-  private readonly raw: MultiaddrConnection
-  private readonly inbound: XSalsa20Stream
-  private readonly outbound: XSalsa20Stream
-
-  constructor(init: { raw: MultiaddrConnection; key: Uint8Array; localNonce: Uint8Array; remoteNonce: Uint8Array }) {
-    const raw = init.raw
-    super({ remoteAddr: raw.remoteAddr, direction: raw.direction, log: raw.log.newScope('pnet') })
-    this.raw = raw
-    this.inbound = new XSalsa20Stream(init.key, init.remoteNonce)
-    this.outbound = new XSalsa20Stream(init.key, init.localNonce)
-    raw.addEventListener('message', (evt) => {
-      // An exception here would be thrown inside the socket's listener: close this connection instead.
-      try {
-        const data = evt.data
-        if (data instanceof Uint8Array) this.onData(this.inbound.update(data))
-        else for (const chunk of data) this.onData(this.inbound.update(chunk))
-      } catch (err) {
-        this.abort(err as Error)
-      }
-    })
-    raw.addEventListener('drain', () => this.onMuxerDrain())
-    raw.addEventListener('close', (evt) => {
-      if (evt.error != null) {
-        if (evt.local) this.abort(evt.error)
-        else this.onRemoteReset()
-      } else this.onTransportClosed()
-    })
-  }
-
-  async sendClose(options?: AbortOptions): Promise<void> {
-    await this.raw.close(options)
-  }
-
-  sendData(data: Parameters<AbstractMultiaddrConnection['sendData']>[0]): { sentBytes: number; canSendMore: boolean } {
-    return { sentBytes: data.byteLength, canSendMore: this.raw.send(this.outbound.update(data.subarray())) }
-  }
-
-  sendReset(err: Error): void {
-    this.raw.abort(err)
-  }
-
-  sendPause(): void {
-    this.raw.pause()
-  }
-
-  sendResume(): void {
-    this.raw.resume()
-  }
-}
-
 export interface PrivateNetworkInit {
   /** The swarm key file's bytes. */
   readonly psk: Uint8Array
@@ -138,7 +87,15 @@ class PrivateNetworkProtector implements ConnectionProtector {
     const bytes = byteStream(connection)
     const [remote] = await Promise.all([bytes.read({ bytes: NONCE_LENGTH, signal }), bytes.write(localNonce, { signal })])
     const raw = bytes.unwrap() as MultiaddrConnection
-    return new PrivateConnection({ raw, key: this.key, localNonce, remoteNonce: remote.subarray() })
+    // After the nonce exchange every byte goes through the cipher (writes of one task joined, as in an open cluster).
+    const inbound = new XSalsa20Stream(this.key, remote.subarray())
+    const outbound = new XSalsa20Stream(this.key, localNonce)
+    return new CoalescingConnection({
+      raw,
+      inbound: (bytes) => inbound.update(bytes),
+      outbound: (bytes) => outbound.update(bytes),
+      scope: 'pnet'
+    })
   }
 }
 
