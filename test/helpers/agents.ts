@@ -64,7 +64,9 @@ export class TestAgent {
     private readonly dir: string,
     private readonly args: readonly string[] = [],
     /** false: no watcher process (many agents on one machine: the test observes them its own way). */
-    private readonly watch = true
+    private readonly watch = true,
+    /** The CLI to run: this checkout's, or an earlier release's (helpers/release.ts). */
+    private readonly cli = CLI
   ) {
     this.logFile = join(dir, `${host.name}.log`)
   }
@@ -83,7 +85,7 @@ export class TestAgent {
     const log = createWriteStream(this.logFile, { flags: 'a' })
     this.process = this.host.run(
       process.execPath,
-      [...nodeOptions, CLI, 'start', '--data-dir', this.dataDir, '--no-setup', '--log-level', 'debug', ...this.args],
+      [...nodeOptions, this.cli, 'start', '--data-dir', this.dataDir, '--no-setup', '--log-level', 'debug', ...this.args],
       { buffer: false, stdin: 'ignore' }
     )
     this.process.stdout?.pipe(log)

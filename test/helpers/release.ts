@@ -1,0 +1,67 @@
+/**
+ * An earlier release of this repository, built in a temp dir from its git commit, to run beside this one
+ * (the rolling-upgrade test). The commit comes from `test/previous-release.json` (also tagged, but a clone
+ * of main need not carry tags; the commit is always in main's history).
+ *
+ * Dependencies: when the release's package-lock.json is this checkout's, its node_modules is a folder of
+ * links into this checkout's (the workspace links re-pointed at the release's own packages), so no install
+ * is needed; otherwise `npm ci` installs them. Then `tsc -b` builds its packages.
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ROOT } from './agents.js'
+
+export interface Release {
+  readonly version: string
+  readonly commit: string
+  /** The release's CLI entry point. */
+  readonly cli: string
+}
+
+interface ReleaseRecord {
+  version: string
+  commit: string
+}
+
+export function previousRelease(): ReleaseRecord {
+  const record = JSON.parse(readFileSync(join(ROOT, 'test', 'previous-release.json'), 'utf8')) as ReleaseRecord
+  if (!/^[0-9a-f]{40}$/.test(record.commit)) throw new Error(`test/previous-release.json: expected a 40-digit commit, got ${record.commit}`)
+  return record
+}
+
+/** Links every entry of `from` into `to`; workspace links (relative symlinks) keep their relative target. */
+function linkModules(from: string, to: string): void {
+  mkdirSync(to, { recursive: true })
+  for (const name of readdirSync(from)) {
+    const source = join(from, name)
+    const target = join(to, name)
+    const stat = lstatSync(source)
+    if (stat.isSymbolicLink() && !readlinkSync(source).startsWith('/')) symlinkSync(readlinkSync(source), target)
+    else if (name.startsWith('@') && stat.isDirectory()) linkModules(source, target)
+    else symlinkSync(source, target)
+  }
+}
+
+export function buildRelease(record: ReleaseRecord = previousRelease()): Release {
+  const dir = join(tmpdir(), `sollol-release-${record.version}-${record.commit.slice(0, 12)}-${process.pid}`)
+  rmSync(dir, { recursive: true, force: true })
+  mkdirSync(dir, { recursive: true })
+  const archive = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', record.commit], { maxBuffer: 256 * 1024 * 1024 })
+  execFileSync('tar', ['-x', '-C', dir], { input: archive })
+  const sameLock = readFileSync(join(dir, 'package-lock.json'), 'utf8') === readFileSync(join(ROOT, 'package-lock.json'), 'utf8')
+  if (sameLock) linkModules(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
+  else execFileSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'ignore' })
+  execFileSync(process.execPath, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'packages/sollol-agent'], {
+    cwd: dir,
+    stdio: 'pipe'
+  })
+  const cli = join(dir, 'packages', 'sollol-agent', 'bin', 'sollol-agent.js')
+  if (!existsSync(cli)) throw new Error(`release ${record.version} (${record.commit}) has no ${cli}`)
+  return { ...record, cli }
+}
+
+export function removeRelease(release: Release): void {
+  rmSync(join(release.cli, '..', '..', '..', '..'), { recursive: true, force: true })
+}
