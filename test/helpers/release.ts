@@ -44,6 +44,26 @@ function linkModules(from: string, to: string): void {
   }
 }
 
+/**
+ * Whether the release's commit is in this clone; a shallow clone lacks it, and one fetch from origin is
+ * tried. False: the caller says so and skips (nothing to build from), rather than failing on the clone.
+ */
+export function haveCommit(commit: string): boolean {
+  const present = (): boolean => {
+    try {
+      execFileSync('git', ['-C', ROOT, 'cat-file', '-e', `${commit}^{commit}`], { stdio: 'ignore' })
+      return true
+    } catch {
+      return false
+    }
+  }
+  if (present()) return true
+  try {
+    execFileSync('git', ['-C', ROOT, 'fetch', '--quiet', '--depth=1', 'origin', commit], { stdio: 'ignore', timeout: 60_000 })
+  } catch {}
+  return present()
+}
+
 export function buildRelease(record: ReleaseRecord = previousRelease()): Release {
   const dir = join(tmpdir(), `sollol-release-${record.version}-${record.commit.slice(0, 12)}-${process.pid}`)
   rmSync(dir, { recursive: true, force: true })
