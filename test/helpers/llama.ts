@@ -5,8 +5,19 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, writeTestModel, type TestModelOptions } from '@sollol/gguf'
-import { FAST_TEST_TIMINGS, freePort, resolveBinaries, RpcServerSupervisor, type LlamaBinaries } from '@sollol/llama-cpp'
+import { computeHeadroomBytes } from '@sollol/core'
+import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
+import {
+  FAST_TEST_TIMINGS,
+  freePort,
+  LlamaServerSupervisor,
+  resolveBinaries,
+  RpcServerSupervisor,
+  tensorSplitForLayerCounts,
+  type LlamaBinaries
+} from '@sollol/llama-cpp'
+
+const MIB = 1024 ** 2
 
 let binaries: Promise<LlamaBinaries> | undefined
 
@@ -49,4 +60,69 @@ export async function startRpcServers(count: number): Promise<RpcServerSuperviso
 
 export async function stopAll(servers: ReadonlyArray<{ stop: () => Promise<void> }>): Promise<void> {
   await Promise.all(servers.map(async (s) => await s.stop()))
+}
+
+/**
+ * llama-server over `rpc` with `counts` layers per rpc-server (the output head on the last): the model buffer
+ * llama-server reports per rpc-server next to what the GGUF reader predicts for those layers, and one
+ * completion. The caller asserts; `stop` ends the server.
+ */
+export async function serveSplit(
+  model: string,
+  rpc: readonly RpcServerSupervisor[],
+  counts: readonly number[],
+  contextSize = 256
+): Promise<{ loggedMiB: number[]; predictedMiB: number[]; tokens: number; stop: () => Promise<void> }> {
+  const info = await readModelInfo(model)
+  const { llamaServer } = await llamaBinaries()
+  const server = new LlamaServerSupervisor({
+    binary: llamaServer,
+    model,
+    rpc: rpc.map((r) => r.endpoint),
+    port: await freePort(),
+    threads: 1,
+    contextSize,
+    parallel: 1,
+    tensorSplit: tensorSplitForLayerCounts(counts),
+    timings: FAST_TEST_TIMINGS
+  })
+  await server.start()
+  try {
+    const report = server.loadReport()
+    let first = 0
+    const predictedMiB = counts.map((count, i) => {
+      const bytes = info.layerWeightBytes.slice(first, first + count).reduce((a, b) => a + b, 0)
+      first += count
+      return (bytes + (i === counts.length - 1 ? info.outputBytes : 0)) / MIB
+    })
+    const response = await fetch(`${server.url}/completion`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'hello', n_predict: 8, temperature: 0 }),
+      signal: AbortSignal.timeout(30_000)
+    })
+    const body = (await response.json()) as { tokens_predicted?: number }
+    return {
+      loggedMiB: rpc.map((r) => report.modelBufferMiB.get(r.endpoint) ?? -1),
+      predictedMiB,
+      tokens: response.status === 200 ? (body.tokens_predicted ?? 0) : 0,
+      stop: async () => await server.stop()
+    }
+  } catch (err) {
+    await server.stop()
+    throw err
+  }
+}
+
+/**
+ * A `--max-memory` (MiB) with which an agent holds `layers` layers of `model` and no more, by the planner's
+ * own arithmetic (compute headroom, output head, input embeddings, the largest layer and its KV cache):
+ * agents offering it for fewer layers than the model has must split it.
+ */
+export async function budgetForLayers(model: string, layers: number, contextSize: number): Promise<number> {
+  const info = await readModelInfo(model)
+  const perLayer = Math.max(...info.layerWeightBytes) + info.kvBytesPerTokenPerLayer * contextSize
+  const bytes =
+    computeHeadroomBytes({ ...info, id: model, name: info.name ?? model }) + info.outputBytes + info.embeddingBytes + layers * perLayer
+  return Math.ceil(bytes / MIB)
 }

@@ -21,7 +21,20 @@ export interface LlamaBinaries {
   /** llama.cpp's build as it reports itself, e.g. `v0.4.0` (release tag) or `b6500 (abc1234)`. */
   readonly version: string
   readonly source: BinarySource
+  /**
+   * llama.cpp's model tools from the same build (`llama-quantize`, `llama-gguf-split`): in cache entries
+   * built by this release; absent for binaries given by flag or found on PATH without them.
+   */
+  readonly tools?: LlamaTools
 }
+
+export interface LlamaTools {
+  readonly quantize: string
+  readonly ggufSplit: string
+}
+
+/** The model tools built beside the servers (build targets and the names kept in the cache). */
+export const LLAMA_TOOL_NAMES = { quantize: 'llama-quantize', ggufSplit: 'llama-gguf-split' } as const
 
 /** What a cache entry records about the build in it. */
 export interface BuildManifest {
@@ -34,6 +47,8 @@ export interface BuildManifest {
   readonly buildSeconds: number
   readonly rpcServer: string
   readonly llamaServer: string
+  /** The model tools' file names in the entry (absent in entries of older agents). */
+  readonly tools?: LlamaTools
 }
 
 export class BinariesNotFoundError extends SollolError {
@@ -110,6 +125,9 @@ export function binariesInCache(entryDir: string): LlamaBinaries | undefined {
     rpcServer: join(entryDir, manifest.rpcServer),
     llamaServer: join(entryDir, manifest.llamaServer),
     version: manifest.version ?? manifest.tag,
-    source: 'cache'
+    source: 'cache',
+    ...(manifest.tools !== undefined
+      ? { tools: { quantize: join(entryDir, manifest.tools.quantize), ggufSplit: join(entryDir, manifest.tools.ggufSplit) } }
+      : {})
   }
 }

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { findOnPath } from './child.js'
-import { binariesInCache, readLlamaVersion, type BuildManifest, type LlamaBinaries } from './binaries.js'
+import { binariesInCache, LLAMA_TOOL_NAMES, readLlamaVersion, type BuildManifest, type LlamaBinaries } from './binaries.js'
 import { BuildProgressTracker, type BuildProgress } from './build-progress.js'
 import { silentLogger, type Logger } from './log.js'
 import { ExitCode, SollolError } from '@sollol/core'
@@ -50,10 +50,14 @@ export function cmakeOptions(build: BuildOptions): string[] {
   return options
 }
 
+/** What is compiled: the two servers, and the model tools tests and users quantize and split files with. */
+export const BUILD_TARGETS = ['ggml-rpc-server', 'llama-server', LLAMA_TOOL_NAMES.quantize, LLAMA_TOOL_NAMES.ggufSplit] as const
+
 /** Cache entry name: source, backend and a hash of every option, so another option never reuses a build. Pure. */
 export function cacheKey(build: BuildOptions, sourceVersion = NODE_LLAMA_CPP_VERSION): string {
+  // the targets are part of the key: an entry built without the model tools is not reused as one with them
   const hash = createHash('sha256')
-    .update(JSON.stringify({ sourceVersion, options: cmakeOptions(build) }))
+    .update(JSON.stringify({ sourceVersion, options: cmakeOptions(build), targets: BUILD_TARGETS }))
     .digest('hex')
     .slice(0, 10)
   return `node-llama-cpp-${sourceVersion}-${build.backend}-${hash}`
@@ -208,12 +212,12 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
       await run('cmake configure', 'cmake', ['-S', source, '-B', buildDir, ...generator, ...cmake], work)
 
       const jobs = options.jobs ?? availableParallelism()
-      log.info({ jobs }, 'compiling ggml-rpc-server and llama-server (about 11 minutes on 2 cores)')
+      log.info({ jobs, targets: BUILD_TARGETS }, 'compiling llama.cpp (about 11 minutes on 2 cores)')
       const tracker = new BuildProgressTracker(Date.now())
       await run(
         'compile',
         'cmake',
-        ['--build', buildDir, '--config', 'Release', '-j', String(jobs), '--target', 'ggml-rpc-server', 'llama-server'],
+        ['--build', buildDir, '--config', 'Release', '-j', String(jobs), '--target', ...BUILD_TARGETS],
         work,
         (line) => {
           const progress = tracker.update(line, Date.now())
@@ -227,7 +231,7 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
       await mkdir(staging, { recursive: true })
       const binDir = join(buildDir, 'bin')
       for (const name of await readdir(binDir)) {
-        if (name === 'ggml-rpc-server' || name === 'llama-server' || name.includes('.so') || name.endsWith('.dylib')) {
+        if ((BUILD_TARGETS as readonly string[]).includes(name) || name.includes('.so') || name.endsWith('.dylib')) {
           await cp(join(binDir, name), join(staging, name), { verbatimSymlinks: true, recursive: true })
         }
       }
@@ -239,7 +243,8 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
         builtAt: new Date().toISOString(),
         buildSeconds: Math.round((Date.now() - startedAt) / 1000),
         rpcServer: 'ggml-rpc-server',
-        llamaServer: 'llama-server'
+        llamaServer: 'llama-server',
+        tools: LLAMA_TOOL_NAMES
       }
       await writeFile(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
       await rename(staging, entry)

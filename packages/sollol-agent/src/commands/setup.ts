@@ -46,7 +46,7 @@ export async function binariesFromFlags(flags: BinaryFlags, log: Logger, allowBu
 
 export function registerSetup(program: Command, getLog: () => Logger): void {
   addBinaryOptions(program.command('setup'))
-    .description('find or build llama.cpp (ggml-rpc-server and llama-server) and print their paths and version')
+    .description('find or build llama.cpp (ggml-rpc-server, llama-server and the model tools) and print their paths and version')
     .option('--json', 'print JSON')
     .action(async (flags: BinaryFlags & { json?: boolean }) => {
       const binaries = await binariesFromFlags(flags, getLog(), true)
@@ -54,7 +54,8 @@ export function registerSetup(program: Command, getLog: () => Logger): void {
         process.stdout.write(JSON.stringify(binaries, null, 2) + '\n')
       } else {
         process.stdout.write(
-          `rpc-server:   ${binaries.rpcServer}\nllama-server: ${binaries.llamaServer}\nversion:      ${binaries.version}\nfound in:     ${binaries.source}\n`
+          `rpc-server:   ${binaries.rpcServer}\nllama-server: ${binaries.llamaServer}\nversion:      ${binaries.version}\nfound in:     ${binaries.source}\n` +
+            (binaries.tools !== undefined ? `quantize:     ${binaries.tools.quantize}\ngguf-split:   ${binaries.tools.ggufSplit}\n` : '')
         )
       }
     })
