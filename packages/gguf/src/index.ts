@@ -22,8 +22,11 @@ export {
   validateTestModelOptions,
   DEFAULT_TEST_MODEL,
   SPLIT_TEST_MODEL,
+  TEST_ARCHITECTURES,
+  TEST_MOE,
+  TEST_SLIDING_WINDOW,
   TestModelOptionError
 } from './test-model.js'
-export type { TestModel, TestModelOptions } from './test-model.js'
+export type { TestArchitecture, TestModel, TestModelOptions } from './test-model.js'
 export { writeGguf, encodeHeader, toFloat16Bits, TensorType, ValueType } from './writer.js'
 export type { MetadataEntry, TensorSpec } from './writer.js'

@@ -3,7 +3,17 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_TEST_MODEL, testVocabulary, validateTestModelOptions, writeTestModel } from './test-model.js'
+import {
+  buildTestModel,
+  DEFAULT_TEST_MODEL,
+  TEST_ARCHITECTURES,
+  TEST_MOE,
+  testVocabulary,
+  validateTestModelOptions,
+  writeTestModel,
+  type TestArchitecture
+} from './test-model.js'
+import type { MetadataEntry } from './writer.js'
 import { readModelInfo } from './read.js'
 
 test('the default test model is about 1.5 MB with 8 layers, and reads back as written', async () => {
@@ -59,4 +69,48 @@ test('the vocabulary has the special tokens first and all 256 byte tokens', () =
   )
   assert.equal(vocab.filter((v) => v.type === 6).length, 256)
   assert.equal(new Set(vocab.map((v) => v.text)).size, vocab.length)
+})
+
+test('each architecture has the tensors and keys llama.cpp loads it by', async () => {
+  const names = (arch: TestArchitecture): Map<string, readonly number[]> =>
+    new Map(buildTestModel({ ...DEFAULT_TEST_MODEL, arch, layers: 2 }).tensors.map((t) => [t.name, t.shape]))
+  const keys = (arch: TestArchitecture): Map<string, MetadataEntry> => buildTestModel({ ...DEFAULT_TEST_MODEL, arch, layers: 2 }).metadata
+  const { embd, ff, heads } = DEFAULT_TEST_MODEL
+  for (const arch of TEST_ARCHITECTURES) {
+    const t = names(arch)
+    const k = keys(arch)
+    assert.deepEqual(k.get('general.architecture')?.value, arch)
+    assert.deepEqual(k.get(`${arch}.block_count`)?.value, 2, `${arch}: keys under its own prefix`)
+    assert.ok(t.has('token_embd.weight') && t.has('blk.1.attn_q.weight') && !t.has('output.weight'), `${arch}: tied output`)
+    assert.equal(t.has('blk.0.attn_q.bias'), arch === 'qwen2', `${arch}: attention biases only in qwen2`)
+    assert.equal(t.has('blk.0.attn_q_norm.weight'), arch === 'qwen3' || arch === 'qwen3moe' || arch === 'gemma3', `${arch}: q/k norms`)
+    assert.equal(t.has('blk.0.post_ffw_norm.weight'), arch === 'gemma3', `${arch}: post-norms only in gemma3`)
+    assert.equal(k.has(`${arch}.attention.sliding_window`), arch === 'gemma3', `${arch}: sliding window only in gemma3`)
+    if (arch === 'qwen3moe') {
+      assert.deepEqual(t.get('blk.0.ffn_gate_exps.weight'), [embd, ff / TEST_MOE.used, TEST_MOE.experts])
+      assert.deepEqual(t.get('blk.0.ffn_down_exps.weight'), [ff / TEST_MOE.used, embd, TEST_MOE.experts])
+      assert.deepEqual(t.get('blk.0.ffn_gate_inp.weight'), [embd, TEST_MOE.experts])
+      assert.ok(!t.has('blk.0.ffn_gate.weight'))
+    } else assert.deepEqual(t.get('blk.0.ffn_down.weight'), [ff, embd])
+    if (t.has('blk.0.attn_q_norm.weight')) assert.deepEqual(t.get('blk.0.attn_q_norm.weight'), [embd / heads])
+  }
+  // llama is what it always was: the default model's bytes do not depend on the architecture option
+  const dir = mkdtempSync(join(tmpdir(), 'sollol-gguf-'))
+  try {
+    writeTestModel(join(dir, 'a.gguf'))
+    writeTestModel(join(dir, 'b.gguf'), { ...DEFAULT_TEST_MODEL, arch: 'llama' })
+    assert.ok(readFileSync(join(dir, 'a.gguf')).equals(readFileSync(join(dir, 'b.gguf'))))
+    assert.throws(
+      () => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, arch: 'mamba' as TestArchitecture }),
+      /Expected --arch to be one of/
+    )
+    assert.throws(() => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, arch: 'qwen3moe', ff: 129 }), /multiple of 2/)
+    const info = await readModelInfo(
+      (writeTestModel(join(dir, 'moe.gguf'), { ...DEFAULT_TEST_MODEL, arch: 'qwen3moe' }), join(dir, 'moe.gguf'))
+    )
+    assert.equal(info.architecture, 'qwen3moe')
+    assert.equal(info.layerCount, DEFAULT_TEST_MODEL.layers)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })

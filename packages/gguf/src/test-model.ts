@@ -1,13 +1,26 @@
 /**
- * Generates a small llama-architecture GGUF with deterministic random weights and a tiny
- * SentencePiece-style vocabulary. llama-server loads it and completes text with it, so tests,
- * benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
+ * Generates a small GGUF with deterministic random weights and a tiny SentencePiece-style vocabulary, of
+ * one of the architectures people run (llama; qwen2 with attention biases; qwen3 with q/k norms; gemma3 with
+ * sliding-window layers and post-norms; qwen3moe, a mixture of experts). llama-server loads it and completes
+ * text with it, so tests, benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
+ * The tensor names and shapes are llama.cpp's (src/models/<arch>.cpp of the release we build).
  */
 import { TensorType, ValueType, writeGguf, type MetadataEntry, type TensorSpec } from './writer.js'
 import { ExitCode, SollolError } from '@sollol/core'
 import { seededRandom } from '@sollol/core'
 
+/** The architectures the generator writes. */
+export const TEST_ARCHITECTURES = ['llama', 'qwen2', 'qwen3', 'gemma3', 'qwen3moe'] as const
+export type TestArchitecture = (typeof TEST_ARCHITECTURES)[number]
+
+/** The mixture of experts of `qwen3moe`: experts per layer, used per token; each expert's ff is ff / used. */
+export const TEST_MOE = { experts: 4, used: 2 } as const
+/** gemma3: the sliding window in tokens (5 layers in 6 use it, llama.cpp's default pattern). */
+export const TEST_SLIDING_WINDOW = 128
+
 export interface TestModelOptions {
+  /** llama.cpp's architecture name (default llama). */
+  readonly arch?: TestArchitecture
   /** Repeating transformer blocks. */
   readonly layers: number
   /** Hidden size; must be a multiple of `heads`. */
@@ -61,6 +74,10 @@ export function validateTestModelOptions(options: TestModelOptions): TestModelOp
   }
   if (options.type !== 'f32' && options.type !== 'f16')
     throw new TestModelOptionError(`Expected --type to be f32 or f16, got \`${String(options.type)}\``)
+  if (options.arch !== undefined && !(TEST_ARCHITECTURES as readonly string[]).includes(options.arch))
+    throw new TestModelOptionError(`Expected --arch to be one of ${TEST_ARCHITECTURES.join(', ')}, got \`${String(options.arch)}\``)
+  if (options.arch === 'qwen3moe' && options.ff % TEST_MOE.used !== 0)
+    throw new TestModelOptionError(`Expected --ff to be a multiple of ${TEST_MOE.used} for qwen3moe, got \`${options.ff}\``)
   return options
 }
 
@@ -245,19 +262,35 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
   const u32 = (value: number): MetadataEntry => ({ type: ValueType.UINT32, value })
   const suppressed = vocab.flatMap((entry, id) => (entry.type === BYTE || entry.type === UNKNOWN ? [id] : []))
 
+  const arch = o.arch ?? 'llama'
+  const a = (key: string): string => `${arch}.${key}`
   const metadata = new Map<string, MetadataEntry>([
-    ['general.architecture', { type: ValueType.STRING, value: 'llama' }],
-    ['general.name', { type: ValueType.STRING, value: `sollol-test-${o.layers}x${o.embd}-${o.type}` }],
+    ['general.architecture', { type: ValueType.STRING, value: arch }],
+    ['general.name', { type: ValueType.STRING, value: `sollol-test-${arch === 'llama' ? '' : `${arch}-`}${o.layers}x${o.embd}-${o.type}` }],
     ['general.file_type', u32(o.type === 'f32' ? 0 : 1)],
-    ['llama.context_length', u32(o.contextLength)],
-    ['llama.embedding_length', u32(o.embd)],
-    ['llama.block_count', u32(o.layers)],
-    ['llama.feed_forward_length', u32(o.ff)],
-    ['llama.attention.head_count', u32(o.heads)],
-    ['llama.attention.head_count_kv', u32(o.heads)],
-    ['llama.attention.layer_norm_rms_epsilon', { type: ValueType.FLOAT32, value: 1e-5 }],
-    ['llama.rope.dimension_count', u32(headDim)],
-    ['llama.vocab_size', u32(vocab.length)],
+    [a('context_length'), u32(o.contextLength)],
+    [a('embedding_length'), u32(o.embd)],
+    [a('block_count'), u32(o.layers)],
+    [a('feed_forward_length'), u32(o.ff)],
+    [a('attention.head_count'), u32(o.heads)],
+    [a('attention.head_count_kv'), u32(o.heads)],
+    [a('attention.layer_norm_rms_epsilon'), { type: ValueType.FLOAT32, value: 1e-5 }],
+    [a('rope.dimension_count'), u32(headDim)],
+    [a('vocab_size'), u32(vocab.length)],
+    ...(arch === 'gemma3'
+      ? ([
+          [a('attention.key_length'), u32(headDim)],
+          [a('attention.value_length'), u32(headDim)],
+          [a('attention.sliding_window'), u32(TEST_SLIDING_WINDOW)]
+        ] as const)
+      : []),
+    ...(arch === 'qwen3moe'
+      ? ([
+          [a('expert_count'), u32(TEST_MOE.experts)],
+          [a('expert_used_count'), u32(TEST_MOE.used)],
+          [a('expert_feed_forward_length'), u32(o.ff / TEST_MOE.used)]
+        ] as const)
+      : []),
     ['tokenizer.ggml.model', { type: ValueType.STRING, value: 'llama' }],
     ['tokenizer.ggml.tokens', { type: ValueType.ARRAY, itemType: ValueType.STRING, value: vocab.map((v) => v.text) }],
     ['tokenizer.ggml.scores', { type: ValueType.ARRAY, itemType: ValueType.FLOAT32, value: vocab.map((v) => v.score) }],
@@ -288,11 +321,26 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
     random(`${p}attn_q.weight`, [o.embd, o.embd])
     random(`${p}attn_k.weight`, [o.embd, o.embd])
     random(`${p}attn_v.weight`, [o.embd, o.embd])
+    if (arch === 'qwen2') for (const t of ['q', 'k', 'v']) random(`${p}attn_${t}.bias`, [o.embd], TensorType.F32)
+    if (arch === 'qwen3' || arch === 'qwen3moe' || arch === 'gemma3') {
+      ones(`${p}attn_q_norm.weight`, headDim)
+      ones(`${p}attn_k_norm.weight`, headDim)
+    }
     random(`${p}attn_output.weight`, [o.embd, o.embd])
+    if (arch === 'gemma3') ones(`${p}post_attention_norm.weight`, o.embd)
     ones(`${p}ffn_norm.weight`, o.embd)
-    random(`${p}ffn_gate.weight`, [o.embd, o.ff])
-    random(`${p}ffn_up.weight`, [o.embd, o.ff])
-    random(`${p}ffn_down.weight`, [o.ff, o.embd])
+    if (arch === 'qwen3moe') {
+      const expertFf = o.ff / TEST_MOE.used
+      random(`${p}ffn_gate_inp.weight`, [o.embd, TEST_MOE.experts], TensorType.F32)
+      random(`${p}ffn_gate_exps.weight`, [o.embd, expertFf, TEST_MOE.experts])
+      random(`${p}ffn_up_exps.weight`, [o.embd, expertFf, TEST_MOE.experts])
+      random(`${p}ffn_down_exps.weight`, [expertFf, o.embd, TEST_MOE.experts])
+    } else {
+      random(`${p}ffn_gate.weight`, [o.embd, o.ff])
+      random(`${p}ffn_up.weight`, [o.embd, o.ff])
+      random(`${p}ffn_down.weight`, [o.ff, o.embd])
+    }
+    if (arch === 'gemma3') ones(`${p}post_ffw_norm.weight`, o.embd)
   }
   return { metadata, tensors }
 }
