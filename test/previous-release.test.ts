@@ -9,12 +9,13 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import type { ClusterView } from '@sollol/core'
 import { TestNetwork } from './helpers/netns.js'
 import { completeFrom, TestAgent } from './helpers/agents.js'
 import { buildRelease, haveCommit, previousRelease, removeRelease, type Release } from './helpers/release.js'
+import { llamaBinaries } from './helpers/llama.js'
 import { waitFor } from './helpers/wait.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sollol-previous-'))
@@ -54,9 +55,12 @@ test('agents of the previous release and of this one form one cluster, serve, an
     t.skip(`previous release ${record.commit} not in this clone`)
     return
   }
-  const oldHolder = new TestAgent(network.host(0), dir, [...common, '--model', model], true, release.cli)
+  // the previous release keys its llama.cpp cache entry its own way: it is given this checkout's build
+  const binDir = dirname((await llamaBinaries()).rpcServer)
+  const old = [...common, '--llama-bin-dir', binDir]
+  const oldHolder = new TestAgent(network.host(0), dir, [...old, '--model', model], true, release.cli)
   const newHolder = new TestAgent(network.host(1), dir, [...common, '--model', model])
-  const oldWorker = new TestAgent(network.host(2), dir, common, true, release.cli)
+  const oldWorker = new TestAgent(network.host(2), dir, old, true, release.cli)
   agents = [oldHolder, newHolder, oldWorker]
   for (const a of agents) a.start()
 
