@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { plan, PlanError, computeHeadroomBytes, type PlanModel, type PlanNode } from './planner.js'
 import { expectedLayerDevices, layersPerDevice } from './layer-split.js'
+import { seededRandom } from './random.js'
 
 const MIB = 2 ** 20
 const GIB = 2 ** 30
@@ -133,4 +134,48 @@ test('the hop cost decides whether splitting pays', () => {
     nodes: [node('fast', half, 0.2, { hopSeconds: 0.0001 }), node('slow', 5000, 2, { hopSeconds: 0.0001 })]
   })
   assert.deepEqual(counts(cheap), { fast: 10, slow: 10 })
+})
+
+test('layers of unequal size (a quantized file) are placed by their real sizes, never past a budget', () => {
+  // alternating 1 and 2 MiB layers, as Q4_K_M keeps some tensors of some layers at 6 bits
+  const m = model(8, 1, { layerWeightBytes: [1, 2, 1, 2, 1, 2, 1, 2].map((x) => x * MIB), kvBytesPerTokenPerLayer: 0 })
+  const fixed = computeHeadroomBytes(m) / MIB
+  // 6 MiB for layers on the fast node: three layers if each were priced as the largest, four by their sizes
+  const p = plan({ model: m, nodes: [node('fast', fixed + 6, 1), node('slow', 1000, 10)], contextSize: 256 })
+  assert.deepEqual(counts(p), { fast: 4, slow: 4 })
+  assert.deepEqual(p.nodes[0]?.layers, [0, 3])
+  assert.equal(p.nodes[0]?.memory.weights, 6 * MIB)
+  assert.ok(p.nodes[0]!.memory.total <= p.nodes[0]!.memory.budget)
+  // the output node's layers come from the end: its budget is checked against those
+  const q = plan({ model: m, nodes: [node('big', 1000, 10), node('out', fixed + 50 + 3, 1)], contextSize: 256 })
+  const out = q.nodes.find((n) => n.output)!
+  assert.ok(out.memory.total <= out.memory.budget, `${out.memory.total} <= ${out.memory.budget}`)
+
+  // any sizes, budgets and speeds: every used node within its budget, the layers contiguous and all placed
+  const random = seededRandom(7)
+  for (let round = 0; round < 300; round++) {
+    const layers = 1 + Math.floor(random() * 24)
+    const sizes = Array.from({ length: layers }, () => Math.round((0.5 + random() * 3) * MIB))
+    const r = model(layers, 1, { layerWeightBytes: sizes, kvBytesPerTokenPerLayer: Math.floor(random() * 2048) })
+    const base = computeHeadroomBytes(r) / MIB + 50
+    const nodes = Array.from({ length: 1 + Math.floor(random() * 5) }, (_, i) =>
+      node(`n${i}`, base + random() * 40, random() < 0.2 ? undefined : 0.5 + random() * 5, { isHost: i === 0 })
+    )
+    let result: ReturnType<typeof plan>
+    try {
+      result = plan({ model: r, nodes, contextSize: 512 })
+    } catch (err) {
+      assert.ok(err instanceof PlanError, String(err))
+      continue
+    }
+    let next = 0
+    for (const n of result.nodes) {
+      assert.ok(n.memory.total <= n.memory.budget, `round ${round}: ${n.peerId} ${n.memory.total} > ${n.memory.budget}`)
+      if (n.layers !== null) {
+        assert.equal(n.layers[0], next, `round ${round}: contiguous`)
+        next = n.layers[1] + 1
+      }
+    }
+    assert.equal(next, layers, `round ${round}: every layer placed`)
+  }
 })

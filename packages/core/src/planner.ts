@@ -135,7 +135,6 @@ export function plan(input: PlanInput): Plan {
   const contextSize = input.contextSize ?? Math.min(model.contextLength, DEFAULT_CONTEXT)
   const kvPerLayer = model.kvBytesPerTokenPerLayer * contextSize
   const maxLayerBytes = Math.max(0, ...model.layerWeightBytes)
-  const meanLayerGiB = model.layerWeightBytes.reduce((a, b) => a + b, 0) / Math.max(1, layerCount) / GIB
   const headroom = computeHeadroomBytes(model)
   if (input.nodes.length === 0) throw new PlanError('Cannot plan: no node with a usable rpc-server', [])
 
@@ -149,21 +148,53 @@ export function plan(input: PlanInput): Plan {
   const host = input.nodes.find((n) => n.isHost)
   const bySpeed = [...input.nodes].sort((a, b) => speedOf(a) - speedOf(b) || a.hopSeconds - b.hopSeconds || (a.peerId < b.peerId ? -1 : 1))
 
-  /** Fill `subset` fastest-first with `last` holding the output; undefined when it cannot hold the model. */
+  const layerGiB = (first: number, count: number): number =>
+    model.layerWeightBytes.slice(first, first + count).reduce((a, b) => a + b, 0) / GIB
+  /**
+   * Most layers `n` holds of the ones from `from` on (step 1) or from `from` back (step -1), by their real
+   * sizes: a quantized file's layers differ (Q4_K_M keeps some tensors of some layers at 6 bits), and
+   * pricing every layer as the largest left memory unused.
+   */
+  const fits = (n: PlanNode, output: boolean, from: number, step: 1 | -1, most: number): number => {
+    let free = n.memoryBudget - fixedBytes(n, output)
+    let count = 0
+    for (let i = from; count < most && i >= 0 && i < layerCount; i += step) {
+      free -= (model.layerWeightBytes[i] ?? 0) + kvPerLayer
+      if (free < 0) break
+      count++
+    }
+    return count
+  }
+
+  /**
+   * Fill `subset` fastest-first with `last` holding the output; undefined when it cannot hold the model.
+   * The layers run in `--rpc` order (the others in subset order, then `last`), so the others' ranges grow
+   * from layer 0 and `last` takes its count from the end.
+   */
   const layout = (subset: readonly PlanNode[], last: PlanNode): Layout | undefined => {
+    // the output head must fit where it goes, even with no layers beside it
+    if (last.memoryBudget < fixedBytes(last, true)) return undefined
     let left = layerCount
+    let head = 0
     const counts = new Map<PlanNode, number>()
     for (const n of subset) {
-      const take = Math.min(left, capacity(n, n === last))
+      const take = n === last ? fits(n, true, layerCount - 1, -1, left) : fits(n, false, head, 1, left)
       counts.set(n, take)
       left -= take
+      if (n !== last) head += take
     }
     if (left > 0) return undefined
     // The output node must be used even with no layers (it holds the output head); others with none are dropped.
     const used = subset.filter((n) => (counts.get(n) ?? 0) > 0 || n === last)
     if (used.length !== subset.length) return undefined // the same layout is found with the smaller subset
     const order = [...used.filter((n) => n !== last), last]
-    const cost = order.reduce((sum, n) => sum + (counts.get(n) ?? 0) * meanLayerGiB * speedOf(n) + n.hopSeconds, 0)
+    let first = 0
+    const cost = order.reduce((sum, n) => {
+      const count = counts.get(n) ?? 0
+      const seconds = layerGiB(first, count) * speedOf(n) + n.hopSeconds
+      first += count
+      return sum + seconds
+    }, 0)
     return { order, counts: order.map((n) => counts.get(n) ?? 0), cost }
   }
 
@@ -232,7 +263,8 @@ export function plan(input: PlanInput): Plan {
       total: weights + count * kvPerLayer + fixedBytes(n, output),
       budget: n.memoryBudget
     }
-    const full = count === capacity(n, output) && count < layerCount
+    // the note only: no further layer of the smallest size would have fitted
+    const full = count < layerCount && memory.total + Math.min(...model.layerWeightBytes) + kvPerLayer > n.memoryBudget
     const speedNote = n.secondsPerGiB === undefined ? 'speed not measured (assumed slow)' : `${n.secondsPerGiB.toFixed(3)} s/GiB`
     const why = full
       ? `${speedNote}; filled to its memory (${formatGiB(memory.total)} of ${formatGiB(n.memoryBudget)})`
@@ -247,7 +279,7 @@ export function plan(input: PlanInput): Plan {
       memory,
       secondsPerGiB: speedOf(n),
       speedMeasured: n.secondsPerGiB !== undefined,
-      secondsPerToken: count * meanLayerGiB * speedOf(n) + n.hopSeconds,
+      secondsPerToken: (weights / GIB) * speedOf(n) + n.hopSeconds,
       why: output ? `${why}; holds the output layer` : why
     }
   })
