@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { readModelInfo, TEST_ARCHITECTURES } from '@sollol/gguf'
-import { budgetForLayers, scratch, serveSplit, startRpcServers, stopAll } from './helpers/llama.js'
+import { budgetForLayers, checkEstimates, estimateLine, scratch, serveSplit, startRpcServers, stopAll } from './helpers/llama.js'
 import { TestNetwork } from './helpers/netns.js'
 import { completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
@@ -36,13 +36,11 @@ for (const arch of TEST_ARCHITECTURES.filter((a) => a !== 'llama')) {
     const rpc = await startRpcServers(2)
     let served: Awaited<ReturnType<typeof serveSplit>>
     try {
-      served = await serveSplit(model, rpc, [3, 5], CTX)
+      // a context of 1024 cells: gemma3 sliding-window layers get fewer (window + batch, rounded), which shows
+      served = await serveSplit(model, rpc, [3, 5], 1024)
       await served.stop()
-      served.loggedMiB.forEach((logged, i) => {
-        const predicted = served.predictedMiB[i]!
-        assert.ok(Math.abs(logged - predicted) < 0.01, `${arch} server ${i}: llama-server ${logged} MiB, reader ${predicted} MiB`)
-      })
       assert.ok(served.tokens > 0, `${arch}: a completion over RPC`)
+      checkEstimates(arch, served)
     } finally {
       await stopAll(rpc)
     }
@@ -68,8 +66,7 @@ for (const arch of TEST_ARCHITECTURES.filter((a) => a !== 'llama')) {
       const answer = await completeFrom(network.host(1), dir, 'http://127.0.0.1:7491')
       assert.ok(answer.ok, answer.output)
       console.log(
-        `${arch}: ${(info.totalWeightBytes / 1024 ** 2).toFixed(1)} MiB; over RPC llama-server ${served.loggedMiB.map((m) => m.toFixed(2)).join(' / ')} MiB ` +
-          `(reader ${served.predictedMiB.map((m) => m.toFixed(2)).join(' / ')}); mesh layers ${view.plan!.assignments.map((a) => JSON.stringify(a.layers)).join(' + ')}`
+        `${arch}: ${estimateLine(served)}; mesh layers ${view.plan!.assignments.map((a) => JSON.stringify(a.layers)).join(' + ')}`
       )
     } finally {
       await Promise.all([holder.stop(), worker.stop()])

@@ -2,6 +2,7 @@
  * Real llama.cpp for the end-to-end tests: the binaries `sollol-agent setup` put in place (CI runs it
  * before the tests; nothing is built here), generated models, and rpc-servers on free loopback ports.
  */
+import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -72,7 +73,18 @@ export async function serveSplit(
   rpc: readonly RpcServerSupervisor[],
   counts: readonly number[],
   contextSize = 256
-): Promise<{ loggedMiB: number[]; predictedMiB: number[]; tokens: number; stop: () => Promise<void> }> {
+): Promise<{
+  loggedMiB: number[]
+  predictedMiB: number[]
+  /** KV cache per rpc-server: llama-server's log, and the planner's estimate (layers x bytes per token x context). */
+  kvLoggedMiB: number[]
+  kvPredictedMiB: number[]
+  /** Compute buffers per rpc-server as llama-server reserved them, and the planner's headroom for them. */
+  computeLoggedMiB: number[]
+  computeHeadroomMiB: number
+  tokens: number
+  stop: () => Promise<void>
+}> {
   const info = await readModelInfo(model)
   const { llamaServer } = await llamaBinaries()
   const server = new LlamaServerSupervisor({
@@ -105,6 +117,10 @@ export async function serveSplit(
     return {
       loggedMiB: rpc.map((r) => report.modelBufferMiB.get(r.endpoint) ?? -1),
       predictedMiB,
+      kvLoggedMiB: rpc.map((r) => report.kvBufferMiB.get(r.endpoint) ?? -1),
+      kvPredictedMiB: counts.map((count) => (count * info.kvBytesPerTokenPerLayer * contextSize) / MIB),
+      computeLoggedMiB: rpc.map((r) => report.computeBufferMiB.get(r.endpoint) ?? -1),
+      computeHeadroomMiB: computeHeadroomBytes({ ...info, id: model, name: info.name ?? model }, contextSize) / MIB,
       tokens: response.status === 200 ? (body.tokens_predicted ?? 0) : 0,
       stop: async () => await server.stop()
     }
@@ -123,6 +139,45 @@ export async function budgetForLayers(model: string, layers: number, contextSize
   const info = await readModelInfo(model)
   const perLayer = Math.max(...info.layerWeightBytes) + info.kvBytesPerTokenPerLayer * contextSize
   const bytes =
-    computeHeadroomBytes({ ...info, id: model, name: info.name ?? model }) + info.outputBytes + info.embeddingBytes + layers * perLayer
+    computeHeadroomBytes({ ...info, id: model, name: info.name ?? model }, contextSize) +
+    info.outputBytes +
+    info.embeddingBytes +
+    layers * perLayer
   return Math.ceil(bytes / MIB)
+}
+
+type Served = Awaited<ReturnType<typeof serveSplit>>
+
+/**
+ * The planner's estimates against what llama-server allocated per rpc-server: weights within 0.01 MiB; the
+ * KV cache within 5 % (llama.cpp gives sliding-window layers a smaller cache than the context: the estimate
+ * may be above, never below); the compute buffers within the planner's headroom.
+ */
+export function checkEstimates(what: string, served: Served): void {
+  served.loggedMiB.forEach((logged, i) => {
+    const predicted = served.predictedMiB[i]!
+    assert.ok(Math.abs(logged - predicted) < 0.01, `${what} weights on server ${i}: llama-server ${logged} MiB, reader ${predicted} MiB`)
+  })
+  served.kvLoggedMiB.forEach((logged, i) => {
+    const predicted = served.kvPredictedMiB[i]!
+    assert.ok(logged >= 0 && logged <= predicted * 1.05, `${what} KV on server ${i}: llama-server ${logged} MiB, estimate ${predicted} MiB`)
+    if (!what.startsWith('gemma3'))
+      assert.ok(logged >= predicted * 0.95, `${what} KV on server ${i}: llama-server ${logged} MiB, estimate ${predicted} MiB`)
+  })
+  served.computeLoggedMiB.forEach((logged, i) => {
+    assert.ok(
+      logged <= served.computeHeadroomMiB,
+      `${what} compute buffers on server ${i}: ${logged} MiB, headroom ${served.computeHeadroomMiB} MiB`
+    )
+  })
+}
+
+/** One line for a test's log (and the estimates table in docs/estimates.md). */
+export function estimateLine(served: Served): string {
+  const list = (xs: number[]): string => xs.map((x) => x.toFixed(2)).join(' / ')
+  return (
+    `weights llama-server ${list(served.loggedMiB)} MiB, reader ${list(served.predictedMiB)}; ` +
+    `KV ${list(served.kvLoggedMiB)}, estimate ${list(served.kvPredictedMiB)}; ` +
+    `compute ${list(served.computeLoggedMiB)}, headroom ${served.computeHeadroomMiB.toFixed(2)}`
+  )
 }

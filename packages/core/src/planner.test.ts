@@ -16,6 +16,7 @@ function model(layers: number, layerMiB: number, over: Partial<PlanModel> = {}):
     outputBytes: 50 * MIB,
     kvBytesPerTokenPerLayer: 256,
     embeddingLength: 64,
+    headCount: 4,
     vocabSize: 1000,
     contextLength: 4096,
     ...over
@@ -52,7 +53,7 @@ test('a model that fits on one node runs there, on the fastest that can hold it'
 test('fastest first: the fast nodes are filled to their memory, the slow one takes only the rest', () => {
   const m = model(40, 100)
   const perLayer = 100 * MIB + 256 * 512
-  const headroom = computeHeadroomBytes(m)
+  const headroom = computeHeadroomBytes(m, 512)
   const budget = (layers: number, extra = 0): number => (layers * perLayer + headroom + extra) / MIB
   const p = plan({
     model: m,
@@ -127,7 +128,7 @@ test('the hop cost decides whether splitting pays', () => {
   assert.equal(plan({ model: model(8, 100), contextSize: 512, nodes: [node('a', 5000, 1), node('b', 5000, 1)] }).nodes.length, 1)
   // A fast node that holds half the model beside a slow one that holds it all: splitting pays when the hop is cheap.
   const m = model(20, 100)
-  const half = (10 * (100 * MIB + 256 * 512) + computeHeadroomBytes(m)) / MIB
+  const half = (10 * (100 * MIB + 256 * 512) + computeHeadroomBytes(m, 512)) / MIB
   const cheap = plan({
     model: m,
     contextSize: 512,
@@ -139,7 +140,7 @@ test('the hop cost decides whether splitting pays', () => {
 test('layers of unequal size (a quantized file) are placed by their real sizes, never past a budget', () => {
   // alternating 1 and 2 MiB layers, as Q4_K_M keeps some tensors of some layers at 6 bits
   const m = model(8, 1, { layerWeightBytes: [1, 2, 1, 2, 1, 2, 1, 2].map((x) => x * MIB), kvBytesPerTokenPerLayer: 0 })
-  const fixed = computeHeadroomBytes(m) / MIB
+  const fixed = computeHeadroomBytes(m, 256) / MIB
   // 6 MiB for layers on the fast node: three layers if each were priced as the largest, four by their sizes
   const p = plan({ model: m, nodes: [node('fast', fixed + 6, 1), node('slow', 1000, 10)], contextSize: 256 })
   assert.deepEqual(counts(p), { fast: 4, slow: 4 })
@@ -157,7 +158,7 @@ test('layers of unequal size (a quantized file) are placed by their real sizes, 
     const layers = 1 + Math.floor(random() * 24)
     const sizes = Array.from({ length: layers }, () => Math.round((0.5 + random() * 3) * MIB))
     const r = model(layers, 1, { layerWeightBytes: sizes, kvBytesPerTokenPerLayer: Math.floor(random() * 2048) })
-    const base = computeHeadroomBytes(r) / MIB + 50
+    const base = computeHeadroomBytes(r, 512) / MIB + 50
     const nodes = Array.from({ length: 1 + Math.floor(random() * 5) }, (_, i) =>
       node(`n${i}`, base + random() * 40, random() < 0.2 ? undefined : 0.5 + random() * 5, { isHost: i === 0 })
     )
@@ -178,4 +179,15 @@ test('layers of unequal size (a quantized file) are placed by their real sizes, 
     }
     assert.equal(next, layers, `round ${round}: every layer placed`)
   }
+})
+
+test('the compute headroom grows with the context (attention scores of a batch against every cell)', () => {
+  const m = model(8, 1, { headCount: 8 })
+  assert.equal(computeHeadroomBytes(m, 1024) - computeHeadroomBytes(m, 256), 512 * 768 * 8 * 4)
+  // a node that holds 8 layers at a short context holds fewer at a long one
+  const budget = (computeHeadroomBytes(m, 256) + 8 * (MIB + 256 * 256)) / MIB
+  const short = plan({ model: m, contextSize: 256, nodes: [node('a', budget, 1), node('b', 5000, 5)] })
+  const long = plan({ model: m, contextSize: 4096, nodes: [node('a', budget, 1), node('b', 5000, 5)] })
+  assert.equal(counts(short).a, 8)
+  assert.ok((counts(long).a ?? 0) < 8, JSON.stringify(counts(long)))
 })

@@ -24,6 +24,8 @@ export interface PlanModel {
   readonly outputBytes: number
   readonly kvBytesPerTokenPerLayer: number
   readonly embeddingLength: number
+  /** Attention heads (query): the attention scores of a batch against the context grow with them. */
+  readonly headCount: number
   readonly vocabSize: number
   readonly contextLength: number
 }
@@ -100,14 +102,19 @@ const formatGiB = (bytes: number): string => `${(bytes / GIB).toFixed(bytes < GI
 const DEFAULT_CONTEXT = 4096
 const UBATCH = 512
 
-/** Compute buffers llama.cpp allocates per device, estimated from the batch and the model's widths. */
-export function computeHeadroomBytes(model: PlanModel): number {
-  return 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize) + 2 * 2 ** 20
+/**
+ * Compute buffers llama.cpp allocates per device: a batch's activations across the model's widths, and the
+ * attention scores of a batch against the whole context (ubatch x context x heads, priced as f32), which
+ * grow with the context. Without the second term the reserve was short at long contexts: gemma3 at 1024
+ * cells reserved 13.1 MiB on a device against 11.7 estimated (test/architectures.test.ts compares them).
+ */
+export function computeHeadroomBytes(model: PlanModel, contextSize: number): number {
+  return 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize) + UBATCH * contextSize * model.headCount * 4 + 2 * 2 ** 20
 }
 
 /** Memory a node needs besides its layers: compute headroom, the output head, the input embeddings on the host. */
-function fixedNodeBytes(model: PlanModel, n: Pick<PlanNode, 'isHost'>, output: boolean): number {
-  return computeHeadroomBytes(model) + (output ? model.outputBytes : 0) + (n.isHost ? model.embeddingBytes : 0)
+function fixedNodeBytes(model: PlanModel, n: Pick<PlanNode, 'isHost'>, output: boolean, contextSize: number): number {
+  return computeHeadroomBytes(model, contextSize) + (output ? model.outputBytes : 0) + (n.isHost ? model.embeddingBytes : 0)
 }
 
 /** Most layers a node can hold within its memory budget (the memory limit the planner and the benchmarks use). */
@@ -119,7 +126,7 @@ export function layerCapacity(
 ): number {
   const layerCount = model.layerWeightBytes.length
   const perLayer = Math.max(0, ...model.layerWeightBytes) + model.kvBytesPerTokenPerLayer * contextSize
-  const free = n.memoryBudget - fixedNodeBytes(model, n, output)
+  const free = n.memoryBudget - fixedNodeBytes(model, n, output, contextSize)
   return free <= 0 ? 0 : Math.min(layerCount, Math.floor(free / perLayer))
 }
 
@@ -135,14 +142,14 @@ export function plan(input: PlanInput): Plan {
   const contextSize = input.contextSize ?? Math.min(model.contextLength, DEFAULT_CONTEXT)
   const kvPerLayer = model.kvBytesPerTokenPerLayer * contextSize
   const maxLayerBytes = Math.max(0, ...model.layerWeightBytes)
-  const headroom = computeHeadroomBytes(model)
+  const headroom = computeHeadroomBytes(model, contextSize)
   if (input.nodes.length === 0) throw new PlanError('Cannot plan: no node with a usable rpc-server', [])
 
   const measured = input.nodes.map((n) => n.secondsPerGiB).filter((s): s is number => s !== undefined)
   // An unmeasured node is assumed half as fast as the slowest measured one: never preferred on a guess.
   const assumed = measured.length > 0 ? Math.max(...measured) * 2 : 1
   const speedOf = (n: PlanNode): number => n.secondsPerGiB ?? assumed
-  const fixedBytes = (n: PlanNode, output: boolean): number => fixedNodeBytes(model, n, output)
+  const fixedBytes = (n: PlanNode, output: boolean): number => fixedNodeBytes(model, n, output, contextSize)
   const capacity = (n: PlanNode, output: boolean): number => layerCapacity(model, n, output, contextSize)
 
   const host = input.nodes.find((n) => n.isHost)

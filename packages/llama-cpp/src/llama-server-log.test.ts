@@ -27,6 +27,12 @@ const LOG = `0.00.015.581 I llama_prepare_model_devices: using device RPC0 (127.
 0.00.042.309 I load_tensors: RPC0[127.0.0.1:50063] model buffer size =     0.27 MiB
 0.00.042.310 I load_tensors:   CPU_Mapped model buffer size =     0.11 MiB
 0.00.049.361 I llama_kv_cache: RPC0[127.0.0.1:50061] KV buffer size =     0.19 MiB
+0.00.049.362 I llama_kv_cache: RPC0[127.0.0.1:50062] KV buffer size =     0.25 MiB
+0.00.049.363 I llama_kv_cache: RPC0[127.0.0.1:50062] KV buffer size =     0.50 MiB
+0.00.074.822 I sched_reserve: RPC0[127.0.0.1:50061] compute buffer size =     5.26 MiB
+0.00.074.823 I sched_reserve:        CPU compute buffer size =     1.02 MiB
+0.00.075.822 I sched_reserve: RPC0[127.0.0.1:50061] compute buffer size =     4.00 MiB
+0.06.037.118 D ~llama_context:        CPU compute buffer size is   1.0200 MiB, matches expectation of   1.0200 MiB
 0.04.053.834 I srv  update_slots: all slots are idle
 0.00.016.836 I print_info: n_layer               = 8
 0.00.060.700 I main: server is listening on http://127.0.0.1:8099`
@@ -40,6 +46,9 @@ test('the parser reads devices, per-layer placement (last load wins), buffers an
   assert.equal(report.modelBufferMiB.get('127.0.0.1:50062'), 0.63)
   assert.equal(report.modelBufferMiB.get('CPU_Mapped'), 0.11)
   assert.equal(report.kvBufferMiB.get('127.0.0.1:50061'), 0.19)
+  assert.equal(report.kvBufferMiB.get('127.0.0.1:50062'), 0.75, 'two caches on one device (full and sliding-window) add up')
+  assert.equal(report.computeBufferMiB.get('127.0.0.1:50061'), 5.26, 'the largest reservation')
+  assert.equal(report.computeBufferMiB.get('CPU'), 1.02)
   assert.equal(report.listening, 'http://127.0.0.1:8099')
   assert.equal(report.modelInfo.get('n_layer'), '8')
   const endpoints = ['127.0.0.1:50061', '127.0.0.1:50062', '127.0.0.1:50063']

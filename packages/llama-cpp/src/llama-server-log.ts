@@ -11,7 +11,10 @@ export interface LoadReport {
   readonly layerDevices: ReadonlyMap<number, string>
   /** Model weight bytes per buffer, keyed by endpoint for RPC buffers and by name (CPU_Mapped...) otherwise. */
   readonly modelBufferMiB: ReadonlyMap<string, number>
+  /** KV cache per buffer, the caches of one device added (gemma3's full and sliding-window caches are two). */
   readonly kvBufferMiB: ReadonlyMap<string, number>
+  /** Compute buffers per device as reserved (the largest reservation seen). */
+  readonly computeBufferMiB: ReadonlyMap<string, number>
   readonly offloaded: { readonly layers: number; readonly of: number } | undefined
   readonly listening: string | undefined
   /** The model's hyper-parameters as llama.cpp read them (`print_info: n_layer = 32` ...). */
@@ -21,7 +24,7 @@ export interface LoadReport {
 const DEVICE = /llama_prepare_model_devices: using device (\S+) \(([^)]+)\)/
 const LAYER = /load_tensors: layer\s+(\d+) assigned to device ([^,\s]+)/
 const OFFLOADED = /load_tensors: offloaded (\d+)\/(\d+) layers/
-const BUFFER = /(load_tensors|llama_kv_cache):\s+(\S+?)(?:\[([^\]]+)\])? (model|KV) buffer size =\s+([\d.]+) MiB/
+const BUFFER = /(load_tensors|llama_kv_cache|sched_reserve):\s+(\S+?)(?:\[([^\]]+)\])? (model|KV|compute) buffer size =\s+([\d.]+) MiB/
 const PRINT_INFO = /print_info: (\w+)\s+= (.*)$/
 const LISTENING = /server is listening on (\S+)/
 
@@ -53,6 +56,7 @@ export class LoadLogParser {
   private readonly layerDevices = new Map<number, string>()
   private readonly modelBufferMiB = new Map<string, number>()
   private readonly kvBufferMiB = new Map<string, number>()
+  private readonly computeBufferMiB = new Map<string, number>()
   private offloaded: { layers: number; of: number } | undefined
   private listening: string | undefined
   private readonly modelInfo = new Map<string, string>()
@@ -76,7 +80,10 @@ export class LoadLogParser {
       const buffer = BUFFER.exec(line)
       if (buffer !== null) {
         const key = buffer[3] ?? buffer[2] ?? ''
-        ;(buffer[4] === 'model' ? this.modelBufferMiB : this.kvBufferMiB).set(key, Number(buffer[5]))
+        const mib = Number(buffer[5])
+        if (buffer[4] === 'model') this.modelBufferMiB.set(key, mib)
+        else if (buffer[4] === 'KV') this.kvBufferMiB.set(key, (this.kvBufferMiB.get(key) ?? 0) + mib)
+        else this.computeBufferMiB.set(key, Math.max(mib, this.computeBufferMiB.get(key) ?? 0))
       }
       return
     }
@@ -118,6 +125,7 @@ export class LoadLogParser {
       layerDevices: new Map(this.layerDevices),
       modelBufferMiB: new Map(this.modelBufferMiB),
       kvBufferMiB: new Map(this.kvBufferMiB),
+      computeBufferMiB: new Map(this.computeBufferMiB),
       offloaded: this.offloaded,
       listening: this.listening,
       modelInfo: new Map(this.modelInfo)
