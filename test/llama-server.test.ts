@@ -1,18 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readModelInfo } from '@sollol/gguf'
-import {
-  expectedLayerDevices,
-  FAST_TEST_TIMINGS,
-  freePort,
-  layerEndpoints,
-  layersPerDevice,
-  LlamaServerSupervisor,
-  plannedLayerEndpoints,
-  tensorSplitForLayerCounts,
-  type RpcServerSupervisor
-} from '@sollol/llama-cpp'
-import { llamaBinaries, scratch, startRpcServers, stopAll } from './helpers/llama.js'
+import { expectedLayerDevices, layerEndpoints, layersPerDevice, plannedLayerEndpoints, tensorSplitForLayerCounts } from '@sollol/llama-cpp'
+import { scratch, startLlamaServer, startRpcServers, stopAll } from './helpers/llama.js'
 import { waitFor } from './helpers/wait.js'
 
 async function complete(url: string, prompt: string, tokens = 12): Promise<string> {
@@ -26,22 +16,7 @@ async function complete(url: string, prompt: string, tokens = 12): Promise<strin
   return ((await response.json()) as { content: string }).content
 }
 
-async function serve(model: string, rpc: readonly RpcServerSupervisor[], tensorSplit?: number[]): Promise<LlamaServerSupervisor> {
-  const { llamaServer } = await llamaBinaries()
-  const server = new LlamaServerSupervisor({
-    binary: llamaServer,
-    model,
-    rpc: rpc.map((r) => r.endpoint),
-    port: await freePort(),
-    threads: 1,
-    contextSize: 512,
-    parallel: 1,
-    ...(tensorSplit !== undefined ? { tensorSplit } : {}),
-    timings: FAST_TEST_TIMINGS
-  })
-  await server.start()
-  return server
-}
+const serve = startLlamaServer
 
 test('llama-server over three real rpc-servers answers, and its real split is the planned one', async () => {
   const files = scratch()

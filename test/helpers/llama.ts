@@ -63,6 +63,29 @@ export async function stopAll(servers: ReadonlyArray<{ stop: () => Promise<void>
   await Promise.all(servers.map(async (s) => await s.stop()))
 }
 
+/** A real llama-server over `rpc` (one thread, one slot), started and ready; `tensorSplit` as llama.cpp takes it. */
+export async function startLlamaServer(
+  model: string,
+  rpc: readonly RpcServerSupervisor[],
+  tensorSplit?: readonly number[],
+  contextSize = 512
+): Promise<LlamaServerSupervisor> {
+  const { llamaServer } = await llamaBinaries()
+  const server = new LlamaServerSupervisor({
+    binary: llamaServer,
+    model,
+    rpc: rpc.map((r) => r.endpoint),
+    port: await freePort(),
+    threads: 1,
+    contextSize,
+    parallel: 1,
+    ...(tensorSplit !== undefined ? { tensorSplit: [...tensorSplit] } : {}),
+    timings: FAST_TEST_TIMINGS
+  })
+  await server.start()
+  return server
+}
+
 /**
  * llama-server over `rpc` with `counts` layers per rpc-server (the output head on the last): the model buffer
  * llama-server reports per rpc-server next to what the GGUF reader predicts for those layers, and one
@@ -86,19 +109,7 @@ export async function serveSplit(
   stop: () => Promise<void>
 }> {
   const info = await readModelInfo(model)
-  const { llamaServer } = await llamaBinaries()
-  const server = new LlamaServerSupervisor({
-    binary: llamaServer,
-    model,
-    rpc: rpc.map((r) => r.endpoint),
-    port: await freePort(),
-    threads: 1,
-    contextSize,
-    parallel: 1,
-    tensorSplit: tensorSplitForLayerCounts(counts),
-    timings: FAST_TEST_TIMINGS
-  })
-  await server.start()
+  const server = await startLlamaServer(model, rpc, tensorSplitForLayerCounts(counts), contextSize)
   try {
     const report = server.loadReport()
     let first = 0
