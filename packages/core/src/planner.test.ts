@@ -183,7 +183,9 @@ test('layers of unequal size (a quantized file) are placed by their real sizes, 
 
 test('the compute headroom grows with the context (attention scores of a batch against every cell)', () => {
   const m = model(8, 1, { headCount: 8 })
-  assert.equal(computeHeadroomBytes(m, 1024) - computeHeadroomBytes(m, 256), 512 * 768 * 8 * 4)
+  // short: a batch's activations are the peak; long: the scores of a batch against every cell
+  assert.equal(computeHeadroomBytes(m, 256), 8 * 512 * (8 * 64 + 1000) + 2 * MIB)
+  assert.equal(computeHeadroomBytes(m, 4096), 512 * 4096 * 8 * 4 + 2 * MIB)
   // a node that holds 8 layers at a short context holds fewer at a long one
   const budget = (computeHeadroomBytes(m, 256) + 8 * (MIB + 256 * 256)) / MIB
   const short = plan({ model: m, contextSize: 256, nodes: [node('a', budget, 1), node('b', 5000, 5)] })

@@ -103,13 +103,16 @@ const DEFAULT_CONTEXT = 4096
 const UBATCH = 512
 
 /**
- * Compute buffers llama.cpp allocates per device: a batch's activations across the model's widths, and the
- * attention scores of a batch against the whole context (ubatch x context x heads, priced as f32), which
- * grow with the context. Without the second term the reserve was short at long contexts: gemma3 at 1024
- * cells reserved 13.1 MiB on a device against 11.7 estimated (test/architectures.test.ts compares them).
+ * Compute buffers llama.cpp allocates per device: the peak of what a step's graph holds at once, which is
+ * either a batch's activations across the model's widths or the attention scores of a batch against the
+ * whole context (ubatch x context x heads, priced as f32); the allocator reuses one's memory for the other.
+ * The second grows with the context: without it gemma3 at 1024 cells reserved 13.1 MiB on a device against
+ * 11.7 estimated (test/architectures.test.ts compares them; docs/estimates.md).
  */
 export function computeHeadroomBytes(model: PlanModel, contextSize: number): number {
-  return 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize) + UBATCH * contextSize * model.headCount * 4 + 2 * 2 ** 20
+  const activations = 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize)
+  const attentionScores = UBATCH * contextSize * model.headCount * 4
+  return Math.max(activations, attentionScores) + 2 * 2 ** 20
 }
 
 /** Memory a node needs besides its layers: compute headroom, the output head, the input embeddings on the host. */
