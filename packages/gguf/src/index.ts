@@ -9,7 +9,7 @@
  * const info = await readModelInfo('/tmp/m.gguf') // info.layerCount === 16
  * ```
  */
-export { describeModel, kvBytesPerLayer, tensorByteSizes, GgufFormatError } from './model-info.js'
+export { checkTensorData, describeModel, kvBytesPerLayer, tensorByteSizes, tensorDataBytes, GgufFormatError } from './model-info.js'
 export type { GgufHeader, ModelInfo, TensorEntry } from './model-info.js'
 export { modelFiles, readGgufHeader, readModelHeader, readModelInfo } from './read.js'
 export { joinShards, shardPaths, splitCount, type Shard } from './split.js'

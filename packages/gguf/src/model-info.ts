@@ -76,6 +76,49 @@ function describe(value: unknown): string {
   return `${typeof value} \`${String(value).slice(0, 40)}\``
 }
 
+/**
+ * ggml's block layout of the common tensor types: [values per block, bytes per block] (ggml.c's type
+ * traits). Used only to check that a file holds its last tensor whole; a type not listed is not checked.
+ */
+const GGML_BLOCKS: ReadonlyMap<number, readonly [number, number]> = new Map([
+  [0, [1, 4]], // F32
+  [1, [1, 2]], // F16
+  [2, [32, 18]], // Q4_0
+  [3, [32, 20]], // Q4_1
+  [6, [32, 22]], // Q5_0
+  [7, [32, 24]], // Q5_1
+  [8, [32, 34]], // Q8_0
+  [10, [256, 84]], // Q2_K
+  [11, [256, 110]], // Q3_K
+  [12, [256, 144]], // Q4_K
+  [13, [256, 176]], // Q5_K
+  [14, [256, 210]], // Q6_K
+  [30, [1, 2]] // BF16
+])
+
+/** Bytes a tensor's data takes, from its shape and type; undefined for a type not in the table. */
+export function tensorDataBytes(tensor: { readonly shape: readonly number[]; readonly ggmlType: number }): number | undefined {
+  const block = GGML_BLOCKS.get(tensor.ggmlType)
+  if (block === undefined) return undefined
+  const values = tensor.shape.reduce((a, b) => a * b, 1)
+  return Math.ceil(values / block[0]) * block[1]
+}
+
+/**
+ * Throws when a GGUF file holds less tensor data than its header describes. A copy cut short (an
+ * interrupted download, a full disk) reads like a whole file up to its last tensor, and llama-server would
+ * fail on it later, on every load; the last tensor's shape and type say how long the file must be.
+ */
+export function checkTensorData(header: GgufHeader, path: string): void {
+  const last = [...header.tensors].sort((a, b) => a.offset - b.offset).at(-1)
+  const lastBytes = last !== undefined ? tensorDataBytes(last) : undefined
+  const dataBytes = header.fileSize - header.tensorDataOffset
+  if (last !== undefined && lastBytes !== undefined && last.offset + lastBytes > dataBytes)
+    throw new GgufFormatError(
+      `Expected \`${path}\` to hold ${last.offset + lastBytes} bytes of tensor data, got ${dataBytes}: the file is truncated (copy or download it again)`
+    )
+}
+
 /** Byte size of each tensor, from the distance between consecutive data offsets (works for every quant type). */
 export function tensorByteSizes(header: GgufHeader): Map<string, number> {
   const sorted = [...header.tensors].sort((a, b) => a.offset - b.offset)

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { gguf } from '@huggingface/gguf'
-import { describeModel, GgufFormatError, type GgufHeader, type ModelInfo } from './model-info.js'
+import { checkTensorData, describeModel, GgufFormatError, type GgufHeader, type ModelInfo } from './model-info.js'
 import { joinShards, readShards, type Shard } from './split.js'
 
 /** Reads the header of a GGUF file on disk (not the weights) with @huggingface/gguf. */
@@ -14,7 +14,7 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
   } catch (err) {
     throw new GgufFormatError(`Expected \`${path}\` to be a GGUF model file, got an unreadable file (${(err as Error).message})`)
   }
-  return {
+  const header: GgufHeader = {
     metadata: parsed.metadata as Record<string, unknown>,
     tensors: parsed.tensorInfos.map((info) => ({
       name: info.name,
@@ -25,6 +25,8 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
     tensorDataOffset: Number(parsed.tensorDataOffset),
     fileSize: size
   }
+  checkTensorData(header, path)
+  return header
 }
 
 /** The header of a model: one file's, or the joined headers of a split set (given its first shard). */
