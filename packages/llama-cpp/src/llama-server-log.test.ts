@@ -1,6 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { allocationFailures, classifyExit, layerEndpoints, layerRanges, LoadLogParser, plannedLayerEndpoints } from './llama-server-log.js'
+import {
+  allocationFailures,
+  classifyExit,
+  layerEndpoints,
+  layerRanges,
+  LoadLogParser,
+  plannedLayerEndpoints,
+  unloadableModel
+} from './llama-server-log.js'
 import { expectedLayerDevices } from '@sollol/core'
 import { llamaServerArgs, prometheusValue } from './llama-server.js'
 
@@ -139,4 +147,25 @@ test('allocation failures name the rpc-server that ran out (lines of a real v0.4
     { endpoint: 'host', bytes: 10 }
   ])
   assert.deepEqual(allocationFailures(['E srv  load_model: failed to load model']), [])
+})
+
+test('a model llama.cpp can never load is told apart from failures a new plan may mend', () => {
+  // llama-server v0.4.0's own lines (an unknown architecture, seen with a generated file)
+  assert.equal(
+    unloadableModel([
+      "0.00.018.088 E llama_model_load: error loading model: unknown model architecture: 'sollolnet'",
+      '0.00.018.094 E llama_model_load_from_file_impl: failed to load model'
+    ]),
+    "this llama.cpp build cannot load the model's architecture `sollolnet`"
+  )
+  assert.match(
+    unloadableModel(["gguf_init_from_file_impl: tensor 'blk.0.ffn_up.weight' has invalid ggml type 99 (NONE)"]) ?? '',
+    /cannot read the model's tensor `blk\.0\.ffn_up\.weight` \(ggml type 99/
+  )
+  // out of memory, a lost rpc-server: not the file's fault
+  assert.equal(
+    unloadableModel(['alloc_tensor_range: failed to allocate RPC0[10.0.0.2:50052] buffer of size 5', 'failed to load model']),
+    undefined
+  )
+  assert.equal(unloadableModel(['Remote RPC server crashed or returned malformed response']), undefined)
 })

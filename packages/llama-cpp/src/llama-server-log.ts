@@ -179,6 +179,21 @@ export function allocationFailures(output: readonly string[]): Array<{ endpoint:
   return [...found].map(([endpoint, bytes]) => ({ endpoint, bytes }))
 }
 
+/**
+ * Why llama.cpp can never load this model file, when its output says so (a start with another plan would
+ * fail the same way, so the model is dropped rather than retried): an architecture this build does not
+ * know, or a tensor type it cannot read. Undefined for every other failure (those may pass with a new plan).
+ */
+export function unloadableModel(output: readonly string[]): string | undefined {
+  for (const line of output) {
+    const arch = /unknown model architecture: '([^']*)'/.exec(line)
+    if (arch !== null) return `this llama.cpp build cannot load the model's architecture \`${arch[1]}\``
+    const type = /tensor '([^']*)' has invalid ggml type (\d+)/.exec(line)
+    if (type !== null) return `this llama.cpp build cannot read the model's tensor \`${type[1]}\` (ggml type ${type[2]} is unknown to it)`
+  }
+  return undefined
+}
+
 export type LlamaServerExitKind = 'stopped' | 'rpc-peer-lost' | 'model-load-failed' | 'port-in-use' | 'crashed'
 
 /**

@@ -256,6 +256,12 @@ export class Agent {
       fence: async (term, coordinator) => {
         await this.fence(term, coordinator)
       },
+      // no longer a model holder: not electable, and status says why
+      onModelUnloadable: (reason) => {
+        this.problem = reason
+        this.models = []
+        this.mesh?.announceNow()
+      },
       logger: log.child({ component: 'coordination' }),
       now: monotonic
     })

@@ -14,6 +14,7 @@
  */
 import {
   allocationFailures,
+  unloadableModel,
   LlamaServerSupervisor,
   layerEndpoints,
   layerRanges,
@@ -89,6 +90,11 @@ export interface CoordinationOptions {
   readonly supervisorTimings: SupervisorTimings
   /** Fences this agent's rpc-server for `term` and its coordinator (see fencing above). */
   readonly fence: (term: number, coordinator: string | undefined) => Promise<void>
+  /**
+   * llama.cpp can never load the model file (its architecture or a tensor type is unknown to the build):
+   * the agent withdraws the model and serves as a worker; `reason` is one line for status and the log.
+   */
+  readonly onModelUnloadable?: (reason: string) => void
   readonly logger: Logger
   readonly now: () => number
 }
@@ -114,6 +120,8 @@ export class Coordination {
   private running: Running | undefined
   private planView: PlanView | null = null
   private problem: string | null = null
+  /** Set once llama-server said the model file can never load: no further starts (see onModelUnloadable). */
+  private unloadable: string | undefined
   private generation = 0
   private modelInfo: ModelInfo | undefined
   private failures = 0
@@ -509,6 +517,10 @@ export class Coordination {
     term: number
   ): Promise<{ plan: Plan; serving: ServingPlan; stillThere: ReadonlySet<string> } | undefined> {
     if (this.o.modelPath === undefined) return undefined
+    if (this.unloadable !== undefined) {
+      this.problem = this.unloadable
+      return undefined
+    }
     this.modelInfo ??= await readModelInfo(this.o.modelPath)
     let desired: Plan
     let usable: Set<string>
@@ -652,6 +664,16 @@ export class Coordination {
         ...this.rs,
         nextStartAt: this.o.now() + startBackoffMs(this.failures, this.o.timings.restartBackoffMs),
         desiredSignature: ''
+      }
+      // A file this llama.cpp can never load: no plan will mend it, so it is not tried again.
+      const unloadable = unloadableModel(llama.recentOutput(200))
+      if (unloadable !== undefined) {
+        this.unloadable = `${unloadable}; not serving ${this.o.modelPath ?? 'the model'}, serving as a worker only`
+        this.planView = null
+        log.error({ model: this.o.modelPath }, this.unloadable)
+        this.o.onModelUnloadable?.(this.unloadable)
+        this.o.mesh.announceNow()
+        return
       }
       // Out of memory somewhere: plan that node smaller (never the same failing plan again), after the backoff.
       const cuts = this.cutBudgets(desired, llama.recentOutput(200))
