@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { readdirSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import type { LlamaTools } from '@sollol/llama-cpp'
@@ -79,6 +79,21 @@ for (const type of TYPES) {
   })
 }
 
+test('a q8_0 KV cache (keys and values; flash attention on, as llama.cpp requires) is allocated as planned', async () => {
+  const model = quantized.get('Q4_K_M')!
+  const rpc = await startRpcServers(2)
+  try {
+    const q8 = { k: 'q8_0', v: 'q8_0' } as const
+    const served = await serveSplit(model, rpc, [7, 9], 256, q8)
+    await served.stop()
+    assert.ok(served.tokens > 0, 'a completion')
+    checkEstimates('Q4_K_M, q8_0 KV', served)
+    console.log(`Q4_K_M with a q8_0 KV cache: ${estimateLine(served)}`)
+  } finally {
+    await stopAll(rpc)
+  }
+})
+
 test('a shard set made by llama-gguf-split reads as the file it was split from', async () => {
   const model = quantized.get('Q4_K_M')!
   const prefix = join(files.dir, 'shards', 'q4')
@@ -100,9 +115,11 @@ test('a Q4_K_M file is served by two agents, neither of which can hold it alone'
   const model = quantized.get('Q4_K_M')!
   const ctx = 256
   // what one agent needs for 10 of the 16 layers: the model needs both
-  const budget = await budgetForLayers(model, 10, ctx)
+  // with a q8_0 KV cache, planned as such (the coordinator passes --cache-type-k/v to llama-server)
+  const budget = await budgetForLayers(model, 10, ctx, { k: 'q8_0', v: 'q8_0' })
   const network = TestNetwork.create([{}, {}])
   const common = ['--rpc-threads', '1', '--ctx-size', String(ctx), '--max-memory', `${budget}MiB`, '--rpc-speed', '2']
+  common.push('--cache-type-k', 'q8_0', '--cache-type-v', 'q8_0')
   const holder = new TestAgent(network.host(0), files.dir, [...common, '--model', model])
   const worker = new TestAgent(network.host(1), files.dir, common)
   try {
@@ -118,6 +135,20 @@ test('a Q4_K_M file is served by two agents, neither of which can hold it alone'
     )
     const answer = await completeFrom(network.host(1), files.dir, 'http://127.0.0.1:7491')
     assert.ok(answer.ok, answer.output)
+    // the coordinator's llama-server runs with the cache types it planned with
+    const serverArgs = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')
+        } catch {
+          return []
+        }
+      })
+      .find((argv) => argv[0]?.endsWith('llama-server') === true && argv.includes(model))
+    assert.ok(serverArgs !== undefined, 'the llama-server of the plan runs')
+    const after = (flag: string): string | undefined => serverArgs[serverArgs.indexOf(flag) + 1]
+    assert.deepEqual([after('--cache-type-k'), after('--cache-type-v'), after('--flash-attn')], ['q8_0', 'q8_0', 'on'])
     console.log(
       `Q4_K_M over the mesh: ${view.plan!.assignments.map((a) => JSON.stringify(a.layers)).join(' + ')} with ${budget} MiB offered each`
     )

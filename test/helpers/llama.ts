@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { computeHeadroomBytes } from '@sollol/core'
+import { computeHeadroomBytes, kvBytesPerToken, type KvCacheTypes } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
 import {
   FAST_TEST_TIMINGS,
@@ -68,7 +68,8 @@ export async function startLlamaServer(
   model: string,
   rpc: readonly RpcServerSupervisor[],
   tensorSplit?: readonly number[],
-  contextSize = 512
+  contextSize = 512,
+  cacheTypes?: KvCacheTypes
 ): Promise<LlamaServerSupervisor> {
   const { llamaServer } = await llamaBinaries()
   const server = new LlamaServerSupervisor({
@@ -80,6 +81,7 @@ export async function startLlamaServer(
     contextSize,
     parallel: 1,
     ...(tensorSplit !== undefined ? { tensorSplit: [...tensorSplit] } : {}),
+    ...(cacheTypes !== undefined ? { cacheTypes } : {}),
     timings: FAST_TEST_TIMINGS
   })
   await server.start()
@@ -95,7 +97,8 @@ export async function serveSplit(
   model: string,
   rpc: readonly RpcServerSupervisor[],
   counts: readonly number[],
-  contextSize = 256
+  contextSize = 256,
+  cacheTypes?: KvCacheTypes
 ): Promise<{
   loggedMiB: number[]
   predictedMiB: number[]
@@ -109,7 +112,7 @@ export async function serveSplit(
   stop: () => Promise<void>
 }> {
   const info = await readModelInfo(model)
-  const server = await startLlamaServer(model, rpc, tensorSplitForLayerCounts(counts), contextSize)
+  const server = await startLlamaServer(model, rpc, tensorSplitForLayerCounts(counts), contextSize, cacheTypes)
   try {
     const report = server.loadReport()
     let first = 0
@@ -129,7 +132,7 @@ export async function serveSplit(
       loggedMiB: rpc.map((r) => report.modelBufferMiB.get(r.endpoint) ?? -1),
       predictedMiB,
       kvLoggedMiB: rpc.map((r) => report.kvBufferMiB.get(r.endpoint) ?? -1),
-      kvPredictedMiB: counts.map((count) => (count * info.kvBytesPerTokenPerLayer * contextSize) / MIB),
+      kvPredictedMiB: counts.map((count) => (count * kvBytesPerToken(info, cacheTypes) * contextSize) / MIB),
       computeLoggedMiB: rpc.map((r) => report.computeBufferMiB.get(r.endpoint) ?? -1),
       computeHeadroomMiB: computeHeadroomBytes({ ...info, id: model, name: info.name ?? model }, contextSize) / MIB,
       tokens: response.status === 200 ? (body.tokens_predicted ?? 0) : 0,
@@ -146,9 +149,9 @@ export async function serveSplit(
  * own arithmetic (compute headroom, output head, input embeddings, the largest layer and its KV cache):
  * agents offering it for fewer layers than the model has must split it.
  */
-export async function budgetForLayers(model: string, layers: number, contextSize: number): Promise<number> {
+export async function budgetForLayers(model: string, layers: number, contextSize: number, cacheTypes?: KvCacheTypes): Promise<number> {
   const info = await readModelInfo(model)
-  const perLayer = Math.max(...info.layerWeightBytes) + info.kvBytesPerTokenPerLayer * contextSize
+  const perLayer = Math.max(...info.layerWeightBytes) + kvBytesPerToken(info, cacheTypes) * contextSize
   const bytes =
     computeHeadroomBytes({ ...info, id: model, name: info.name ?? model }, contextSize) +
     info.outputBytes +

@@ -2,7 +2,7 @@
  * What a planner needs to know about a model, derived from a GGUF file's header alone.
  * Pure: takes the parsed header, does no I/O.
  */
-import { ExitCode, SollolError } from '@sollol/core'
+import { ExitCode, kvBytesPerToken, SollolError } from '@sollol/core'
 
 /** One tensor as listed in a GGUF header. `offset` is relative to the start of the tensor data. */
 export interface TensorEntry {
@@ -54,8 +54,6 @@ export class GgufFormatError extends SollolError {
     super(message, ExitCode.USAGE)
   }
 }
-
-const F16_BYTES = 2
 
 function numberAt(metadata: Readonly<Record<string, unknown>>, key: string): number | undefined {
   const value = metadata[key]
@@ -194,7 +192,7 @@ export function describeModel(header: GgufHeader): ModelInfo {
     outputBytes,
     tiedOutput,
     totalWeightBytes,
-    kvBytesPerTokenPerLayer: headCountKv * (keyLength + valueLength) * F16_BYTES
+    kvBytesPerTokenPerLayer: kvBytesPerToken({ headCountKv, keyLength, valueLength })
   }
 }
 

@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from './log.js'
 import { isPortInUse } from './net-util.js'
 import { PortInUseError, ProcessStartError } from './rpc-server.js'
 import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
+import { needsFlashAttention, type KvCacheTypes } from '@sollol/core'
 
 export interface LlamaServerOptions {
   readonly binary: string
@@ -21,6 +22,8 @@ export interface LlamaServerOptions {
   /** One share per device in `rpc` order; omitted = llama.cpp's default (by free memory). */
   readonly tensorSplit?: readonly number[]
   readonly contextSize?: number
+  /** KV cache element types (`--cache-type-k/v`); a quantized V cache turns flash attention on, as llama.cpp requires. */
+  readonly cacheTypes?: KvCacheTypes
   readonly host?: string
   readonly port: number
   /** CPU threads of the llama-server host. */
@@ -64,6 +67,10 @@ export function llamaServerArgs(o: LlamaServerOptions): string[] {
   args.push('--n-gpu-layers', String(o.gpuLayers ?? 'all'))
   if (o.tensorSplit !== undefined && o.tensorSplit.length > 0) args.push('--tensor-split', o.tensorSplit.map(formatShare).join(','))
   if (o.contextSize !== undefined) args.push('--ctx-size', String(o.contextSize))
+  if (o.cacheTypes !== undefined) {
+    args.push('--cache-type-k', o.cacheTypes.k, '--cache-type-v', o.cacheTypes.v)
+    if (needsFlashAttention(o.cacheTypes)) args.push('--flash-attn', 'on')
+  }
   if (o.threads !== undefined) args.push('--threads', String(o.threads))
   if (o.parallel !== undefined) args.push('--parallel', String(o.parallel))
   // the API key goes through the environment (LLAMA_API_KEY, see start()): argv is readable by every user in /proc

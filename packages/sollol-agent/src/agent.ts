@@ -38,7 +38,8 @@ import {
   type MeshTimings,
   type ModelRef,
   type RpcCacheView,
-  type StaticBackend
+  type StaticBackend,
+  type KvCacheTypes
 } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
@@ -87,6 +88,8 @@ export interface AgentOptions {
   readonly serverPort: number
   readonly apiToken?: string
   readonly contextSize?: number
+  /** KV cache types llama-server runs with when this agent coordinates (`--cache-type-k/v`). */
+  readonly cacheTypes?: KvCacheTypes
   readonly recalibrate: boolean
   /** Seconds per GiB given by the user (`--rpc-speed`): announced instead of a measurement. */
   readonly rpcSpeed?: number
@@ -247,6 +250,7 @@ export class Agent {
       serverPort: this.o.serverPort,
       apiToken: this.o.apiToken,
       contextSize: this.o.contextSize,
+      ...(this.o.cacheTypes !== undefined ? { cacheTypes: this.o.cacheTypes } : {}),
       threads: this.o.rpcThreads,
       electionTimings: LAN_ELECTION_TIMINGS,
       timings: LAN_COORDINATION_TIMINGS,

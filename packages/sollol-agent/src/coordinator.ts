@@ -24,6 +24,8 @@ import {
 } from '@sollol/llama-cpp'
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
+  kvBytesPerToken,
+  type KvCacheTypes,
   budgetAfterAllocationFailure,
   fenceBackoffMs,
   INITIAL_RECONCILE_STATE,
@@ -84,6 +86,8 @@ export interface CoordinationOptions {
   /** Bearer token llama-server requires (`--api-token`); none = open to the LAN. */
   readonly apiToken: string | undefined
   readonly contextSize: number | undefined
+  /** KV cache types llama-server runs with (`--cache-type-k/v`), planned accordingly; undefined = f16. */
+  readonly cacheTypes?: KvCacheTypes
   readonly threads: number
   readonly electionTimings: ElectionTimings
   readonly timings: CoordinationTimings
@@ -499,7 +503,12 @@ export class Coordination {
     const key = JSON.stringify([nodes, modelRef?.id, this.o.contextSize])
     if (this.lastPlan?.key !== key) {
       const plan = makePlan({
-        model: { ...info, name: modelRef?.name ?? info.name ?? 'model', id: modelRef?.id ?? '' },
+        model: {
+          ...info,
+          name: modelRef?.name ?? info.name ?? 'model',
+          id: modelRef?.id ?? '',
+          kvBytesPerTokenPerLayer: kvBytesPerToken(info, this.o.cacheTypes)
+        },
         nodes,
         ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
       })
@@ -629,6 +638,7 @@ export class Coordination {
       tensorSplit: desired.tensorSplit,
       gpuLayers: 'all',
       contextSize: desired.contextSize,
+      ...(this.o.cacheTypes !== undefined ? { cacheTypes: this.o.cacheTypes } : {}),
       host: this.o.serverBind,
       port: this.o.serverPort,
       threads: this.o.threads,

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { parseClusterName, type ClusterName } from '@sollol/core'
+import { KV_CACHE_TYPES, parseClusterName, type ClusterName, type KvCacheType } from '@sollol/core'
 import type { Logger } from '@sollol/llama-cpp'
 import { clusterKeyFingerprint, readClusterKey } from '@sollol/mesh'
 import { Agent, RPC_ACCESS_MODES, type RpcAccessMode } from '../agent.js'
@@ -53,6 +53,8 @@ interface StartFlags extends BinaryFlags {
   serverPort: number
   apiToken?: string
   ctxSize?: number
+  cacheTypeK: KvCacheType
+  cacheTypeV: KvCacheType
   recalibrate: boolean
   rpcSpeed?: number
 }
@@ -181,6 +183,18 @@ export function registerStart(program: Command, getLog: () => Logger): void {
       integer('--ctx-size', 16, 10_000_000)
     )
     .option(
+      '--cache-type-k <type>',
+      `KV cache type of keys: ${KV_CACHE_TYPES.join(', ')} (planned accordingly)`,
+      oneOf('--cache-type-k', KV_CACHE_TYPES),
+      'f16'
+    )
+    .option(
+      '--cache-type-v <type>',
+      `KV cache type of values: ${KV_CACHE_TYPES.join(', ')} (a quantized one turns flash attention on, as llama.cpp requires)`,
+      oneOf('--cache-type-v', KV_CACHE_TYPES),
+      'f16'
+    )
+    .option(
       '--api-token <token>',
       'require this bearer token on the OpenAI API this agent serves when it coordinates (use the same on every model holder)'
     )
@@ -245,6 +259,7 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         serverPort: flags.serverPort,
         ...(flags.apiToken !== undefined ? { apiToken: flags.apiToken } : {}),
         ...(flags.ctxSize !== undefined ? { contextSize: flags.ctxSize } : {}),
+        ...(flags.cacheTypeK !== 'f16' || flags.cacheTypeV !== 'f16' ? { cacheTypes: { k: flags.cacheTypeK, v: flags.cacheTypeV } } : {}),
         recalibrate: flags.recalibrate,
         ...(flags.rpcSpeed !== undefined ? { rpcSpeed: flags.rpcSpeed } : {}),
         binaries,
