@@ -26,7 +26,7 @@ import {
   type Scratch
 } from './helpers/llama.js'
 import { TestNetwork } from './helpers/netns.js'
-import { completeFrom, TestAgent } from './helpers/agents.js'
+import { CLI, completeFrom, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
 
 const TYPES = ['Q8_0', 'Q6_K', 'Q4_K_M'] as const
@@ -149,6 +149,28 @@ test('a Q4_K_M file is served by two agents, neither of which can hold it alone'
     assert.ok(serverArgs !== undefined, 'the llama-server of the plan runs')
     const after = (flag: string): string | undefined => serverArgs[serverArgs.indexOf(flag) + 1]
     assert.deepEqual([after('--cache-type-k'), after('--cache-type-v'), after('--flash-attn')], ['q8_0', 'q8_0', 'on'])
+    // `plan --model` with the same cache types plans what the coordinator planned
+    const dry = await network
+      .host(0)
+      .run(process.execPath, [
+        CLI,
+        'plan',
+        '--model',
+        model,
+        '--ctx-size',
+        String(ctx),
+        '--cache-type-k',
+        'q8_0',
+        '--cache-type-v',
+        'q8_0',
+        '--json'
+      ])
+    assert.equal(dry.exitCode, 0, String(dry.stderr))
+    const planned = (JSON.parse(String(dry.stdout)) as { nodes: Array<{ layers: [number, number] | null }> }).nodes.map((n) => n.layers)
+    assert.deepEqual(
+      planned,
+      view.plan!.assignments.filter((a) => a.layers !== null).map((a) => a.layers)
+    )
     console.log(
       `Q4_K_M over the mesh: ${view.plan!.assignments.map((a) => JSON.stringify(a.layers)).join(' + ')} with ${budget} MiB offered each`
     )

@@ -1,7 +1,17 @@
 import type { Command } from 'commander'
 import { readModelInfo } from '@sollol/gguf'
-import { hopSeconds, plan as makePlan, type ClusterView, type Plan } from '@sollol/core'
-import { formatBytes, integer } from '../options.js'
+import {
+  DEFAULT_KV_CACHE_TYPES,
+  hopSeconds,
+  KV_CACHE_TYPES,
+  kvBytesPerToken,
+  plan as makePlan,
+  type ClusterView,
+  type KvCacheType,
+  type KvCacheTypes,
+  type Plan
+} from '@sollol/core'
+import { formatBytes, integer, oneOf } from '../options.js'
 import { addClusterOptions } from './start.js'
 import { formatTable } from './status.js'
 import { modelRef } from '../capacity.js'
@@ -11,6 +21,8 @@ interface PlanFlags {
   model?: string
   json?: boolean
   ctxSize?: number
+  cacheTypeK: KvCacheType
+  cacheTypeV: KvCacheType
   apiPort: number
 }
 
@@ -20,10 +32,16 @@ async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
 }
 
 /** Plans locally from a model file and the cluster's announcements (what the coordinator would do). */
-export async function planFromFile(file: string, view: ClusterView, contextSize: number | undefined): Promise<Plan> {
+export async function planFromFile(
+  file: string,
+  view: ClusterView,
+  contextSize: number | undefined,
+  cacheTypes: KvCacheTypes = DEFAULT_KV_CACHE_TYPES
+): Promise<Plan> {
   const [info, ref] = await Promise.all([readModelInfo(file), modelRef(file)])
   return makePlan({
-    model: { ...info, name: ref.name, id: ref.id },
+    // the KV cache in its type, as the coordinator plans it
+    model: { ...info, name: ref.name, id: ref.id, kvBytesPerTokenPerLayer: kvBytesPerToken(info, cacheTypes) },
     nodes: view.nodes
       .filter((n) => n.rpc.state === 'ready' || n.rpc.state === 'external')
       .map((n) => ({
@@ -72,12 +90,14 @@ export function registerPlan(program: Command): void {
     .option('--model <file>', 'plan this GGUF file or ollama:NAME[:TAG] (default: the model the local agent holds)')
     .option('--json', 'print JSON')
     .option('--ctx-size <tokens>', 'context size to plan for (with --model)', integer('--ctx-size', 16, 10_000_000))
+    .option('--cache-type-k <type>', 'KV cache type of keys to plan for (with --model)', oneOf('--cache-type-k', KV_CACHE_TYPES), 'f16')
+    .option('--cache-type-v <type>', 'KV cache type of values to plan for (with --model)', oneOf('--cache-type-v', KV_CACHE_TYPES), 'f16')
     .action(async (flags: PlanFlags) => {
       const api = `http://127.0.0.1:${flags.apiPort}`
       let result: Plan
       if (flags.model !== undefined) {
         const { body: view } = await getJson<ClusterView>(`${api}/v1/cluster`)
-        result = await planFromFile(await resolveModelSpec(flags.model), view, flags.ctxSize)
+        result = await planFromFile(await resolveModelSpec(flags.model), view, flags.ctxSize, { k: flags.cacheTypeK, v: flags.cacheTypeV })
       } else {
         const { status, body } = await getJson<Plan & { error?: string }>(`${api}/v1/plan`)
         if (status !== 200) throw new Error(body.error ?? `the agent answered ${status}`)
