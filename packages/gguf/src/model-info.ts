@@ -2,7 +2,7 @@
  * What a planner needs to know about a model, derived from a GGUF file's header alone.
  * Pure: takes the parsed header, does no I/O.
  */
-import { ExitCode, kvBytesPerToken, SollolError } from '@sollol/core'
+import { ExitCode, ggmlTypeBytes, kvBytesPerToken, SollolError } from '@sollol/core'
 
 /** One tensor as listed in a GGUF header. `offset` is relative to the start of the tensor data. */
 export interface TensorEntry {
@@ -74,32 +74,12 @@ function describe(value: unknown): string {
   return `${typeof value} \`${String(value).slice(0, 40)}\``
 }
 
-/**
- * ggml's block layout of the common tensor types: [values per block, bytes per block] (ggml.c's type
- * traits). Used only to check that a file holds its last tensor whole; a type not listed is not checked.
- */
-const GGML_BLOCKS: ReadonlyMap<number, readonly [number, number]> = new Map([
-  [0, [1, 4]], // F32
-  [1, [1, 2]], // F16
-  [2, [32, 18]], // Q4_0
-  [3, [32, 20]], // Q4_1
-  [6, [32, 22]], // Q5_0
-  [7, [32, 24]], // Q5_1
-  [8, [32, 34]], // Q8_0
-  [10, [256, 84]], // Q2_K
-  [11, [256, 110]], // Q3_K
-  [12, [256, 144]], // Q4_K
-  [13, [256, 176]], // Q5_K
-  [14, [256, 210]], // Q6_K
-  [30, [1, 2]] // BF16
-])
-
-/** Bytes a tensor's data takes, from its shape and type; undefined for a type not in the table. */
+/** Bytes a tensor's data takes, from its shape and type; undefined for a type not in ggml's table. */
 export function tensorDataBytes(tensor: { readonly shape: readonly number[]; readonly ggmlType: number }): number | undefined {
-  const block = GGML_BLOCKS.get(tensor.ggmlType)
-  if (block === undefined) return undefined
-  const values = tensor.shape.reduce((a, b) => a * b, 1)
-  return Math.ceil(values / block[0]) * block[1]
+  return ggmlTypeBytes(
+    tensor.ggmlType,
+    tensor.shape.reduce((a, b) => a * b, 1)
+  )
 }
 
 /**
