@@ -25,3 +25,20 @@ test('tensorSplitForLayerCounts gives each device exactly its layer count', () =
 test('layersPerDevice counts host layers apart', () => {
   assert.deepEqual(layersPerDevice(['cpu', 0, 1, 1, 1], 2), { perDevice: [1, 2], cpu: 1 })
 })
+
+test('tensorSplitForLayerCounts puts the output on a device before trailing unused ones', () => {
+  // e.g. the last rpc-server lists Vulkan0 then CPU, and only Vulkan0 is planned (with the output)
+  const cases: Array<[number[], number]> = [
+    [[3, 5, 0], 1],
+    [[4, 0, 0], 0],
+    [[0, 2, 6, 0, 0], 2],
+    [[1, 0, 7, 0], 2]
+  ]
+  for (const [counts, output] of cases) {
+    const total = counts.reduce((a, b) => a + b, 0)
+    const devices = expectedLayerDevices(tensorSplitForLayerCounts(counts, output), total)
+    assert.deepEqual(layersPerDevice(devices, counts.length).perDevice, counts, `counts ${counts.join(',')}`)
+    assert.equal(devices[total], output, `the output layer goes to device ${output}`)
+  }
+  assert.throws(() => tensorSplitForLayerCounts([2, 2, 1], 1), /after the output device/)
+})

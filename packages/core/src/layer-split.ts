@@ -46,18 +46,23 @@ export function layersPerDevice(devices: readonly LayerDevice[], deviceCount: nu
 }
 
 /**
- * A `--tensor-split` that gives device i exactly `layerCounts[i]` repeating layers, the last device also
- * taking the output layer (all layers offloaded). Each boundary sits half a layer before the first
- * layer of the next device, so llama.cpp's float32 rounding cannot move it.
+ * A `--tensor-split` that gives device i exactly `layerCounts[i]` repeating layers, device `outputIndex`
+ * (default: the last) also taking the output layer (all layers offloaded). Devices after the output one
+ * must hold no layers: they get a zero share (an rpc-server's devices are listed in its own order, and its
+ * trailing ones may be left out of a plan). Each boundary sits half a layer before the first layer of the
+ * next device, so llama.cpp's float32 rounding cannot move it.
  */
-export function tensorSplitForLayerCounts(layerCounts: readonly number[]): number[] {
+export function tensorSplitForLayerCounts(layerCounts: readonly number[], outputIndex = layerCounts.length - 1): number[] {
+  if (layerCounts.slice(outputIndex + 1).some((c) => c > 0)) {
+    throw new Error(`tensorSplitForLayerCounts: devices after the output device ${outputIndex} hold layers (${layerCounts.join(',')})`)
+  }
   const positions = layerCounts.reduce((a, b) => a + b, 0) + 1 // + the output layer
   const split: number[] = []
   let cumulative = 0
   let previousBoundary = 0
   layerCounts.forEach((count, i) => {
     cumulative += count
-    const boundary = i === layerCounts.length - 1 ? positions : Math.max(0, cumulative - 0.5)
+    const boundary = i >= outputIndex ? positions : Math.max(0, cumulative - 0.5)
     split.push(boundary - previousBoundary)
     previousBoundary = boundary
   })

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { plan, PlanError, computeHeadroomBytes, type PlanModel, type PlanNode } from './planner.js'
-import { expectedLayerDevices, layersPerDevice } from './layer-split.js'
+import { expectedLayerDevices, layersPerDevice, type LayerDevice } from './layer-split.js'
 import { seededRandom } from './random.js'
 
 const MIB = 2 ** 20
@@ -192,4 +192,152 @@ test('the compute headroom grows with the context (attention scores of a batch a
   const long = plan({ model: m, contextSize: 4096, nodes: [node('a', budget, 1), node('b', 5000, 5)] })
   assert.equal(counts(short).a, 8)
   assert.ok((counts(long).a ?? 0) < 8, JSON.stringify(counts(long)))
+})
+
+const deviceCounts = (p: ReturnType<typeof plan>): string[] => p.nodes.map((n) => `${n.peerId}/${n.device ?? '-'}:${n.layerCount}`)
+
+/** The layers llama.cpp gives each RPC device for the plan's split, checked against the plan's stages. */
+function checkSplit(p: ReturnType<typeof plan>, devicesPerServer: Record<string, number>, layers: number): LayerDevice[] {
+  const total = p.rpc.reduce((sum, rpc) => sum + (devicesPerServer[rpc] ?? 1), 0)
+  assert.equal(p.tensorSplit.length, total, 'one --tensor-split entry per RPC device of the used servers')
+  const devices = expectedLayerDevices(p.tensorSplit, layers)
+  const perDevice = layersPerDevice(devices, total).perDevice
+  let at = 0
+  const expected: number[] = []
+  for (const rpc of p.rpc) {
+    for (let i = 0; i < (devicesPerServer[rpc] ?? 1); i++) {
+      expected[at + i] = p.nodes.find((n) => n.rpc === rpc && n.deviceIndex === i)?.layerCount ?? 0
+    }
+    at += devicesPerServer[rpc] ?? 1
+  }
+  assert.deepEqual(perDevice, expected)
+  return devices
+}
+
+test('a mixed node: the fast GPU holds what fits, its own CPU the overflow, one --rpc entry and one split entry per device', () => {
+  const gpuBox = node('gpu-box', 0, undefined, {
+    devices: [
+      { name: 'CUDA0', memoryBudget: 1200 * MIB, secondsPerGiB: 0.1 },
+      { name: 'CPU', memoryBudget: 8000 * MIB, secondsPerGiB: 2 }
+    ]
+  })
+  const p = plan({ model: model(32, 100), nodes: [gpuBox, node('cpu-box', 1000, 2)], contextSize: 512 })
+  // the GPU is filled to its memory; the rest goes to the same box's CPU (no extra network hop to pay for...
+  // each device is still a graph split, so the other CPU box is not needed)
+  const gpu = p.nodes.find((n) => n.device === 'CUDA0')
+  assert.ok(gpu !== undefined && gpu.layerCount >= 10 && gpu.memory.total <= 1200 * MIB, JSON.stringify(deviceCounts(p)))
+  assert.deepEqual(p.rpc, ['gpu-box:50052'])
+  assert.deepEqual(deviceCounts(p), [`gpu-box/CUDA0:${gpu.layerCount}`, `gpu-box/CPU:${32 - gpu.layerCount}`])
+  assert.equal(p.nodes.at(-1)?.output, true)
+  const devices = checkSplit(p, { 'gpu-box:50052': 2 }, 32)
+  assert.equal(devices[32], 1, 'the output layer on the CPU device, the last stage')
+})
+
+test('a card is planned with its own memory, not the box RAM: a 41 GiB model never lands on a 32 GB card alone', () => {
+  const layers = 80
+  const m = model(layers, (41 * 1024) / layers, { embeddingBytes: 500 * MIB, outputBytes: 800 * MIB })
+  const box = node('box', 0, undefined, {
+    isHost: true,
+    devices: [
+      { name: 'CUDA0', memoryBudget: 30 * 1024 * MIB, secondsPerGiB: 0.05 },
+      { name: 'CPU', memoryBudget: 45 * 1024 * MIB, secondsPerGiB: 1 }
+    ]
+  })
+  const p = plan({ model: m, nodes: [box], contextSize: 4096 })
+  for (const n of p.nodes) assert.ok(n.memory.total <= n.memory.budget, `${n.device} within its budget`)
+  assert.deepEqual(
+    p.nodes.map((n) => n.device),
+    ['CUDA0', 'CPU']
+  )
+  assert.equal(p.nodes.find((n) => n.device === 'CPU')?.memory.embeddings, 500 * MIB, 'the embeddings in the host CPU memory')
+  checkSplit(p, { 'box:50052': 2 }, layers)
+})
+
+test('a slow device is left out when the model fits without it; the split gives it a zero share', () => {
+  const withVulkan = node('a', 0, undefined, {
+    devices: [
+      { name: 'Vulkan0', memoryBudget: 2048 * MIB, secondsPerGiB: 40 },
+      { name: 'CPU', memoryBudget: 4000 * MIB, secondsPerGiB: 1 }
+    ]
+  })
+  const p = plan({ model: model(16, 100), nodes: [withVulkan, node('b', 4000, 1)], contextSize: 512 })
+  assert.deepEqual(
+    p.nodes.map((n) => n.device),
+    ['CPU'],
+    JSON.stringify(deviceCounts(p))
+  )
+  assert.match(p.unused.find((u) => u.device === 'Vulkan0')?.why ?? '', /slower than it helps/)
+  assert.equal(p.tensorSplit[0], 0)
+  checkSplit(p, { 'a:50052': 2 }, 16)
+})
+
+test('the output on a device before an unused one of the same server: llama.cpp still puts it there', () => {
+  const box = node('box', 0, undefined, {
+    devices: [
+      { name: 'CUDA0', memoryBudget: 8000 * MIB, secondsPerGiB: 0.1 },
+      { name: 'CPU', memoryBudget: 8000 * MIB, secondsPerGiB: 3 }
+    ]
+  })
+  const p = plan({ model: model(16, 100), nodes: [node('other', 800, 1), box], contextSize: 512 })
+  assert.equal(p.nodes.at(-1)?.device, 'CUDA0')
+  const devices = checkSplit(p, { 'box:50052': 2, 'other:50052': 1 }, 16)
+  const cudaIndex = p.rpc.indexOf('box:50052') === 0 ? 0 : 1
+  assert.equal(devices[16], cudaIndex, 'the output layer on CUDA0')
+})
+
+test('a device needed for memory is used even when slow, and every device stays within its budget', () => {
+  const box = node('box', 0, undefined, {
+    devices: [
+      { name: 'Vulkan0', memoryBudget: 700 * MIB, secondsPerGiB: 40 },
+      { name: 'CPU', memoryBudget: 900 * MIB, secondsPerGiB: 1 }
+    ]
+  })
+  const p = plan({ model: model(16, 100), nodes: [box, node('b', 500, 1)], contextSize: 512 })
+  assert.ok(
+    p.nodes.some((n) => n.device === 'Vulkan0' && n.layerCount > 0),
+    JSON.stringify(deviceCounts(p))
+  )
+  for (const n of p.nodes) assert.ok(n.memory.total <= n.memory.budget)
+  checkSplit(p, { 'box:50052': 2 }, 16)
+})
+
+test('random clusters of multi-device servers and unequal layers: every device within budget, the split is the plan', () => {
+  const random = seededRandom(12)
+  let planned = 0
+  for (let round = 0; round < 300; round++) {
+    const layers = 4 + Math.floor(random() * 20)
+    const m = model(layers, 1, {
+      layerWeightBytes: Array.from({ length: layers }, () => Math.round((20 + random() * 40) * MIB)),
+      kvBytesPerTokenPerLayer: 1024
+    })
+    const servers: Record<string, number> = {}
+    const nodes = Array.from({ length: 1 + Math.floor(random() * 4) }, (_, i): PlanNode => {
+      const deviceCount = random() < 0.5 ? 0 : 1 + Math.floor(random() * 3)
+      servers[`n${i}:50052`] = Math.max(1, deviceCount)
+      const devices = Array.from({ length: deviceCount }, (_, d) => ({
+        name: d === deviceCount - 1 ? 'CPU' : `Vulkan${d}`,
+        memoryBudget: Math.round((50 + random() * 600) * MIB),
+        secondsPerGiB: random() < 0.2 ? undefined : 0.1 + random() * 5
+      }))
+      return node(`n${i}`, 50 + random() * 600, 0.1 + random() * 5, {
+        isHost: i === 0,
+        ...(deviceCount > 0 ? { devices } : {})
+      })
+    })
+    let p: ReturnType<typeof plan>
+    try {
+      p = plan({ model: m, nodes, contextSize: 256 })
+    } catch (err) {
+      assert.ok(err instanceof PlanError, String(err))
+      continue
+    }
+    planned++
+    for (const n of p.nodes) assert.ok(n.memory.total <= n.memory.budget, `round ${round}: ${n.peerId}/${n.device} over budget`)
+    assert.equal(
+      p.nodes.reduce((sum, n) => sum + n.layerCount, 0),
+      layers
+    )
+    checkSplit(p, servers, layers)
+  }
+  assert.ok(planned > 100, `${planned} of 300 random clusters planned`)
 })

@@ -10,6 +10,13 @@
  *
  * Memory per node: its layers' weights + their KV cache at the context size + a compute headroom,
  * plus the output head on the last node and the input embeddings on the host (llama-server's machine).
+ *
+ * Devices: llama.cpp makes one RPC device per device of an rpc-server (`Vulkan0`, `CPU`...), each with its
+ * own memory, speed and `--tensor-split` entry. The planner places layers on stages, one per (node, device);
+ * a node without a device list is one stage. A server's devices keep the server's order (llama.cpp runs
+ * them so), so a server's stages are contiguous in the layer order, and the output goes to the last stage,
+ * which must be the last used device of its server (trailing devices get a zero share). Each used stage
+ * costs a hop: every device is a graph split, a round trip per token.
  */
 import { tensorSplitForLayerCounts } from './layer-split.js'
 import { ExitCode, SollolError } from './errors.js'
@@ -30,6 +37,17 @@ export interface PlanModel {
   readonly contextLength: number
 }
 
+/** One device of a node's rpc-server, as llama.cpp lists it there. */
+export interface PlanDevice {
+  /** As the rpc-server names it (`Vulkan0`, `CUDA0`, `CPU`). */
+  readonly name: string
+  readonly memoryBudget: number
+  /** Measured; undefined = not measured (then assumed slower than every measured device). */
+  readonly secondsPerGiB: number | undefined
+  /** Holds llama-server's own memory when the node is the host (the input embeddings): its CPU. */
+  readonly hostMemory?: boolean
+}
+
 export interface PlanNode {
   readonly peerId: string
   readonly hostname?: string
@@ -42,6 +60,11 @@ export interface PlanNode {
   readonly hopSeconds: number
   /** Runs llama-server: keeps the input embeddings. */
   readonly isHost: boolean
+  /**
+   * The rpc-server's devices in its order (llama.cpp's RPC device order). Absent: one device with the
+   * node's budget and speed (`memoryBudget` and `secondsPerGiB` then describe it).
+   */
+  readonly devices?: readonly PlanDevice[]
 }
 
 export interface PlanInput {
@@ -65,6 +88,10 @@ export interface NodePlan {
   readonly peerId: string
   readonly hostname: string | undefined
   readonly rpc: string
+  /** The device of the node's rpc-server (null: a node planned without a device list). */
+  readonly device: string | null
+  /** Its index among the rpc-server's devices (0 without a device list). */
+  readonly deviceIndex: number
   readonly layerCount: number
   /** Inclusive range of repeating layers; null when none. */
   readonly layers: readonly [number, number] | null
@@ -79,10 +106,20 @@ export interface NodePlan {
 export interface Plan {
   readonly model: { readonly name: string; readonly id: string }
   readonly contextSize: number
-  /** Used nodes in `--rpc` order (layers run in this order; the last one holds the output layer). */
+  /**
+   * Used stages (node, device) in layer order: the nodes in `--rpc` order, a node's devices in its
+   * rpc-server's order; the last one holds the output layer.
+   */
   readonly nodes: readonly NodePlan[]
-  readonly unused: ReadonlyArray<{ readonly peerId: string; readonly hostname: string | undefined; readonly why: string }>
+  /** Nodes not used at all, and devices of used nodes that hold nothing (`device` set). */
+  readonly unused: ReadonlyArray<{
+    readonly peerId: string
+    readonly hostname: string | undefined
+    readonly device?: string
+    readonly why: string
+  }>
   readonly rpc: readonly string[]
+  /** One entry per RPC device of the `--rpc` servers, in llama.cpp's order (zero for a device left out). */
   readonly tensorSplit: readonly number[]
   readonly gpuLayers: 'all'
   readonly predictedSecondsPerToken: number
@@ -133,11 +170,49 @@ export function layerCapacity(
   return free <= 0 ? 0 : Math.min(layerCount, Math.floor(free / perLayer))
 }
 
+/** A place for layers: one device of one node's rpc-server. */
+interface Stage {
+  readonly node: PlanNode
+  readonly device: string | null
+  readonly index: number
+  readonly memoryBudget: number
+  readonly secondsPerGiB: number | undefined
+  /** Keeps the input embeddings (the host's CPU). */
+  readonly isHost: boolean
+  /** The server's device count (for the tensor split's zero entries). */
+  readonly deviceCount: number
+}
+
+/** A node's stages in its rpc-server's order. Pure. */
+function stagesOf(n: PlanNode): Stage[] {
+  if (n.devices === undefined || n.devices.length === 0) {
+    return [
+      { node: n, device: null, index: 0, memoryBudget: n.memoryBudget, secondsPerGiB: n.secondsPerGiB, isHost: n.isHost, deviceCount: 1 }
+    ]
+  }
+  const devices = n.devices
+  // the embeddings live in llama-server's process: the device marked as host memory, else a CPU, else the last
+  const marked = devices.findIndex((d) => d.hostMemory === true)
+  const cpu = devices.findIndex((d) => /^cpu/i.test(d.name))
+  const embeddingsAt = marked >= 0 ? marked : cpu >= 0 ? cpu : devices.length - 1
+  return devices.map((d, index) => ({
+    node: n,
+    device: d.name,
+    index,
+    memoryBudget: d.memoryBudget,
+    secondsPerGiB: d.secondsPerGiB,
+    isHost: n.isHost && index === embeddingsAt,
+    deviceCount: devices.length
+  }))
+}
+
 interface Layout {
-  readonly order: readonly PlanNode[]
+  readonly order: readonly Stage[]
   readonly counts: readonly number[]
   readonly cost: number
 }
+
+const stageName = (s: Stage): string => `${s.node.hostname ?? s.node.peerId}${s.device === null ? '' : ` ${s.device}`}`
 
 export function plan(input: PlanInput): Plan {
   const { model } = input
@@ -148,25 +223,31 @@ export function plan(input: PlanInput): Plan {
   const headroom = computeHeadroomBytes(model, contextSize)
   if (input.nodes.length === 0) throw new PlanError('Cannot plan: no node with a usable rpc-server', [])
 
-  const measured = input.nodes.map((n) => n.secondsPerGiB).filter((s): s is number => s !== undefined)
-  // An unmeasured node is assumed half as fast as the slowest measured one: never preferred on a guess.
+  const stages = input.nodes.flatMap(stagesOf)
+  const measured = stages.map((s) => s.secondsPerGiB).filter((s): s is number => s !== undefined)
+  // An unmeasured device is assumed half as fast as the slowest measured one: never preferred on a guess.
   const assumed = measured.length > 0 ? Math.max(...measured) * 2 : 1
-  const speedOf = (n: PlanNode): number => n.secondsPerGiB ?? assumed
-  const fixedBytes = (n: PlanNode, output: boolean): number => fixedNodeBytes(model, n, output, contextSize)
-  const capacity = (n: PlanNode, output: boolean): number => layerCapacity(model, n, output, contextSize)
+  const speedOf = (s: Stage): number => s.secondsPerGiB ?? assumed
+  const fixedBytes = (s: Stage, output: boolean): number => fixedNodeBytes(model, s, output, contextSize)
+  const capacity = (s: Stage, output: boolean): number => layerCapacity(model, s, output, contextSize)
 
-  const host = input.nodes.find((n) => n.isHost)
-  const bySpeed = [...input.nodes].sort((a, b) => speedOf(a) - speedOf(b) || a.hopSeconds - b.hopSeconds || (a.peerId < b.peerId ? -1 : 1))
+  const hostStage = stages.find((s) => s.isHost)
+  const bySpeed = [...stages].sort(
+    (a, b) =>
+      speedOf(a) - speedOf(b) ||
+      a.node.hopSeconds - b.node.hopSeconds ||
+      (a.node.peerId < b.node.peerId ? -1 : a.node.peerId > b.node.peerId ? 1 : a.index - b.index)
+  )
 
   const layerGiB = (first: number, count: number): number =>
     model.layerWeightBytes.slice(first, first + count).reduce((a, b) => a + b, 0) / GIB
   /**
-   * Most layers `n` holds of the ones from `from` on (step 1) or from `from` back (step -1), by their real
+   * Most layers `s` holds of the ones from `from` on (step 1) or from `from` back (step -1), by their real
    * sizes: a quantized file's layers differ (Q4_K_M keeps some tensors of some layers at 6 bits), and
    * pricing every layer as the largest left memory unused.
    */
-  const fits = (n: PlanNode, output: boolean, from: number, step: 1 | -1, most: number): number => {
-    let free = n.memoryBudget - fixedBytes(n, output)
+  const fits = (s: Stage, output: boolean, from: number, step: 1 | -1, most: number): number => {
+    let free = s.memoryBudget - fixedBytes(s, output)
     let count = 0
     for (let i = from; count < most && i >= 0 && i < layerCount; i += step) {
       free -= (model.layerWeightBytes[i] ?? 0) + kvPerLayer
@@ -177,38 +258,70 @@ export function plan(input: PlanInput): Plan {
   }
 
   /**
-   * Fill `subset` fastest-first with `last` holding the output; undefined when it cannot hold the model.
-   * The layers run in `--rpc` order (the others in subset order, then `last`), so the others' ranges grow
-   * from layer 0 and `last` takes its count from the end.
+   * The layer order of `subset` with `last` holding the output: nodes by their fastest stage (the subset is
+   * speed-sorted), `last`'s node at the end, each node's stages in its server's order. Undefined when
+   * `last` is not its node's last stage in the subset (a later device of the same server would follow it).
    */
-  const layout = (subset: readonly PlanNode[], last: PlanNode): Layout | undefined => {
-    // the output head must fit where it goes, even with no layers beside it
-    if (last.memoryBudget < fixedBytes(last, true)) return undefined
+  const orderOf = (subset: readonly Stage[], last: Stage): Stage[] | undefined => {
+    if (subset.some((s) => s.node === last.node && s.index > last.index)) return undefined
+    const nodes: PlanNode[] = []
+    for (const s of subset) if (s.node !== last.node && !nodes.includes(s.node)) nodes.push(s.node)
+    nodes.push(last.node)
+    return nodes.flatMap((n) => subset.filter((s) => s.node === n).sort((a, b) => a.index - b.index))
+  }
+
+  /** Layer counts filled in `sequence`: `last` takes its count from the end, the others grow from layer 0. */
+  const fill = (sequence: readonly Stage[], last: Stage): Map<Stage, number> | undefined => {
     let left = layerCount
     let head = 0
-    const counts = new Map<PlanNode, number>()
-    for (const n of subset) {
-      const take = n === last ? fits(n, true, layerCount - 1, -1, left) : fits(n, false, head, 1, left)
-      counts.set(n, take)
+    const counts = new Map<Stage, number>()
+    for (const s of sequence) {
+      const take = s === last ? fits(s, true, layerCount - 1, -1, left) : fits(s, false, head, 1, left)
+      counts.set(s, take)
       left -= take
-      if (n !== last) head += take
+      if (s !== last) head += take
     }
-    if (left > 0) return undefined
-    // The output node must be used even with no layers (it holds the output head); others with none are dropped.
-    const used = subset.filter((n) => (counts.get(n) ?? 0) > 0 || n === last)
-    if (used.length !== subset.length) return undefined // the same layout is found with the smaller subset
-    const order = [...used.filter((n) => n !== last), last]
+    return left > 0 ? undefined : counts
+  }
+  /** Whether every stage holds its range (in `order`) within its budget. */
+  const holds = (order: readonly Stage[], counts: ReadonlyMap<Stage, number>): boolean => {
     let first = 0
-    const cost = order.reduce((sum, n) => {
-      const count = counts.get(n) ?? 0
-      const seconds = layerGiB(first, count) * speedOf(n) + n.hopSeconds
+    return order.every((s, i) => {
+      const count = counts.get(s) ?? 0
+      const bytes = layerGiB(first, count) * GIB + count * kvPerLayer + fixedBytes(s, i === order.length - 1)
+      first += count
+      return bytes <= s.memoryBudget
+    })
+  }
+
+  /**
+   * Fill `subset` fastest-first with `last` holding the output; undefined when it cannot hold the model.
+   * Counts are taken in speed order (`last` from the end, the others from layer 0); when a server's devices
+   * make the layer order differ from the speed order and the sizes no longer fit in that order (layers
+   * differ in size), the counts are taken in layer order instead.
+   */
+  const layout = (subset: readonly Stage[], last: Stage): Layout | undefined => {
+    // the output head must fit where it goes, even with no layers beside it
+    if (last.memoryBudget < fixedBytes(last, true)) return undefined
+    const order = orderOf(subset, last)
+    if (order === undefined) return undefined
+    let counts = fill(subset, last)
+    if (counts === undefined) return undefined
+    if (!holds(order, counts)) counts = fill(order, last)
+    if (counts === undefined) return undefined
+    // The output stage must be used even with no layers (it holds the output head); others with none are dropped.
+    if (order.some((s) => (counts.get(s) ?? 0) === 0 && s !== last)) return undefined // the same layout is found with the smaller subset
+    let first = 0
+    const cost = order.reduce((sum, s) => {
+      const count = counts.get(s) ?? 0
+      const seconds = layerGiB(first, count) * speedOf(s) + s.node.hopSeconds
       first += count
       return sum + seconds
     }, 0)
-    return { order, counts: order.map((n) => counts.get(n) ?? 0), cost }
+    return { order, counts: order.map((s) => counts.get(s) ?? 0), cost }
   }
 
-  const subsets: PlanNode[][] = []
+  const subsets: Stage[][] = []
   if (bySpeed.length <= 10) {
     for (let mask = 1; mask < 1 << bySpeed.length; mask++) subsets.push(bySpeed.filter((_, i) => (mask & (1 << i)) !== 0))
   } else {
@@ -228,29 +341,29 @@ export function plan(input: PlanInput): Plan {
     }
   }
 
-  if (host !== undefined && host.memoryBudget < model.embeddingBytes + headroom) {
+  if (hostStage !== undefined && hostStage.memoryBudget < model.embeddingBytes + headroom) {
     throw new PlanError(
-      `Cannot plan: the host ${host.hostname ?? host.peerId} offers ${formatGiB(host.memoryBudget)} but needs ${formatGiB(model.embeddingBytes + headroom)} for the input embeddings and compute buffers`,
-      [{ peerId: host.peerId, requiredBytes: model.embeddingBytes + headroom, offeredBytes: host.memoryBudget }]
+      `Cannot plan: the host ${stageName(hostStage)} offers ${formatGiB(hostStage.memoryBudget)} but needs ${formatGiB(model.embeddingBytes + headroom)} for the input embeddings and compute buffers`,
+      [{ peerId: hostStage.node.peerId, requiredBytes: model.embeddingBytes + headroom, offeredBytes: hostStage.memoryBudget }]
     )
   }
   if (best === undefined) {
     const perLayer = maxLayerBytes + kvPerLayer
-    const needed = layerCount * perLayer + model.outputBytes + model.embeddingBytes + headroom * input.nodes.length
-    const offered = input.nodes.reduce((sum, n) => sum + n.memoryBudget, 0)
-    const details = input.nodes.map((n) => ({
-      peerId: n.peerId,
-      requiredBytes: fixedBytes(n, false) + perLayer,
-      offeredBytes: n.memoryBudget
-    }))
+    const needed = layerCount * perLayer + model.outputBytes + model.embeddingBytes + headroom * stages.length
+    const offered = stages.reduce((sum, s) => sum + s.memoryBudget, 0)
+    const details = input.nodes.map((n) => {
+      const own = stages.filter((s) => s.node === n)
+      return {
+        peerId: n.peerId,
+        requiredBytes: Math.min(...own.map((s) => fixedBytes(s, false))) + perLayer,
+        offeredBytes: own.reduce((sum, s) => sum + s.memoryBudget, 0)
+      }
+    })
     throw new PlanError(
       `Cannot place ${model.name}: ${layerCount} layers need ${formatGiB(needed)} (weights, KV cache for ${contextSize} tokens, output, embeddings, compute headroom) ` +
         `but the nodes offer ${formatGiB(offered)}: ` +
-        input.nodes
-          .map(
-            (n) =>
-              `${n.hostname ?? n.peerId} offers ${formatGiB(n.memoryBudget)}, holds ${capacity(n, false)} layer(s) of ${formatGiB(perLayer)}`
-          )
+        stages
+          .map((s) => `${stageName(s)} offers ${formatGiB(s.memoryBudget)}, holds ${capacity(s, false)} layer(s) of ${formatGiB(perLayer)}`)
           .join('; '),
       details
     )
@@ -258,7 +371,8 @@ export function plan(input: PlanInput): Plan {
 
   const chosen = best
   let first = 0
-  const nodes: NodePlan[] = chosen.order.map((n, i) => {
+  const nodes: NodePlan[] = chosen.order.map((s, i) => {
+    const n = s.node
     const count = chosen.counts[i] ?? 0
     const output = i === chosen.order.length - 1
     const weights = model.layerWeightBytes.slice(first, first + count).reduce((a, b) => a + b, 0)
@@ -268,49 +382,79 @@ export function plan(input: PlanInput): Plan {
       weights,
       kv: count * kvPerLayer,
       output: output ? model.outputBytes : 0,
-      embeddings: n.isHost ? model.embeddingBytes : 0,
+      embeddings: s.isHost ? model.embeddingBytes : 0,
       headroom,
-      total: weights + count * kvPerLayer + fixedBytes(n, output),
-      budget: n.memoryBudget
+      total: weights + count * kvPerLayer + fixedBytes(s, output),
+      budget: s.memoryBudget
     }
     // the note only: no further layer of the smallest size would have fitted
-    const full = count < layerCount && memory.total + Math.min(...model.layerWeightBytes) + kvPerLayer > n.memoryBudget
-    const speedNote = n.secondsPerGiB === undefined ? 'speed not measured (assumed slow)' : `${n.secondsPerGiB.toFixed(3)} s/GiB`
+    const full = count < layerCount && memory.total + Math.min(...model.layerWeightBytes) + kvPerLayer > s.memoryBudget
+    const speedNote = s.secondsPerGiB === undefined ? 'speed not measured (assumed slow)' : `${s.secondsPerGiB.toFixed(3)} s/GiB`
     const why = full
-      ? `${speedNote}; filled to its memory (${formatGiB(memory.total)} of ${formatGiB(n.memoryBudget)})`
+      ? `${speedNote}; filled to its memory (${formatGiB(memory.total)} of ${formatGiB(s.memoryBudget)})`
       : `${speedNote}; ${count === layerCount ? 'holds the whole model' : 'takes the remaining layers'}`
     return {
       peerId: n.peerId,
       hostname: n.hostname,
       rpc: n.rpc,
+      device: s.device,
+      deviceIndex: s.index,
       layerCount: count,
       layers,
       output,
       memory,
-      secondsPerGiB: speedOf(n),
-      speedMeasured: n.secondsPerGiB !== undefined,
-      secondsPerToken: (weights / GIB) * speedOf(n) + n.hopSeconds,
+      secondsPerGiB: speedOf(s),
+      speedMeasured: s.secondsPerGiB !== undefined,
+      secondsPerToken: (weights / GIB) * speedOf(s) + n.hopSeconds,
       why: output ? `${why}; holds the output layer` : why
     }
   })
-  const usedIds = new Set(nodes.map((n) => n.peerId))
-  const unused = input.nodes
-    .filter((n) => !usedIds.has(n.peerId))
-    .map((n) => ({
-      peerId: n.peerId,
-      hostname: n.hostname,
-      why:
-        capacity(n, false) === 0
-          ? `offers ${formatGiB(n.memoryBudget)}: not enough for one layer plus headroom`
-          : 'not needed: the faster nodes hold the model, and another hop would cost more than it saves'
-    }))
+  const usedNodes: PlanNode[] = []
+  for (const s of chosen.order) if (!usedNodes.includes(s.node)) usedNodes.push(s.node)
+  const notNeeded = 'not needed: the faster devices hold the model, and another hop would cost more than it saves'
+  const unused: Array<Plan['unused'][number]> = []
+  for (const n of input.nodes) {
+    const own = stages.filter((s) => s.node === n)
+    if (!usedNodes.includes(n)) {
+      unused.push({
+        peerId: n.peerId,
+        hostname: n.hostname,
+        why: own.every((s) => capacity(s, false) === 0)
+          ? `offers ${formatGiB(own.reduce((sum, s) => sum + s.memoryBudget, 0))}: not enough for one layer plus headroom`
+          : notNeeded
+      })
+      continue
+    }
+    for (const s of own) {
+      if (s.device === null || chosen.order.includes(s)) continue
+      unused.push({
+        peerId: n.peerId,
+        hostname: n.hostname,
+        device: s.device,
+        why:
+          capacity(s, false) === 0
+            ? `offers ${formatGiB(s.memoryBudget)}: not enough for one layer plus headroom`
+            : 'left out: slower than it helps (the model fits without it)'
+      })
+    }
+  }
+  // One --tensor-split entry per device of every used server, in llama.cpp's order; zero for the left out.
+  const countsPerDevice: number[] = []
+  let outputIndex = 0
+  for (const n of usedNodes) {
+    for (const s of stages.filter((x) => x.node === n)) {
+      const at = chosen.order.indexOf(s)
+      if (at === chosen.order.length - 1) outputIndex = countsPerDevice.length
+      countsPerDevice.push(at === -1 ? 0 : (chosen.counts[at] ?? 0))
+    }
+  }
   return {
     model: { name: model.name, id: model.id },
     contextSize,
     nodes,
     unused,
-    rpc: nodes.map((n) => n.rpc),
-    tensorSplit: tensorSplitForLayerCounts(nodes.map((n) => n.layerCount)),
+    rpc: usedNodes.map((n) => n.rpc),
+    tensorSplit: tensorSplitForLayerCounts(countsPerDevice, outputIndex),
     gpuLayers: 'all',
     predictedSecondsPerToken: chosen.cost,
     predictedTokensPerSecond: chosen.cost > 0 ? 1 / chosen.cost : 0
