@@ -79,14 +79,17 @@ export class TestAgent {
     return this.process?.pid
   }
 
-  /** Starts the agent (through the CLI) and its watcher; `nodeOptions` go to node itself (e.g. --import). */
-  start(nodeOptions: readonly string[] = []): void {
+  /**
+   * Starts the agent (through the CLI) and its watcher; `nodeOptions` go to node itself (e.g. --import),
+   * `env` to the agent and its children (e.g. GGML_VK_VISIBLE_DEVICES for a software Vulkan device).
+   */
+  start(nodeOptions: readonly string[] = [], env: NodeJS.ProcessEnv = {}): void {
     this.startedAt = Date.now()
     const log = createWriteStream(this.logFile, { flags: 'a' })
     this.process = this.host.run(
       process.execPath,
       [...nodeOptions, this.cli, 'start', '--data-dir', this.dataDir, '--no-setup', '--log-level', 'debug', ...this.args],
-      { buffer: false, stdin: 'ignore' }
+      { buffer: false, stdin: 'ignore', env }
     )
     this.process.stdout?.pipe(log)
     this.process.stderr?.pipe(log)

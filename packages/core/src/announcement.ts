@@ -30,12 +30,32 @@ export const DEVICE_KINDS = ['cpu', 'cuda', 'rocm', 'metal', 'vulkan'] as const
 export const RPC_ACCESS = ['gated', 'tunnel', 'direct'] as const
 export const RPC_STATES = ['starting', 'ready', 'restarting', 'failed', 'stopped', 'external', 'unreachable', 'frozen'] as const
 
+const speedSchema = z
+  .object({
+    /** Seconds one token takes per GiB of layer weights on this rpc-server. */
+    secondsPerGiB: z.number().positive().max(1e6),
+    measuredAt: z.string().max(40),
+    method: z.string().max(256)
+  })
+  .loose()
+
+export const DEVICE_TYPES = ['gpu', 'igpu', 'cpu', 'accel'] as const
+
 export const deviceSchema = z
   .object({
     kind: z.enum(DEVICE_KINDS),
+    /** As llama.cpp names it on the rpc-server (`CUDA0`, `Vulkan0`, `CPU`); older agents: a product name. */
     name: shortText,
     memoryTotal: bytes,
-    memoryFree: bytes
+    memoryFree: bytes,
+    /** The rpc-server's device (in its order): planned with its own budget. Older agents omit these. */
+    rpcIndex: z.number().int().min(0).max(63).optional(),
+    type: z.enum(DEVICE_TYPES).optional(),
+    description: shortText.optional(),
+    /** Bytes this device offers to the cluster (see capacity.ts: deviceBudgets). */
+    budget: bytes.optional(),
+    /** Measured decode speed of this device alone (an rpc-server with several devices); null until measured. */
+    speed: speedSchema.nullable().optional()
   })
   .loose()
 
@@ -69,15 +89,6 @@ const cacheSchema = z
   })
   .loose()
 
-const speedSchema = z
-  .object({
-    /** Seconds one token takes per GiB of layer weights on this rpc-server. */
-    secondsPerGiB: z.number().positive().max(1e6),
-    measuredAt: z.string().max(40),
-    method: z.string().max(256)
-  })
-  .loose()
-
 export const STATIC_BACKEND_STATES = ['probing', 'ready', 'unreachable'] as const
 
 const staticBackendSchema = z
@@ -105,6 +116,11 @@ export const assignmentSchema = z
   .object({
     peerId: z.string().min(1).max(128),
     rpc: z.string().max(64),
+    /**
+     * The device of the rpc-server these layers are on (`Vulkan0`, `CPU`), as llama.cpp names it there; null
+     * for a node planned as one device. A node has one assignment per device it uses. Older agents omit it.
+     */
+    device: shortText.nullable().optional(),
     /** Inclusive range of repeating layers, 0-based; null when the node holds none. */
     layers: layerRange.nullable(),
     /** What llama-server's log says this node holds (null until read, or while no server runs). */
@@ -144,10 +160,23 @@ export const planSchema = z
     mismatch: z.string().max(512).nullable(),
     predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
     /** Live nodes not in the plan, and why (version skew, fencing, not needed, too little memory). */
-    excluded: z.array(z.object({ peerId: z.string().min(1).max(128), reason: z.string().max(512) }).loose()).max(256),
+    excluded: z
+      .array(
+        z
+          .object({
+            peerId: z.string().min(1).max(128),
+            /** A device of a used node that holds nothing (older agents omit it). */
+            device: shortText.optional(),
+            reason: z.string().max(512)
+          })
+          .loose()
+      )
+      .max(256),
     /** Nodes planned below their offer because llama-server could not allocate there (older agents omit it). */
     budgetCuts: z
-      .array(z.object({ peerId: z.string().min(1).max(128), budget: bytes, reason: z.string().max(512) }).loose())
+      .array(
+        z.object({ peerId: z.string().min(1).max(128), device: shortText.optional(), budget: bytes, reason: z.string().max(512) }).loose()
+      )
       .max(256)
       .optional(),
     createdAt: z.string().max(40)

@@ -35,6 +35,12 @@ export interface NodeView {
   /** The layers this node holds in the current plan: inclusive range, null for none; output layer too. */
   readonly layers: readonly [number, number] | null
   readonly output: boolean
+  /** Per device, when the plan uses the node's rpc-server devices apart (a GPU and its CPU). */
+  readonly deviceLayers?: ReadonlyArray<{
+    readonly device: string
+    readonly layers: readonly [number, number] | null
+    readonly output: boolean
+  }>
   readonly lastSeen: string
 }
 
@@ -88,7 +94,12 @@ export interface ClusterView {
 }
 
 function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number, plan: PlanView | null): NodeView {
-  const assignment = plan?.assignments.find((x) => x.peerId === a.peerId)
+  // one assignment per device the plan uses on this node: the node holds their union
+  const own = plan?.assignments.filter((x) => x.peerId === a.peerId) ?? []
+  const ranges = own.flatMap((x) => (x.layers === null ? [] : [x.layers]))
+  const layers: [number, number] | null =
+    ranges.length === 0 ? null : [Math.min(...ranges.map((r) => r[0])), Math.max(...ranges.map((r) => r[1]))]
+  const perDevice = own.filter((x) => typeof x.device === 'string')
   return {
     peerId: a.peerId,
     hostname: a.hostname,
@@ -103,8 +114,11 @@ function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number,
     canCoordinate: a.canCoordinate,
     apiPort: a.apiPort,
     speed: a.speed,
-    layers: assignment?.layers ?? null,
-    output: assignment?.output ?? false,
+    layers,
+    output: own.some((x) => x.output),
+    ...(perDevice.length > 0
+      ? { deviceLayers: perDevice.map((x) => ({ device: x.device ?? '', layers: x.layers, output: x.output })) }
+      : {}),
     lastSeen: new Date(lastSeen).toISOString()
   }
 }
@@ -118,7 +132,9 @@ export function weightsOverLan(
   if (plan === null) return null
   let [bytes, tensorsFromCache, done] = [0, 0, true]
   // The coordinator's own rpc-server is reached over loopback; a load it relayed was from an earlier term.
-  for (const assignment of plan.assignments.filter((a) => a.peerId !== coordinator)) {
+  // a node with several devices in the plan has one assignment per device, and one load
+  const peers = plan.assignments.filter((a, i, all) => a.peerId !== coordinator && all.findIndex((b) => b.peerId === a.peerId) === i)
+  for (const assignment of peers) {
     const load = nodes.find((n) => n.peerId === assignment.peerId)?.rpc.load
     if (load === undefined || load === null) continue
     bytes += load.weightBytes

@@ -22,7 +22,9 @@ export type NewClusterEvent = Omit<ClusterEvent, 'id' | 'at'>
 
 const nameOf = (n: Pick<NodeView, 'hostname' | 'peerId'>): string => `${n.hostname} (…${n.peerId.slice(-6)})`
 
-function layersOf(n: NodeView): string {
+function layersOf(n: Pick<NodeView, 'layers' | 'output' | 'deviceLayers'>): string {
+  if (n.deviceLayers !== undefined && n.deviceLayers.length > 0)
+    return n.deviceLayers.map((d) => `${d.device} ${layersOf({ layers: d.layers, output: d.output })}`).join(', ')
   if (n.layers === null) return n.output ? 'output' : 'none'
   return `${n.layers[0]}-${n.layers[1]}${n.output ? ' + output' : ''}`
 }

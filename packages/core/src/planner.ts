@@ -460,3 +460,32 @@ export function plan(input: PlanInput): Plan {
     predictedTokensPerSecond: chosen.cost > 0 ? 1 / chosen.cost : 0
   }
 }
+
+/**
+ * The plan devices of a node from what it announced: its rpc-server's devices with their budgets and
+ * speeds, in the server's order, when it serves several (each gets its own --tensor-split entry);
+ * undefined plans it as one device. `budget` may lower a device's offer (the coordinator's cuts after a
+ * failed allocation). Pure; the coordinator and `sollol-agent plan` both use it.
+ */
+export function planDevicesOf(
+  devices: ReadonlyArray<{
+    readonly name: string
+    readonly kind: string
+    readonly type?: string
+    readonly rpcIndex?: number
+    readonly budget?: number
+    readonly speed?: { readonly secondsPerGiB: number } | null
+  }>,
+  budget: (name: string, offer: number) => number = (_, offer) => offer
+): PlanDevice[] | undefined {
+  const listed = devices.filter((d) => d.rpcIndex !== undefined && d.budget !== undefined)
+  if (listed.length < 2) return undefined
+  return [...listed]
+    .sort((x, y) => (x.rpcIndex ?? 0) - (y.rpcIndex ?? 0))
+    .map((d) => ({
+      name: d.name,
+      memoryBudget: budget(d.name, d.budget ?? 0),
+      secondsPerGiB: d.speed?.secondsPerGiB,
+      hostMemory: d.type === 'cpu'
+    }))
+}

@@ -26,6 +26,10 @@ export interface LlamaBinaries {
    * built by this release; absent for binaries given by flag or found on PATH without them.
    */
   readonly tools?: LlamaTools
+  /** The folder of a cache entry built with loadable backends (where their modules go); else undefined. */
+  readonly modulesDir?: string
+  /** The loadable backend modules beside the binaries (`cpu`, `vulkan`, `cuda`), as setup last saw them. */
+  readonly backends?: readonly string[]
 }
 
 export interface LlamaTools {
@@ -49,6 +53,8 @@ export interface BuildManifest {
   readonly llamaServer: string
   /** The model tools' file names in the entry (absent in entries of older agents). */
   readonly tools?: LlamaTools
+  /** Built with loadable backends (`GGML_BACKEND_DL`), the ggml backend modules beside the binaries. */
+  readonly loadable?: boolean
 }
 
 export class BinariesNotFoundError extends SollolError {
@@ -126,6 +132,7 @@ export function binariesInCache(entryDir: string): LlamaBinaries | undefined {
     llamaServer: join(entryDir, manifest.llamaServer),
     version: manifest.version ?? manifest.tag,
     source: 'cache',
+    ...(manifest.loadable === true ? { modulesDir: entryDir } : {}),
     ...(manifest.tools !== undefined
       ? { tools: { quantize: join(entryDir, manifest.tools.quantize), ggufSplit: join(entryDir, manifest.tools.ggufSplit) } }
       : {})

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cacheKey, checkBuildTools, cmakeOptions, MissingToolError } from './build.js'
+import { buildTargets, cacheKey, checkBuildTools, cmakeOptions, MissingToolError } from './build.js'
 
 test('cmakeOptions enable RPC, avoid downloads and select the GPU backend', () => {
   const cpu = cmakeOptions({ backend: 'cpu', native: true })
@@ -13,6 +13,17 @@ test('cmakeOptions enable RPC, avoid downloads and select the GPU backend', () =
   assert.ok(!cpu.some((o) => o.includes('CUDA')))
   assert.ok(cmakeOptions({ backend: 'cuda', native: true }).includes('-DGGML_CUDA=ON'))
   assert.ok(cmakeOptions({ backend: 'vulkan', native: false }).includes('-DGGML_NATIVE=OFF'))
+})
+
+test('a loadable build compiles no CPU backend and adds the RPC module; GPU source builds stay as they were', () => {
+  const loadable = cmakeOptions({ backend: 'cpu', native: true, loadable: true })
+  for (const o of ['-DGGML_BACKEND_DL=ON', '-DGGML_CPU=OFF', '-DGGML_NATIVE=OFF']) assert.ok(loadable.includes(o), o)
+  assert.ok(!loadable.includes('-DGGML_NATIVE=ON'), 'GGML_NATIVE cannot go with GGML_BACKEND_DL')
+  assert.ok(buildTargets({ backend: 'cpu', native: true, loadable: true }).includes('ggml-rpc'))
+  assert.ok(!buildTargets({ backend: 'cpu', native: true }).includes('ggml-rpc'))
+  // loadable applies to CPU builds only: --backend cuda is the source build it always was
+  assert.deepEqual(cmakeOptions({ backend: 'cuda', native: true, loadable: true }), cmakeOptions({ backend: 'cuda', native: true }))
+  assert.notEqual(cacheKey({ backend: 'cpu', native: true, loadable: true }), cacheKey({ backend: 'cpu', native: true }))
 })
 
 test('the cache key changes with every option and stays the same otherwise', () => {

@@ -13,6 +13,7 @@ import { findOnPath } from './child.js'
 import { binariesInCache, LLAMA_TOOL_NAMES, readLlamaVersion, type BuildManifest, type LlamaBinaries } from './binaries.js'
 import { BuildProgressTracker, type BuildProgress } from './build-progress.js'
 import { silentLogger, type Logger } from './log.js'
+import { installModules, prebuiltPlatform } from './prebuilt-backends.js'
 import { ExitCode, SollolError } from '@sollol/core'
 
 /** Pinned: the llama.cpp source inside it is what every agent of a cluster should run (tag v0.4.0). */
@@ -25,9 +26,20 @@ export interface BuildOptions {
   readonly backend: GpuBackend
   /** Compile for this machine's CPU only (faster code; the binaries may not run on older CPUs). */
   readonly native: boolean
+  /**
+   * Build the servers with loadable backends (`GGML_BACKEND_DL`) and take ggml's CPU and GPU backends from
+   * node-llama-cpp's prebuilt packages (prebuilt-backends.ts) instead of compiling them. CPU builds only.
+   */
+  readonly loadable?: boolean
 }
 
-export const DEFAULT_BUILD: BuildOptions = { backend: 'cpu', native: true }
+/** Loadable prebuilt backends where node-llama-cpp ships them for this platform, else a native source build. */
+export const DEFAULT_BUILD: BuildOptions = { backend: 'cpu', native: true, loadable: prebuiltPlatform() !== undefined }
+
+/** The full source build the default falls back to when the prebuilt backends cannot be fetched. */
+export const SOURCE_BUILD: BuildOptions = { backend: 'cpu', native: true }
+
+const isLoadable = (build: BuildOptions): boolean => build.loadable === true && build.backend === 'cpu'
 
 /** CMake switches for a build. Pure. */
 export function cmakeOptions(build: BuildOptions): string[] {
@@ -41,7 +53,10 @@ export function cmakeOptions(build: BuildOptions): string[] {
     '-DLLAMA_USE_PREBUILT_UI=OFF',
     // $ORIGIN-relative library paths, so the binaries keep working once copied into the cache.
     '-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON',
-    `-DGGML_NATIVE=${build.native ? 'ON' : 'OFF'}`
+    // loadable backends: ggml's registry loads them from the binaries' folder; the CPU ones come from npm
+    ...(isLoadable(build)
+      ? ['-DGGML_NATIVE=OFF', '-DGGML_BACKEND_DL=ON', '-DGGML_CPU=OFF']
+      : [`-DGGML_NATIVE=${build.native ? 'ON' : 'OFF'}`])
   ]
   if (build.backend === 'cuda') options.push('-DGGML_CUDA=ON')
   if (build.backend === 'hip') options.push('-DGGML_HIP=ON')
@@ -53,11 +68,16 @@ export function cmakeOptions(build: BuildOptions): string[] {
 /** What is compiled: the two servers, and the model tools tests and users quantize and split files with. */
 export const BUILD_TARGETS = ['ggml-rpc-server', 'llama-server', LLAMA_TOOL_NAMES.quantize, LLAMA_TOOL_NAMES.ggufSplit] as const
 
+/** The targets of a build: a loadable build also compiles the RPC backend module (nothing links it). Pure. */
+export function buildTargets(build: BuildOptions): string[] {
+  return isLoadable(build) ? [...BUILD_TARGETS, 'ggml-rpc'] : [...BUILD_TARGETS]
+}
+
 /** Cache entry name: source, backend and a hash of every option, so another option never reuses a build. Pure. */
 export function cacheKey(build: BuildOptions, sourceVersion = NODE_LLAMA_CPP_VERSION): string {
   // the targets are part of the key: an entry built without the model tools is not reused as one with them
   const hash = createHash('sha256')
-    .update(JSON.stringify({ sourceVersion, options: cmakeOptions(build), targets: BUILD_TARGETS }))
+    .update(JSON.stringify({ sourceVersion, options: cmakeOptions(build), targets: buildTargets(build) }))
     .digest('hex')
     .slice(0, 10)
   return `node-llama-cpp-${sourceVersion}-${build.backend}-${hash}`
@@ -65,6 +85,13 @@ export function cacheKey(build: BuildOptions, sourceVersion = NODE_LLAMA_CPP_VER
 
 export function cacheEntryDir(cacheRoot: string, build: BuildOptions): string {
   return join(cacheRoot, 'llama.cpp', cacheKey(build))
+}
+
+/** The prebuilt backends could not be had (no package for this platform, no registry): build from source instead. */
+export class PrebuiltUnavailableError extends SollolError {
+  constructor(detail: string) {
+    super(`prebuilt ggml backends unavailable: ${detail}`, ExitCode.FAILURE)
+  }
 }
 
 export class MissingToolError extends SollolError {
@@ -203,6 +230,16 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
         )
         await run('git clone of the bundle', 'git', ['clone', '--quiet', join(work, 'package/llama/gitRelease.bundle'), source], work)
       }
+      // the prebuilt CPU backends first: when npm cannot give them, fail before a ten-minute compile
+      const modulesDir = join(work, 'modules')
+      const platform = prebuiltPlatform()
+      if (isLoadable(options.build)) {
+        if (platform === undefined) throw new PrebuiltUnavailableError(`no prebuilt ggml backends for ${process.platform}-${process.arch}`)
+        await mkdir(modulesDir, { recursive: true })
+        await installModules(modulesDir, platform, ['cpu'], NODE_LLAMA_CPP_VERSION, work, log).catch((err: Error) => {
+          throw new PrebuiltUnavailableError(err.message)
+        })
+      }
       const info = JSON.parse(await readFile(join(work, 'package/llama/llama.cpp.info.json'), 'utf8')) as { tag?: string }
       const tag = info.tag ?? 'unknown'
       const buildDir = join(source, 'build')
@@ -212,12 +249,12 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
       await run('cmake configure', 'cmake', ['-S', source, '-B', buildDir, ...generator, ...cmake], work)
 
       const jobs = options.jobs ?? availableParallelism()
-      log.info({ jobs, targets: BUILD_TARGETS }, 'compiling llama.cpp (about 11 minutes on 2 cores)')
+      log.info({ jobs, targets: buildTargets(options.build) }, 'compiling llama.cpp (about 11 minutes on 2 cores)')
       const tracker = new BuildProgressTracker(Date.now())
       await run(
         'compile',
         'cmake',
-        ['--build', buildDir, '--config', 'Release', '-j', String(jobs), '--target', ...BUILD_TARGETS],
+        ['--build', buildDir, '--config', 'Release', '-j', String(jobs), '--target', ...buildTargets(options.build)],
         work,
         (line) => {
           const progress = tracker.update(line, Date.now())
@@ -235,6 +272,9 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
           await cp(join(binDir, name), join(staging, name), { verbatimSymlinks: true, recursive: true })
         }
       }
+      if (isLoadable(options.build)) {
+        for (const name of await readdir(modulesDir)) await cp(join(modulesDir, name), join(staging, name))
+      }
       const manifest: BuildManifest = {
         tag,
         version: await readLlamaVersion(join(staging, 'llama-server')),
@@ -244,7 +284,8 @@ export async function buildLlamaCpp(options: BuildRunOptions): Promise<LlamaBina
         buildSeconds: Math.round((Date.now() - startedAt) / 1000),
         rpcServer: 'ggml-rpc-server',
         llamaServer: 'llama-server',
-        tools: LLAMA_TOOL_NAMES
+        tools: LLAMA_TOOL_NAMES,
+        loadable: isLoadable(options.build)
       }
       await writeFile(join(staging, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
       await rename(staging, entry)

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
-import { LlamaServerSupervisor } from './llama-server.js'
+import { LlamaServerSupervisor, rpcDeviceNames } from './llama-server.js'
 import { freePort } from './net-util.js'
 import { silentLogger, type Logger } from './log.js'
 import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
@@ -31,6 +31,8 @@ export interface CalibrationOptions {
   readonly endpoint: string
   /** Where the calibration model is kept (generated once). */
   readonly cacheDir: string
+  /** One share per device of the server: the whole model on one of them (default: llama.cpp's split). */
+  readonly tensorSplit?: readonly number[]
   readonly timings?: SupervisorTimings
   readonly logger?: Logger
 }
@@ -54,6 +56,9 @@ export async function calibrateRpcServer(o: CalibrationOptions): Promise<Calibra
     binary: o.llamaServer,
     model,
     rpc: [o.endpoint],
+    ...(o.tensorSplit !== undefined ? { tensorSplit: o.tensorSplit } : {}),
+    // the rpc-server's devices only (a GPU of this machine must not join the measurement)
+    devices: rpcDeviceNames(o.tensorSplit?.length ?? 1),
     port: await freePort(),
     threads: 1,
     parallel: 1,

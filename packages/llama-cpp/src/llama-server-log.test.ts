@@ -179,3 +179,32 @@ test('a model llama.cpp can never load is told apart from failures a new plan ma
   )
   assert.equal(unloadableModel(['Remote RPC server crashed or returned malformed response']), undefined)
 })
+
+test('an rpc-server with two devices: layers and buffers are told apart per device (endpoint#index)', () => {
+  // llama.cpp numbers RPC devices across servers (RPC0, RPC1 on the first server, RPC2 on the second);
+  // buffer names carry the device's index on its own server
+  const lines = [
+    'llama_prepare_model_devices: using device RPC0 (127.0.0.1:50061) (unknown id) - 2048 MiB free',
+    'llama_prepare_model_devices: using device RPC1 (127.0.0.1:50061) (unknown id) - 7000 MiB free',
+    'llama_prepare_model_devices: using device RPC2 (127.0.0.1:50062) (unknown id) - 7000 MiB free',
+    ...[0, 1, 2, 3, 4, 5, 6, 7, 8].map(
+      (il) => `load_tensors: layer   ${il} assigned to device ${il < 2 ? 'RPC0' : il < 6 ? 'RPC1' : 'RPC2'}, is_swa = 0`
+    ),
+    'load_tensors: RPC0[127.0.0.1:50061] model buffer size =     1.50 MiB',
+    'load_tensors: RPC1[127.0.0.1:50061] model buffer size =     3.00 MiB',
+    'load_tensors: RPC0[127.0.0.1:50062] model buffer size =     2.25 MiB'
+  ]
+  const parser = new LoadLogParser()
+  for (const line of lines) parser.push(line)
+  const report = parser.report()
+  assert.deepEqual(layerRanges(layerEndpoints(report)), [
+    { endpoint: '127.0.0.1:50061', first: 0, last: 1 },
+    { endpoint: '127.0.0.1:50061#1', first: 2, last: 5 },
+    { endpoint: '127.0.0.1:50062', first: 6, last: 8 }
+  ])
+  assert.equal(report.modelBufferMiB.get('127.0.0.1:50061'), 1.5)
+  assert.equal(report.modelBufferMiB.get('127.0.0.1:50061#1'), 3)
+  assert.equal(report.modelBufferMiB.get('127.0.0.1:50062'), 2.25)
+  const stages = ['127.0.0.1:50061', '127.0.0.1:50061#1', '127.0.0.1:50062']
+  assert.deepEqual(layerEndpoints(report), plannedLayerEndpoints(expectedLayerDevices([1.5, 4, 3.5], 8), stages))
+})

@@ -9,7 +9,7 @@ export interface LoadReport {
   readonly deviceEndpoints: ReadonlyMap<string, string>
   /** Device name per layer index (the last index is the output layer). */
   readonly layerDevices: ReadonlyMap<number, string>
-  /** Model weight bytes per buffer, keyed by endpoint for RPC buffers and by name (CPU_Mapped...) otherwise. */
+  /** Model weight bytes per buffer, keyed by stage (stageKey: endpoint, #device) for RPC buffers and by name (CPU_Mapped...) otherwise. */
   readonly modelBufferMiB: ReadonlyMap<string, number>
   /** KV cache per buffer, the caches of one device added (gemma3's full and sliding-window caches are two). */
   readonly kvBufferMiB: ReadonlyMap<string, number>
@@ -79,7 +79,9 @@ export class LoadLogParser {
     if (line.includes('buffer size')) {
       const buffer = BUFFER.exec(line)
       if (buffer !== null) {
-        const key = buffer[3] ?? buffer[2] ?? ''
+        // an RPC buffer is named by the device's index on its server and the endpoint: RPC1[10.0.0.2:50052]
+        const remote = /^RPC(\d+)$/.exec(buffer[2] ?? '')
+        const key = buffer[3] !== undefined ? stageKey(buffer[3], remote === null ? 0 : Number(remote[1])) : (buffer[2] ?? '')
         const mib = Number(buffer[5])
         if (buffer[4] === 'model') this.modelBufferMiB.set(key, mib)
         else if (buffer[4] === 'KV') this.kvBufferMiB.set(key, (this.kvBufferMiB.get(key) ?? 0) + mib)
@@ -133,19 +135,32 @@ export class LoadLogParser {
   }
 }
 
-/** The endpoint (or 'cpu' for the host) each layer ran on, from a report. Index = layer; last = output. */
+/**
+ * A place layers run on: the rpc-server's endpoint for its first device, `endpoint#i` for its device i
+ * (llama.cpp makes one RPC device per device of a server, numbered RPC0.. across all servers in `--rpc` order).
+ */
+export const stageKey = (endpoint: string, deviceIndex: number): string => (deviceIndex === 0 ? endpoint : `${endpoint}#${deviceIndex}`)
+
+/** The stage (see stageKey; 'cpu' for the host) each layer ran on, from a report. Index = layer; last = output. */
 export function layerEndpoints(report: LoadReport): Array<string | 'cpu'> {
+  // a device's index on its server: its rank among the RPC devices of the same endpoint, by global number
+  const rpcNumber = (name: string): number => Number(/^RPC(\d+)$/.exec(name)?.[1] ?? Number.NaN)
+  const keys = new Map<string, string>()
+  for (const [name, endpoint] of report.deviceEndpoints) {
+    const index = [...report.deviceEndpoints].filter(([other, e]) => e === endpoint && rpcNumber(other) < rpcNumber(name)).length
+    keys.set(name, stageKey(endpoint, index))
+  }
   const result: Array<string | 'cpu'> = []
   const count = report.layerDevices.size
   for (let il = 0; il < count; il++) {
     const device = report.layerDevices.get(il)
     if (device === undefined || device === 'CPU') result.push('cpu')
-    else result.push(report.deviceEndpoints.get(device) ?? device)
+    else result.push(keys.get(device) ?? device)
   }
   return result
 }
 
-/** The same shape from a planned assignment, for comparison with what the log says. */
+/** The same shape from a planned assignment (`endpoints`: the stage key of each RPC device, in llama.cpp's order). */
 export function plannedLayerEndpoints(devices: readonly LayerDevice[], endpoints: readonly string[]): Array<string | 'cpu'> {
   return devices.map((d) => (d === 'cpu' ? 'cpu' : (endpoints[d] ?? `device${d}`)))
 }
@@ -162,7 +177,7 @@ export function layerRanges(perLayer: ReadonlyArray<string>): Array<{ endpoint: 
 }
 
 /**
- * The rpc-servers (endpoints as given to --rpc) that could not allocate a buffer llama-server asked for,
+ * The rpc-servers (endpoints as given to --rpc; `endpoint#i` for a server's device i) that could not allocate a buffer llama-server asked for,
  * from lines such as `alloc_tensor_range: failed to allocate RPC0[10.0.0.2:50052] buffer of size 538044416`
  * and `llama_model_load: error loading model: unable to allocate RPC0[10.0.0.2:50052] buffer` (model
  * weights, KV cache and compute buffers alike). `host` when llama-server's own machine ran out.
@@ -170,10 +185,11 @@ export function layerRanges(perLayer: ReadonlyArray<string>): Array<{ endpoint: 
 export function allocationFailures(output: readonly string[]): Array<{ endpoint: string | 'host'; bytes: number | undefined }> {
   const found = new Map<string, number | undefined>()
   for (const line of output) {
-    const m = /(?:failed|unable) to allocate (RPC\d+\[([^\]]+)\]|CPU\S*) buffer(?: of size (\d+))?/.exec(line)
+    const m = /(?:failed|unable) to allocate (RPC(\d+)\[([^\]]+)\]|CPU\S*) buffer(?: of size (\d+))?/.exec(line)
     if (m === null) continue
-    const endpoint = m[2] ?? 'host'
-    const bytes = m[3] !== undefined ? Number(m[3]) : undefined
+    // RPC<device index on its server>[endpoint]: the stage (stageKey) that ran out
+    const endpoint = m[3] !== undefined ? stageKey(m[3], Number(m[2] ?? 0)) : 'host'
+    const bytes = m[4] !== undefined ? Number(m[4]) : undefined
     found.set(endpoint, Math.max(bytes ?? 0, found.get(endpoint) ?? 0) || undefined)
   }
   return [...found].map(([endpoint, bytes]) => ({ endpoint, bytes }))

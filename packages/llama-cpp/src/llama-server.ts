@@ -21,6 +21,11 @@ export interface LlamaServerOptions {
   readonly gpuLayers?: number | 'all' | 'auto'
   /** One share per device in `rpc` order; omitted = llama.cpp's default (by free memory). */
   readonly tensorSplit?: readonly number[]
+  /**
+   * `--device`: the devices llama-server may use (rpcDeviceNames). A GPU of llama-server's own machine is
+   * used through that machine's rpc-server, where its memory is planned, never a second time directly.
+   */
+  readonly devices?: readonly string[]
   readonly contextSize?: number
   /** KV cache element types (`--cache-type-k/v`); a quantized V cache turns flash attention on, as llama.cpp requires. */
   readonly cacheTypes?: KvCacheTypes
@@ -58,6 +63,9 @@ export interface LlamaServerEvents {
 /** Formats a share for `--tensor-split` without float noise. */
 const formatShare = (share: number): string => String(Math.round(share * 1e6) / 1e6)
 
+/** llama.cpp's names of the first `count` RPC devices (numbered across the `--rpc` servers in order). Pure. */
+export const rpcDeviceNames = (count: number): string[] => Array.from({ length: count }, (_, i) => `RPC${i}`)
+
 export function llamaServerArgs(o: LlamaServerOptions): string[] {
   // --rpc is processed while arguments are parsed: it must come before anything naming an RPC device.
   const args: string[] = []
@@ -65,6 +73,7 @@ export function llamaServerArgs(o: LlamaServerOptions): string[] {
   args.push('--model', o.model)
   args.push('--host', o.host ?? '127.0.0.1', '--port', String(o.port))
   args.push('--n-gpu-layers', String(o.gpuLayers ?? 'all'))
+  if (o.devices !== undefined && o.devices.length > 0) args.push('--device', o.devices.join(','))
   if (o.tensorSplit !== undefined && o.tensorSplit.length > 0) args.push('--tensor-split', o.tensorSplit.map(formatShare).join(','))
   if (o.contextSize !== undefined) args.push('--ctx-size', String(o.contextSize))
   if (o.cacheTypes !== undefined) {

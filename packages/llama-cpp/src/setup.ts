@@ -11,7 +11,17 @@ import {
   type ExplicitBinaries,
   type LlamaBinaries
 } from './binaries.js'
-import { buildLlamaCpp, cacheEntryDir, DEFAULT_BUILD, type BuildOptions } from './build.js'
+import { join } from 'node:path'
+import {
+  buildLlamaCpp,
+  cacheEntryDir,
+  DEFAULT_BUILD,
+  NODE_LLAMA_CPP_VERSION,
+  PrebuiltUnavailableError,
+  SOURCE_BUILD,
+  type BuildOptions
+} from './build.js'
+import { detectGpuModules, installedModules, installModules, prebuiltPlatform } from './prebuilt-backends.js'
 import type { BuildProgress } from './build-progress.js'
 import type { Logger } from './log.js'
 
@@ -37,16 +47,48 @@ export async function resolveBinaries(options: ResolveOptions = {}): Promise<Lla
   }
   const cacheRoot = options.cacheRoot ?? defaultCacheRoot()
   const cached = binariesInCache(cacheEntryDir(cacheRoot, build))
-  if (cached !== undefined) return cached
+  if (cached !== undefined) return options.allowBuild === false ? cached : await withGpuModules(cached, cacheRoot, options.logger)
   if (options.allowBuild === false) {
+    // a machine where the prebuilt backends could not be fetched has the full source build
+    const source = options.build === undefined ? binariesInCache(cacheEntryDir(cacheRoot, SOURCE_BUILD)) : undefined
+    if (source !== undefined) return source
     throw new BinariesNotFoundError(
       'No llama.cpp binaries found (flags, PATH, cache): run `sollol-agent setup` to build them, or pass --llama-bin-dir'
     )
   }
-  return await buildLlamaCpp({
-    build,
-    cacheRoot,
-    ...(options.logger !== undefined ? { logger: options.logger } : {}),
-    ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {})
-  })
+  const run = (b: BuildOptions): Promise<LlamaBinaries> =>
+    buildLlamaCpp({
+      build: b,
+      cacheRoot,
+      ...(options.logger !== undefined ? { logger: options.logger } : {}),
+      ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {})
+    })
+  try {
+    return await withGpuModules(await run(build), cacheRoot, options.logger)
+  } catch (err) {
+    if (!(err instanceof PrebuiltUnavailableError)) throw err
+    options.logger?.warn({ reason: err.message }, 'building every backend from source instead (slower)')
+    return await run(SOURCE_BUILD)
+  }
+}
+
+/**
+ * Adds the prebuilt GPU backends this machine can load (Vulkan, CUDA) to a loadable build's folder, once:
+ * a machine that gets a GPU driver later gets its module at the next setup. A failed fetch leaves the
+ * CPU: it is said, not fatal.
+ */
+async function withGpuModules(binaries: LlamaBinaries, cacheRoot: string, logger: Logger | undefined): Promise<LlamaBinaries> {
+  const dir = binaries.modulesDir
+  const platform = prebuiltPlatform()
+  if (dir === undefined || platform === undefined) return binaries
+  const wanted = await detectGpuModules()
+  for (const note of wanted.notes) logger?.warn({}, note)
+  const present = await installedModules(dir)
+  const missing = wanted.modules.filter((m) => !present.includes(m))
+  if (missing.length > 0) {
+    await installModules(dir, platform, missing, NODE_LLAMA_CPP_VERSION, join(cacheRoot, 'work'), logger).catch((err: Error) => {
+      logger?.warn({ modules: missing, err: err.message }, 'could not fetch the prebuilt GPU backends; the CPU serves meanwhile')
+    })
+  }
+  return { ...binaries, backends: await installedModules(dir) }
 }

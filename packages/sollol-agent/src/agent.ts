@@ -7,6 +7,7 @@ import type { Server } from 'node:http'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { freemem } from 'node:os'
 import {
   cacheableTensors,
   calibrateRpcServer,
@@ -17,11 +18,14 @@ import {
   touchCacheFile,
   trimRpcCache,
   defaultCacheRoot,
+  defaultServedDevices,
   formatRpcVersion,
+  listRpcServerDevices,
   LAN_TIMINGS,
   probeRpcServer,
   RpcServerSupervisor,
   type LlamaBinaries,
+  type LocalDevice,
   type Logger,
   type RpcDeviceMemory,
   type RpcServerState
@@ -42,7 +46,7 @@ import {
   type KvCacheTypes
 } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type SelfDescription } from '@sollol/mesh'
-import { defaultMemoryBudget, detectDevices, modelRef } from './capacity.js'
+import { announcedDevices, defaultMemoryBudget, detectDevices, deviceBudgets, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 import { startHttpApi, type Upstream } from './http-api.js'
 import { AgentMetrics } from './metrics.js'
@@ -83,6 +87,8 @@ export interface AgentOptions {
   /** Attach to an rpc-server the user runs instead of starting one. */
   readonly rpcEndpoint?: { host: string; port: number }
   readonly maxMemory?: number
+  /** `--max-memory NAME=SIZE` for devices other than the CPU (`CUDA0`, `Vulkan0`). */
+  readonly maxDeviceMemory?: Readonly<Record<string, number>>
   /** A GGUF path, or `ollama:NAME[:TAG]` (then announced by that name). */
   readonly model?: string
   readonly serverPort: number
@@ -127,6 +133,8 @@ export class Agent {
   private coordination: Coordination | undefined
   private http: Server | undefined
   private devices: Device[] = []
+  /** The devices our rpc-server serves, in its order (empty: not listed; an external or old rpc-server). */
+  private served: LocalDevice[] = []
   private models: ModelRef[] = []
   private speed: Speed | null = null
   private rpcProtocol: string | null = null
@@ -338,6 +346,7 @@ export class Agent {
   private async launchRpc(): Promise<void> {
     const log = this.o.logger
     if (this.o.rpcEndpoint === undefined) {
+      const devices = await this.chooseDevices()
       const rpc = new RpcServerSupervisor({
         binary: this.o.binaries.rpcServer,
         host: this.rpcBind,
@@ -345,7 +354,7 @@ export class Agent {
         threads: this.o.rpcThreads,
         cache: this.o.rpcCache,
         env: { LLAMA_CACHE: this.llamaCacheRoot },
-        ...(this.o.rpcDevices !== undefined ? { devices: this.o.rpcDevices } : {}),
+        ...(devices !== undefined ? { devices } : {}),
         logger: log
       })
       this.rpc = rpc
@@ -363,6 +372,24 @@ export class Agent {
     }
   }
 
+  /**
+   * Which devices the rpc-server serves: `--rpc-device`, else every accelerator and then the CPU (the
+   * rpc-server alone would leave the CPU out on a GPU box). Undefined: the server's default (a CPU).
+   */
+  private async chooseDevices(): Promise<string[] | undefined> {
+    const local = await listRpcServerDevices(this.o.binaries.rpcServer).catch((err: Error) => {
+      this.o.logger.warn({ err: err.message }, 'could not list the devices of the rpc-server binary')
+      return []
+    })
+    const chosen = this.o.rpcDevices !== undefined ? [...this.o.rpcDevices] : defaultServedDevices(local)
+    const names = chosen ?? local.filter((d) => d.backend === 'cpu').map((d) => d.name)
+    this.served = names.flatMap((name) => local.filter((d) => d.name === name))
+    if (this.served.length !== names.length) this.served = [] // a name it did not list: the server will say why
+    if (local.length > 0)
+      this.o.logger.info({ devices: local.map((d) => `${d.name} (${d.description})`), serves: names }, 'rpc-server devices')
+    return chosen
+  }
+
   /** Reads the rpc-server's devices and measures its speed (or attaches to an external one); then announces it. */
   private async measureRpc(): Promise<void> {
     let rpcDevices: readonly RpcDeviceMemory[] = []
@@ -375,10 +402,23 @@ export class Agent {
       const probe = await probeRpcServer(this.rpcBind, this.o.rpcPort)
       this.rpcProtocol = formatRpcVersion(probe.version)
       rpcDevices = probe.devices
+      if (this.served.length !== probe.devices.length) this.served = [] // not what was listed: plan it as one device
       // Measured now, while nobody uses it: it is announced as `starting` until this is done.
-      this.speed = await this.measureSpeed()
+      const speeds = await this.measureSpeeds()
+      this.speed = speeds.node
+      if (this.served.length > 0) {
+        const budgets = deviceBudgets(
+          this.served.map((d, i) => ({ ...d, memoryFree: probe.devices[i]?.free ?? d.memoryFree })),
+          this.memoryBudget,
+          this.o.maxDeviceMemory
+        )
+        this.devices = announcedDevices(this.served, probe.devices, budgets, freemem()).map((d, i) => ({
+          ...d,
+          speed: speeds.devices[i] ?? null
+        }))
+      }
     }
-    this.devices = await detectDevices(rpcDevices)
+    if (this.served.length === 0) this.devices = await detectDevices(rpcDevices)
 
     this.rpcMeasured = true
     this.mesh?.announceNow()
@@ -574,45 +614,85 @@ export class Agent {
     await rpc.start()
   }
 
-  /** Seconds per GiB of layers, measured once per llama.cpp build, thread count and devices, then cached. */
-  private async measureSpeed(): Promise<Speed | null> {
+  /**
+   * Seconds per GiB of layers, measured once per llama.cpp build, thread count and devices, then cached:
+   * the server as a whole (its first device, as llama.cpp fills it) and, when it serves several devices,
+   * each device alone (the whole calibration model on it), so the planner can price each.
+   */
+  private async measureSpeeds(): Promise<{ node: Speed | null; devices: Array<Speed | null> }> {
     if (this.o.rpcSpeed !== undefined) {
       this.o.logger.info({ secondsPerGiB: this.o.rpcSpeed }, 'rpc-server speed given by --rpc-speed (not measured)')
-      return { secondsPerGiB: this.o.rpcSpeed, measuredAt: new Date().toISOString(), method: 'given by --rpc-speed' }
+      const given = { secondsPerGiB: this.o.rpcSpeed, measuredAt: new Date().toISOString(), method: 'given by --rpc-speed' }
+      return { node: given, devices: this.served.map(() => given) }
     }
     const file = join(this.o.dataDir, 'calibration.json')
+    const served = this.served.map((d) => d.name)
     const key = JSON.stringify({
       build: this.o.binaries.version,
       threads: this.o.rpcThreads,
-      devices: this.o.rpcDevices ?? null,
+      devices: served.length > 0 ? served : (this.o.rpcDevices ?? null),
       method: CALIBRATION_METHOD
     })
+    type Speeds = { node: Speed | null; devices: Array<Speed | null> }
     if (!this.o.recalibrate) {
       try {
-        const cached = JSON.parse(await readFile(file, 'utf8')) as { key: string; speed: Speed }
-        if (cached.key === key) return cached.speed
+        const cached = JSON.parse(await readFile(file, 'utf8')) as { key: string; speed: Speed; devices?: Array<Speed | null> }
+        if (cached.key === key) return { node: cached.speed, devices: cached.devices ?? [] }
       } catch {}
     }
-    try {
-      const started = Date.now()
-      const speed = await this.calibrate(`${this.rpcBind}:${this.o.rpcPort}`)
-      this.o.logger.info({ secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)), ms: Date.now() - started }, 'rpc-server speed measured')
-      await writeFile(file, JSON.stringify({ key, speed }, null, 2) + '\n').catch((err: Error) => {
+    const endpoint = `${this.rpcBind}:${this.o.rpcPort}`
+    const measure = async (tensorSplit: number[] | undefined, what: string): Promise<Speed | null> => {
+      try {
+        const started = Date.now()
+        const speed = await this.calibrate(endpoint, tensorSplit)
+        this.o.logger.info(
+          { what, secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)), ms: Date.now() - started },
+          'rpc-server speed measured'
+        )
+        return speed
+      } catch (err) {
+        this.o.logger.warn(
+          { what, err: (err as Error).message },
+          'could not measure the rpc-server speed; the planner will assume it is slow'
+        )
+        return null
+      }
+    }
+    const result: Speeds = { node: null, devices: [] }
+    if (served.length > 1) {
+      for (const [i, name] of served.entries()) {
+        result.devices.push(
+          await measure(
+            served.map((_, j) => (j === i ? 1 : 0)),
+            name
+          )
+        )
+      }
+      const measured = result.devices.filter((s): s is Speed => s !== null)
+      // older coordinators plan the node as one device: its fastest
+      result.node = measured.sort((a, b) => a.secondsPerGiB - b.secondsPerGiB)[0] ?? null
+    } else {
+      result.node = await measure(undefined, 'rpc-server')
+      result.devices = served.map(() => result.node)
+    }
+    if (result.node !== null) {
+      await writeFile(file, JSON.stringify({ key, speed: result.node, devices: result.devices }, null, 2) + '\n').catch((err: Error) => {
         this.o.logger.warn({ file, err: err.message }, 'could not keep the measured speed; it will be measured again at the next start')
       })
-      return speed
-    } catch (err) {
-      this.o.logger.warn({ err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')
-      return null
     }
+    return result
   }
 
-  /** Measures an rpc-server's speed (ours, or a bare one we speak for) with llama-server on this machine. */
-  private async calibrate(endpoint: string): Promise<Speed> {
+  /**
+   * Measures an rpc-server's speed (ours, or a bare one we speak for) with llama-server on this machine;
+   * `tensorSplit` puts the whole calibration model on one of its devices.
+   */
+  private async calibrate(endpoint: string, tensorSplit?: number[]): Promise<Speed> {
     const result = await calibrateRpcServer({
       llamaServer: this.o.binaries.llamaServer,
       endpoint,
       cacheDir: join(defaultCacheRoot(), 'calibration'),
+      ...(tensorSplit !== undefined ? { tensorSplit } : {}),
       logger: this.o.logger
     })
     return { secondsPerGiB: result.secondsPerGiB, measuredAt: result.measuredAt, method: result.method }

@@ -8,7 +8,7 @@ import { basename } from 'node:path'
 import { cpus, freemem, totalmem } from 'node:os'
 import { execa } from 'execa'
 import type { Device, ModelRef } from '@sollol/core'
-import type { RpcDeviceMemory } from '@sollol/llama-cpp'
+import type { DeviceBackend, LocalDevice, RpcDeviceMemory } from '@sollol/llama-cpp'
 import { modelFiles } from '@sollol/gguf'
 
 /** Default `--max-memory`: this share of the memory available at start, so the OS and other programs keep the rest. */
@@ -65,6 +65,66 @@ export async function detectDevices(rpcDevices: readonly RpcDeviceMemory[]): Pro
   // A CPU rpc-server reports free = total = physical RAM; the OS knows better what is free.
   const cpu: Device = { kind: 'cpu', name: cpuName, memoryTotal: rpcDevices[0]?.total ?? totalmem(), memoryFree: freemem() }
   return [...gpus, cpu]
+}
+
+/** A GPU keeps this share of its memory (at least GPU_RESERVE_MIN) for its driver and other programs. */
+export const GPU_RESERVE_SHARE = 0.05
+export const GPU_RESERVE_MIN = 256 * MIB
+
+/**
+ * What each device of the rpc-server offers the cluster, in the server's order. The CPU: the node's budget
+ * (`--max-memory`, else 75 % of free RAM). An accelerator: `--max-memory NAME=SIZE`, else its free memory
+ * less a reserve (5 %, at least 256 MiB: its free memory is read after the rpc-server created its context,
+ * and the planner reserves compute buffers per device itself). Pure.
+ */
+export function deviceBudgets(
+  served: ReadonlyArray<{ readonly name: string; readonly backend: string; readonly memoryTotal: number; readonly memoryFree: number }>,
+  nodeBudget: number,
+  limits: Readonly<Record<string, number>> = {}
+): number[] {
+  return served.map((d) => {
+    const given = limits[d.name]
+    if (given !== undefined) return given
+    if (d.backend === 'cpu') return nodeBudget
+    const reserve = Math.max(GPU_RESERVE_MIN, d.memoryTotal * GPU_RESERVE_SHARE)
+    return Math.max(0, Math.floor((d.memoryFree - reserve) / MIB) * MIB)
+  })
+}
+
+/** llama.cpp's device kinds to the announcement's (kinds it does not know stay `cpu`-kind accelerators). */
+const ANNOUNCED_KIND: Record<DeviceBackend, Device['kind']> = {
+  cpu: 'cpu',
+  cuda: 'cuda',
+  rocm: 'rocm',
+  metal: 'metal',
+  vulkan: 'vulkan',
+  other: 'cpu'
+}
+
+/**
+ * The rpc-server's devices as announced: llama.cpp's names, the server's order, memory as the server
+ * reports it per device (the CPU's free memory from the OS: the server reports all of RAM as free), and
+ * the budget of each. Pure.
+ */
+export function announcedDevices(
+  served: readonly LocalDevice[],
+  memory: readonly RpcDeviceMemory[],
+  budgets: readonly number[],
+  freeRam: number
+): Device[] {
+  return served.map((d, i) => {
+    const reported = memory[i]
+    return {
+      kind: ANNOUNCED_KIND[d.backend],
+      name: d.name,
+      memoryTotal: reported?.total ?? d.memoryTotal,
+      memoryFree: d.backend === 'cpu' ? freeRam : (reported?.free ?? d.memoryFree),
+      rpcIndex: i,
+      type: d.backend === 'cpu' ? 'cpu' : d.backend === 'other' ? 'accel' : 'gpu',
+      description: d.description.slice(0, 256),
+      budget: budgets[i] ?? 0
+    }
+  })
 }
 
 /**

@@ -18,6 +18,8 @@ import {
   LlamaServerSupervisor,
   layerEndpoints,
   layerRanges,
+  rpcDeviceNames,
+  stageKey,
   type LlamaBinaries,
   type Logger,
   type SupervisorTimings
@@ -43,6 +45,7 @@ import {
   type Announcement,
   type ElectionTimings,
   type Plan,
+  planDevicesOf,
   type PlanNode,
   type CoordinatorAction,
   type PlanView,
@@ -111,7 +114,7 @@ interface Running {
 }
 
 /** The parts of a plan that require a restart when they change. */
-const signatureOf = (p: Plan): string => JSON.stringify([p.rpc, p.nodes.map((n) => n.layerCount), p.contextSize])
+const signatureOf = (p: Plan): string => JSON.stringify([p.rpc, p.tensorSplit, p.contextSize])
 
 export class Coordination {
   readonly election: Election
@@ -132,7 +135,8 @@ export class Coordination {
   private readonly rttInFlight = new Set<string>()
   private readonly rtts = new Map<string, { ms: number; at: number }>()
   /** Nodes where llama-server could not allocate what a plan gave them: planned smaller since (per incarnation). */
-  private readonly budgetCuts = new Map<string, { incarnation: number; budget: number; reason: string }>()
+  /** Budgets lowered after failed allocations, per peer (`peerId`) or per device of one (`peerId/device`). */
+  private readonly budgetCuts = new Map<string, { peerId: string; incarnation: number; budget: number; reason: string }>()
   private loggedProblem: string | null = null
   private lastPlan: { key: string; plan: Plan } | undefined
   /** Tunnel entries to workers' protected rpc-servers, by peer. */
@@ -419,12 +423,12 @@ export class Coordination {
     return endpoint
   }
 
-  /** What a node is planned with: its offer, or less after llama-server could not allocate there. */
-  private budgetOf(a: Announcement): number {
-    const cut = this.budgetCuts.get(a.peerId)
+  /** What a node (or one device of it) is planned with: its offer, or less after llama-server could not allocate there. */
+  private budgetOf(a: Announcement, offer = a.memoryBudget, device: string | null = null): number {
+    const cut = this.budgetCuts.get(device === null ? a.peerId : `${a.peerId}/${device}`)
     // a restarted agent (new incarnation) starts afresh: its memory may have been freed
-    if (cut === undefined || cut.incarnation !== a.incarnation) return a.memoryBudget
-    return Math.min(a.memoryBudget, cut.budget)
+    if (cut === undefined || cut.incarnation !== a.incarnation) return offer
+    return Math.min(offer, cut.budget)
   }
 
   /** After a failed start: lowers the budget of every node that could not allocate what the plan gave it. */
@@ -433,14 +437,16 @@ export class Coordination {
     for (const failure of allocationFailures(output)) {
       const node =
         failure.endpoint === 'host'
-          ? desired.nodes.find((n) => n.peerId === this.o.mesh.peerId)
-          : desired.nodes.find((n) => n.rpc === failure.endpoint)
+          ? (desired.nodes.find((n) => n.peerId === this.o.mesh.peerId && (n.device === null || /^cpu$/i.test(n.device))) ??
+            desired.nodes.find((n) => n.peerId === this.o.mesh.peerId))
+          : desired.nodes.find((n) => stageKey(n.rpc, n.deviceIndex) === failure.endpoint)
       const member = node === undefined ? undefined : this.announcementOf(node.peerId)
       if (node === undefined || member === undefined) continue
-      const budget = budgetAfterAllocationFailure(this.budgetOf(member), node.memory.total)
+      const budget = budgetAfterAllocationFailure(node.memory.budget, node.memory.total)
       const reason = `could not allocate ${formatBytes(failure.bytes ?? node.memory.total)} for the plan; planned with ${formatBytes(budget)} from now on`
-      this.budgetCuts.set(node.peerId, { incarnation: member.incarnation, budget, reason })
-      notes.push(`${node.hostname ?? node.peerId}: ${reason}`)
+      const key = node.device === null ? node.peerId : `${node.peerId}/${node.device}`
+      this.budgetCuts.set(key, { peerId: node.peerId, incarnation: member.incarnation, budget, reason })
+      notes.push(`${node.hostname ?? node.peerId}${node.device === null ? '' : ` ${node.device}`}: ${reason}`)
     }
     return notes
   }
@@ -494,6 +500,7 @@ export class Coordination {
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: this.budgetOf(a),
         secondsPerGiB: a.speed?.secondsPerGiB,
+        ...planDevicesField(planDevicesOf(a.devices, (device, offer) => this.budgetOf(a, offer, device))),
         hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })
@@ -636,6 +643,8 @@ export class Coordination {
       model: this.o.modelPath ?? '',
       rpc: desired.rpc,
       tensorSplit: desired.tensorSplit,
+      // the planned RPC devices only: a GPU of this machine is used through our own rpc-server
+      devices: rpcDeviceNames(desired.tensorSplit.length),
       gpuLayers: 'all',
       contextSize: desired.contextSize,
       ...(this.o.cacheTypes !== undefined ? { cacheTypes: this.o.cacheTypes } : {}),
@@ -707,13 +716,13 @@ export class Coordination {
     const layerCount = this.modelInfo?.layerCount ?? 0
     for (const node of desired.nodes) {
       const got = actual
-        .filter((r) => r.endpoint === node.rpc)
+        .filter((r) => r.endpoint === stageKey(node.rpc, node.deviceIndex))
         .map((r) => [r.first, Math.min(r.last, layerCount - 1)] as const)
         .filter(([f, l]) => f <= l)
       const want = node.layers
       const same = want === null ? got.length === 0 : got.length === 1 && got[0]?.[0] === want[0] && got[0]?.[1] === want[1]
       if (!same)
-        return `${node.hostname ?? node.peerId}: planned ${want === null ? 'none' : want.join('-')}, llama-server placed ${got.map((g) => g.join('-')).join(',') || 'none'}`
+        return `${node.hostname ?? node.peerId}${node.device === null ? '' : ` ${node.device}`}: planned ${want === null ? 'none' : want.join('-')}, llama-server placed ${got.map((g) => g.join('-')).join(',') || 'none'}`
     }
     return null
   }
@@ -738,11 +747,12 @@ export class Coordination {
       assignments: p.nodes.map((n) => {
         const got =
           actual
-            ?.filter((r) => r.endpoint === n.rpc && r.first < layerCount)
+            ?.filter((r) => r.endpoint === stageKey(n.rpc, n.deviceIndex) && r.first < layerCount)
             .map((r) => [r.first, Math.min(r.last, layerCount - 1)] as [number, number]) ?? []
         return {
           peerId: n.peerId,
           rpc: this.announcedEndpoint.get(n.rpc) ?? n.rpc,
+          device: n.device,
           layers: n.layers === null ? null : [n.layers[0], n.layers[1]],
           actualLayers: got[0] ?? null,
           output: n.output,
@@ -751,8 +761,16 @@ export class Coordination {
       }),
       mismatch,
       predictedTokensPerSecond: p.predictedTokensPerSecond,
-      excluded: [...this.excluded, ...p.unused.map((u) => ({ peerId: u.peerId, reason: u.why }))],
-      budgetCuts: [...this.budgetCuts].map(([peerId, cut]) => ({ peerId, budget: cut.budget, reason: cut.reason })),
+      excluded: [
+        ...this.excluded,
+        ...p.unused.map((u) => ({ peerId: u.peerId, ...(u.device !== undefined ? { device: u.device } : {}), reason: u.why }))
+      ],
+      budgetCuts: [...this.budgetCuts].map(([key, cut]) => ({
+        peerId: cut.peerId,
+        ...(key !== cut.peerId ? { device: key.slice(cut.peerId.length + 1) } : {}),
+        budget: cut.budget,
+        reason: cut.reason
+      })),
       createdAt: new Date().toISOString()
     }
   }
@@ -766,3 +784,7 @@ export class Coordination {
     if (this.planView !== null) this.planView = { ...this.planView, server: { ...this.planView.server, state: 'stopped', detail: reason } }
   }
 }
+
+/** `{ devices }` for a node planned per device, nothing for one planned as a whole. */
+const planDevicesField = (devices: ReturnType<typeof planDevicesOf>): { devices?: NonNullable<typeof devices> } =>
+  devices !== undefined ? { devices } : {}

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { byteSize, endpoint, formatBytes, integer, oneOf, parseRpcBackends, positiveNumber } from './options.js'
+import { byteSize, endpoint, formatBytes, integer, memoryLimits, oneOf, parseRpcBackends, positiveNumber } from './options.js'
 
 test('option parsers accept good values and name what they expected otherwise', () => {
   assert.equal(integer('--port', 1, 65535)('8080'), 8080)
@@ -34,4 +34,13 @@ test('rpc backends files: SOLLOL conf lines with comments, or SynapticLlamas JSO
   assert.deepEqual(parseRpcBackends('{"rpc_backends": [{"host": "10.0.0.7", "port": 50052}]}', 'f'), [{ host: '10.0.0.7', port: 50052 }])
   assert.throws(() => parseRpcBackends('10.0.0.5:50052\nnot-an-endpoint\n', 'backends.conf'), /line 2 of backends\.conf to be host:port/)
   assert.throws(() => parseRpcBackends('{"rpc_backends": [{"host": 1}]}', 'f'), /rpc_backends\[0\] in f to be \{ host, port \}/)
+})
+
+test('--max-memory takes a plain size (the node) or sizes per device', () => {
+  const parse = memoryLimits('--max-memory')
+  assert.deepEqual(parse('8GiB'), { node: 8 * 1024 ** 3, devices: {} })
+  assert.deepEqual(parse('CUDA0=14GiB,CPU=8GiB'), { node: 8 * 1024 ** 3, devices: { CUDA0: 14 * 1024 ** 3 } })
+  assert.deepEqual(parse('Vulkan0=512M'), { devices: { Vulkan0: 512 * 1024 ** 2 } })
+  assert.throws(() => parse('CUDA0=lots'), /Expected --max-memory to be a size like 512M or 8G, got `lots`/)
+  assert.throws(() => parse('CUDA0=1G,=2G'), /DEVICE=SIZE pairs/)
 })

@@ -70,6 +70,36 @@ export function byteSize(name: string): (value: string) => number {
   }
 }
 
+/** `--max-memory`: a plain size (the node: its CPU), or per device as llama.cpp names them. */
+export interface MemoryLimits {
+  /** The node's offer (its CPU device); a plain size or `CPU=`. */
+  readonly node?: number
+  /** Per device other than the CPU, e.g. `{ CUDA0: 14 GiB }`. */
+  readonly devices: Readonly<Record<string, number>>
+}
+
+/** `8GiB`, or `CUDA0=14GiB,CPU=8GiB` (device names as `sollol-agent status` shows them). */
+export function memoryLimits(name: string): (value: string) => MemoryLimits {
+  const size = byteSize(name)
+  return (value: string) => {
+    if (!value.includes('=')) return { node: size(value), devices: {} }
+    let node: number | undefined
+    const devices: Record<string, number> = {}
+    for (const part of value.split(',')) {
+      const match = /^\s*([A-Za-z][\w.-]{0,63})\s*=\s*(.+)$/.exec(part)
+      if (match === null)
+        throw new InvalidArgumentError(
+          `Expected ${name} to be a size like 8GiB or DEVICE=SIZE pairs like CUDA0=14GiB,CPU=8GiB, got \`${value}\``
+        )
+      const [, device = '', amount = ''] = match
+      const bytes = size(amount)
+      if (/^cpu$/i.test(device)) node = bytes
+      else devices[device] = bytes
+    }
+    return { ...(node !== undefined ? { node } : {}), devices }
+  }
+}
+
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let value = bytes

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { formatStatus, formatTable } from './commands/status.js'
-import { parseNvidiaSmi } from './capacity.js'
+import { devicesText, formatLayerMap, formatStatus, formatTable, layersText } from './commands/status.js'
+import { announcedDevices, deviceBudgets, parseNvidiaSmi } from './capacity.js'
 import type { ClusterView } from '@sollol/core'
 
 test('formatTable pads columns to their widest cell', () => {
@@ -96,4 +96,63 @@ test('formatStatus names peers of another version, the weights a load sent and n
   assert.match(text, /incompatible: box9 …newer1 \(sollol-agent 2\.0\.0\) speaks announcement versions 2-2, this one 1-1: upgrade/)
   assert.match(text, /weights sent over the LAN for this load: 3\.0 MiB \(63 tensors came from the rpc-servers' caches\)/)
   assert.match(text, /planned smaller: +…small1: could not allocate/)
+})
+
+const MIB = 2 ** 20
+
+test('device budgets: the CPU offers the node budget, a GPU its free memory less a reserve, --max-memory NAME=SIZE wins', () => {
+  const served = [
+    { name: 'CUDA0', backend: 'cuda', memoryTotal: 32768 * MIB, memoryFree: 30000 * MIB },
+    { name: 'Vulkan0', backend: 'vulkan', memoryTotal: 2048 * MIB, memoryFree: 2048 * MIB },
+    { name: 'CPU', backend: 'cpu', memoryTotal: 65536 * MIB, memoryFree: 65536 * MIB }
+  ]
+  // 5 % of a 32 GiB card (1638 MiB) is held back; on a 2 GiB device the 256 MiB minimum
+  assert.deepEqual(deviceBudgets(served, 48000 * MIB), [28361 * MIB, 1792 * MIB, 48000 * MIB])
+  assert.deepEqual(deviceBudgets(served, 48000 * MIB, { CUDA0: 14 * 1024 * MIB }), [14 * 1024 * MIB, 1792 * MIB, 48000 * MIB])
+})
+
+test('announced devices carry llama.cpp names, the server order, per-device memory and budgets; status shows them', () => {
+  const served = [
+    { name: 'Vulkan0', description: 'llvmpipe', backend: 'vulkan' as const, memoryTotal: 2048 * MIB, memoryFree: 2048 * MIB },
+    { name: 'CPU', description: 'AMD EPYC', backend: 'cpu' as const, memoryTotal: 24000 * MIB, memoryFree: 24000 * MIB }
+  ]
+  const memory = [
+    { index: 0, free: 2000 * MIB, total: 2048 * MIB },
+    { index: 1, free: 24000 * MIB, total: 24000 * MIB }
+  ]
+  const devices = announcedDevices(served, memory, [1500 * MIB, 8000 * MIB], 20000 * MIB)
+  assert.deepEqual(
+    devices.map((d) => [d.name, d.kind, d.type, d.rpcIndex, d.memoryFree / MIB, (d.budget ?? 0) / MIB]),
+    [
+      ['Vulkan0', 'vulkan', 'gpu', 0, 2000, 1500],
+      ['CPU', 'cpu', 'cpu', 1, 20000, 8000]
+    ]
+  )
+  assert.equal(devicesText({ devices }), 'Vulkan0 1.5 GiB, CPU 7.8 GiB')
+  assert.equal(
+    layersText({
+      layers: [0, 9],
+      output: true,
+      deviceLayers: [
+        { device: 'Vulkan0', layers: [0, 2], output: false },
+        { device: 'CPU', layers: [3, 9], output: true }
+      ]
+    }),
+    'Vulkan0 0-2, CPU 3-9+out'
+  )
+  const view = {
+    cluster: 'default',
+    self: 'p1',
+    nodes: [{ peerId: 'p1', hostname: 'box' }],
+    plan: {
+      assignments: [
+        { peerId: 'p1', device: 'Vulkan0', layers: [0, 2], output: false, memoryBytes: 100 * MIB },
+        { peerId: 'p1', device: 'CPU', layers: [3, 5], output: true, memoryBytes: 200 * MIB }
+      ]
+    }
+  } as unknown as ClusterView
+  assert.match(
+    formatLayerMap(view),
+    /AAABBB\|B\n {2}A box …p1 Vulkan0 {2}layers 0-2, 100 MiB\n {2}B box …p1 CPU {2}layers 3-5\+out, 200 MiB/
+  )
 })

@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { readModelInfo } from '@sollol/gguf'
 import {
+  planDevicesOf,
   DEFAULT_KV_CACHE_TYPES,
   hopSeconds,
   KV_CACHE_TYPES,
@@ -52,19 +53,20 @@ export async function planFromFile(
         secondsPerGiB: n.speed?.secondsPerGiB,
         // the coordinator's own cost model; RTTs are its measurements, here the LAN default
         hopSeconds: hopSeconds(n.peerId === view.self, undefined),
-        isHost: n.peerId === view.self
+        isHost: n.peerId === view.self,
+        ...(planDevicesOf(n.devices) !== undefined ? { devices: planDevicesOf(n.devices) } : {})
       })),
     ...(contextSize !== undefined ? { contextSize } : {})
   })
 }
 
 export function formatPlan(p: Plan): string {
-  const rows = [['ORDER', 'NODE', 'RPC ENDPOINT', 'LAYERS', 'COUNT', 'MEMORY', 'OFFERED', 'SPEED', 'WHY']]
+  const rows = [['ORDER', 'NODE', 'RPC ENDPOINT (DEVICE)', 'LAYERS', 'COUNT', 'MEMORY', 'OFFERED', 'SPEED', 'WHY']]
   p.nodes.forEach((n, i) => {
     rows.push([
       String(i),
       `${n.hostname ?? ''} …${n.peerId.slice(-6)}`.trim(),
-      n.rpc,
+      n.device === null ? n.rpc : `${n.rpc} ${n.device}`,
       `${n.layers === null ? '-' : `${n.layers[0]}-${n.layers[1]}`}${n.output ? '+out' : ''}`,
       String(n.layerCount),
       formatBytes(n.memory.total),
@@ -77,7 +79,8 @@ export function formatPlan(p: Plan): string {
     `plan for ${p.model.name} (context ${p.contextSize} tokens): ${p.nodes.length} node(s), predicted ${p.predictedTokensPerSecond.toFixed(1)} tok/s single-stream`,
     formatTable(rows)
   ]
-  for (const u of p.unused) lines.push(`unused: ${u.hostname ?? ''} …${u.peerId.slice(-6)}: ${u.why}`)
+  for (const u of p.unused)
+    lines.push(`unused: ${u.hostname ?? ''} …${u.peerId.slice(-6)}${u.device !== undefined ? ` ${u.device}` : ''}: ${u.why}`)
   lines.push(
     `llama-server --rpc ${p.rpc.join(',')} --n-gpu-layers all --tensor-split ${p.tensorSplit.map((x) => Math.round(x * 1e6) / 1e6).join(',')} --ctx-size ${p.contextSize}`
   )

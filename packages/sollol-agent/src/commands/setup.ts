@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { GPU_BACKENDS, resolveBinaries, type GpuBackend, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
+import { GPU_BACKENDS, listRpcServerDevices, resolveBinaries, type GpuBackend, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
 import { oneOf } from '../options.js'
 import { buildProgressReporter } from '../progress-display.js'
 
@@ -50,12 +50,16 @@ export function registerSetup(program: Command, getLog: () => Logger): void {
     .option('--json', 'print JSON')
     .action(async (flags: BinaryFlags & { json?: boolean }) => {
       const binaries = await binariesFromFlags(flags, getLog(), true)
+      // what the rpc-server can serve here (GGML_VK_VISIBLE_DEVICES etc. apply as they will to the agent)
+      const devices = await listRpcServerDevices(binaries.rpcServer).catch(() => [])
       if (flags.json === true) {
-        process.stdout.write(JSON.stringify(binaries, null, 2) + '\n')
+        process.stdout.write(JSON.stringify({ ...binaries, devices }, null, 2) + '\n')
       } else {
         process.stdout.write(
           `rpc-server:   ${binaries.rpcServer}\nllama-server: ${binaries.llamaServer}\nversion:      ${binaries.version}\nfound in:     ${binaries.source}\n` +
-            (binaries.tools !== undefined ? `quantize:     ${binaries.tools.quantize}\ngguf-split:   ${binaries.tools.ggufSplit}\n` : '')
+            (binaries.tools !== undefined ? `quantize:     ${binaries.tools.quantize}\ngguf-split:   ${binaries.tools.ggufSplit}\n` : '') +
+            (binaries.backends !== undefined ? `backends:     ${binaries.backends.join(', ')} (prebuilt, loadable)\n` : '') +
+            `devices:      ${devices.map((d) => `${d.name} (${d.description}, ${Math.round(d.memoryTotal / 2 ** 20)} MiB)`).join(', ') || 'none listed'}\n`
         )
       }
     })

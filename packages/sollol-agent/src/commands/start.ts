@@ -9,6 +9,8 @@ import { Agent, RPC_ACCESS_MODES, type RpcAccessMode } from '../agent.js'
 import { defaultDataDir } from '../config.js'
 import {
   byteSize,
+  memoryLimits,
+  type MemoryLimits,
   endpoint,
   integer,
   ipv4,
@@ -45,7 +47,7 @@ interface StartFlags extends BinaryFlags {
   rpcOpen: boolean
   rpcAccess: RpcAccessMode
   rpcEndpoint?: { host: string; port: number }
-  maxMemory?: number
+  maxMemory?: MemoryLimits
   model?: string
   bootstrap: string[]
   mdns: boolean
@@ -161,8 +163,8 @@ export function registerStart(program: Command, getLog: () => Logger): void {
     )
     .option(
       '--max-memory <size>',
-      'memory this node offers the cluster, e.g. 8GiB, 512MB (default: 75% of what is free)',
-      byteSize('--max-memory')
+      'memory this node offers the cluster, e.g. 8GiB (its CPU; default: 75% of what is free), or per device: CUDA0=14GiB,CPU=8GiB (a GPU default: its free memory less 5%)',
+      memoryLimits('--max-memory')
     )
     .option(
       '--bootstrap <multiaddr...>',
@@ -251,7 +253,8 @@ export function registerStart(program: Command, getLog: () => Logger): void {
         rpcAccess: flags.rpcOpen ? 'open' : flags.rpcAccess,
         ...(flags.rpcEndpoint !== undefined ? { rpcEndpoint: flags.rpcEndpoint } : {}),
         ...(rpcBackends.length > 0 ? { rpcBackends } : {}),
-        ...(flags.maxMemory !== undefined ? { maxMemory: flags.maxMemory } : {}),
+        ...(flags.maxMemory?.node !== undefined ? { maxMemory: flags.maxMemory.node } : {}),
+        ...(flags.maxMemory !== undefined ? { maxDeviceMemory: flags.maxMemory.devices } : {}),
         ...(flags.model !== undefined ? { model: flags.model.startsWith('ollama:') ? flags.model : resolve(flags.model) } : {}),
         bootstrap: flags.bootstrap,
         mdns: flags.mdns,

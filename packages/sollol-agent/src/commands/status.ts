@@ -53,8 +53,17 @@ async function clusterState(flags: StatusFlags, clusterExplicit: boolean): Promi
 
 const shortId = (peerId: string): string => `…${peerId.slice(-6)}`
 
-function devicesText(node: NodeView): string {
-  return node.devices.map((d) => `${d.kind} ${formatBytes(d.memoryTotal)}`).join(', ') || '-'
+/** The rpc-server's devices with what each offers (`Vulkan0 1.8 GiB, CPU 17 GiB`); older agents: kind and size. */
+export function devicesText(node: Pick<NodeView, 'devices'>): string {
+  return (
+    node.devices
+      .map((d) =>
+        d.budget !== undefined && d.rpcIndex !== undefined
+          ? `${d.name} ${formatBytes(d.budget)}`
+          : `${d.kind} ${formatBytes(d.memoryTotal)}`
+      )
+      .join(', ') || '-'
+  )
 }
 
 function serverDetail(plan: NonNullable<ClusterView['plan']>): string {
@@ -79,7 +88,10 @@ export function formatTable(rows: readonly string[][]): string {
     .join('\n')
 }
 
-export function layersText(node: Pick<NodeView, 'layers' | 'output'>): string {
+export function layersText(node: Pick<NodeView, 'layers' | 'output' | 'deviceLayers'>): string {
+  if (node.deviceLayers !== undefined && node.deviceLayers.length > 0) {
+    return node.deviceLayers.map((d) => `${d.device} ${layersText({ layers: d.layers, output: d.output })}`).join(', ')
+  }
   const range = node.layers === null ? '' : node.layers[0] === node.layers[1] ? `${node.layers[0]}` : `${node.layers[0]}-${node.layers[1]}`
   if (range === '' && !node.output) return '-'
   return node.output ? `${range}${range === '' ? '' : '+'}out` : range
@@ -92,17 +104,19 @@ export function layersText(node: Pick<NodeView, 'layers' | 'output'>): string {
 export function formatLayerMap(view: ClusterView): string {
   const plan = view.plan
   if (plan === null) return ''
-  const letters = new Map(plan.assignments.map((a, i) => [a.peerId, String.fromCharCode(65 + (i % 26))]))
+  // one letter per assignment: a node whose devices are planned apart has one per device
+  const letter = (i: number): string => String.fromCharCode(65 + (i % 26))
   const owner: string[] = []
   let output = '.'
-  for (const a of plan.assignments) {
-    if (a.layers !== null) for (let l = a.layers[0]; l <= a.layers[1]; l++) owner[l] = letters.get(a.peerId) ?? '?'
-    if (a.output) output = letters.get(a.peerId) ?? '?'
-  }
+  plan.assignments.forEach((a, i) => {
+    if (a.layers !== null) for (let l = a.layers[0]; l <= a.layers[1]; l++) owner[l] = letter(i)
+    if (a.output) output = letter(i)
+  })
   const bar = Array.from({ length: owner.length }, (_, l) => owner[l] ?? '.').join('')
-  const legend = plan.assignments.map((a) => {
+  const legend = plan.assignments.map((a, i) => {
     const node = view.nodes.find((n) => n.peerId === a.peerId)
-    return `  ${letters.get(a.peerId) ?? '?'} ${node?.hostname ?? ''} ${shortId(a.peerId)}  layers ${layersText(a)}, ${formatBytes(a.memoryBytes)}`
+    const device = typeof a.device === 'string' ? ` ${a.device}` : ''
+    return `  ${letter(i)} ${node?.hostname ?? ''} ${shortId(a.peerId)}${device}  layers ${layersText(a)}, ${formatBytes(a.memoryBytes)}`
   })
   return [`layer map (${owner.length} layers | output): ${bar}|${output}`, ...legend].join('\n') + '\n'
 }

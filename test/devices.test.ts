@@ -1,0 +1,108 @@
+/**
+ * A second device in one rpc-server: Mesa's software Vulkan device (lavapipe, `Vulkan0`, its own 2 GiB
+ * heap) beside the CPU, loaded from node-llama-cpp's prebuilt Vulkan backend. The holder's rpc-server
+ * serves `Vulkan0,CPU`; per-device budgets force the model across the worker's CPU and both devices of
+ * the holder. The plan has one --tensor-split entry per RPC device, llama-server's log places every layer
+ * where the plan says (per device, no mismatch), and completions come back through the mesh.
+ *
+ * Needs a Vulkan loader and lavapipe (CI: apt-get install mesa-vulkan-drivers libvulkan1) and setup's
+ * loadable build, which then fetches the Vulkan backend.
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
+import { listRpcServerDevices } from '@sollol/llama-cpp'
+import { TestNetwork } from './helpers/netns.js'
+import { CLI, completeFrom, TestAgent } from './helpers/agents.js'
+import { llamaBinaries } from './helpers/llama.js'
+import { waitFor } from './helpers/wait.js'
+
+const MIB = 2 ** 20
+/** ggml lists CPU-type Vulkan devices (lavapipe) only when told to. */
+const VULKAN_ENV = { GGML_VK_VISIBLE_DEVICES: '0' }
+
+const dir = mkdtempSync(join(tmpdir(), 'sollol-devices-'))
+const model = join(dir, 'model.gguf')
+writeTestModel(model, SPLIT_TEST_MODEL) // 16 layers of 2.5 MiB
+const network = TestNetwork.create([{}, {}, {}])
+const [h0, h1, client] = [network.host(0), network.host(1), network.host(2)]
+const common = ['--rpc-threads', '1', '--ctx-size', '256']
+// Without Vulkan0 the two CPUs (30 MiB each: 11.7 MiB compute reserve + 6 layers) cannot hold 16 layers.
+const holder = new TestAgent(h0, dir, [...common, '--model', model, '--max-memory', 'Vulkan0=24MiB,CPU=30MiB'])
+const worker = new TestAgent(h1, dir, [...common, '--max-memory', '30MiB'])
+const agents = [holder, worker]
+
+before(async () => {
+  const devices = await listRpcServerDevices((await llamaBinaries()).rpcServer, VULKAN_ENV)
+  assert.ok(
+    devices.some((d) => d.name === 'Vulkan0'),
+    `the rpc-server lists no Vulkan0 (it lists ${devices.map((d) => d.name).join(', ') || 'nothing'}): ` +
+      'install mesa-vulkan-drivers and libvulkan1, then run `npx sollol-agent setup` (it fetches the prebuilt Vulkan backend)'
+  )
+})
+
+after(async () => {
+  await Promise.all(agents.map(async (a) => await a.stop()))
+  network.destroy()
+  if (process.env.SOLLOL_KEEP_TEST_LOGS === undefined) rmSync(dir, { recursive: true, force: true })
+})
+
+test('an rpc-server with Vulkan0 and CPU is planned per device; llama-server places the layers as planned and serves', async () => {
+  holder.start([], VULKAN_ENV)
+  worker.start()
+  const serving = await waitFor(
+    'serving with layers on the Vulkan device',
+    () => {
+      const v = holder.view()
+      return v?.plan?.server.state === 'ready' && v.plan.assignments.some((a) => a.device === 'Vulkan0' && a.layers !== null)
+        ? v
+        : undefined
+    },
+    // two calibrations on the software GPU (its shaders compile at the first) and one on each CPU
+    { timeoutMs: 240_000 }
+  )
+  const plan = serving.plan!
+  const self = serving.nodes.find((n) => n.peerId === serving.self)!
+  assert.deepEqual(
+    self.devices.map((d) => [d.name, d.rpcIndex, d.type, d.budget]),
+    [
+      ['Vulkan0', 0, 'gpu', 24 * MIB],
+      ['CPU', 1, 'cpu', 30 * MIB]
+    ],
+    'the holder announces both devices of its rpc-server with their budgets'
+  )
+  assert.ok(
+    self.devices.every((d) => d.speed !== null && d.speed !== undefined),
+    'each device measured alone'
+  )
+  // worker (1 device) + holder (2 devices): one split entry per RPC device
+  assert.equal(plan.tensorSplit.length, 3)
+  const holderStages = plan.assignments.filter((a) => a.peerId === serving.self)
+  assert.deepEqual(
+    holderStages.map((a) => a.device),
+    ['Vulkan0', 'CPU']
+  )
+  assert.ok(
+    plan.assignments.every((a) => a.layers !== null),
+    JSON.stringify(plan.assignments)
+  )
+  // what llama-server's log says, per device, is the plan
+  assert.equal(plan.mismatch, null)
+  for (const a of plan.assignments) assert.deepEqual(a.actualLayers, a.layers, `${a.peerId} ${a.device ?? ''}`)
+  assert.deepEqual(
+    self.deviceLayers?.map((d) => d.device),
+    ['Vulkan0', 'CPU']
+  )
+
+  const answer = await completeFrom(client, dir, plan.server.url, 60_000)
+  assert.ok(answer.ok, answer.output)
+
+  const status = String((await h0.run(process.execPath, [CLI, 'status'])).stdout)
+  assert.match(status, /Vulkan0 24\.0 MiB, CPU 30\.0 MiB/)
+  assert.match(status, /Vulkan0 \d+-\d+, CPU \d+-15\+out/)
+  const dryRun = String((await h0.run(process.execPath, [CLI, 'plan', '--model', model, '--ctx-size', '256'])).stdout)
+  assert.match(dryRun, /:50052 Vulkan0/)
+})
