@@ -21,6 +21,17 @@ export function hopSeconds(isHost: boolean, rttMs: number | undefined): number {
   return LAN_HOP_OVERHEAD_SECONDS + (2 * (rttMs ?? DEFAULT_RTT_MS)) / 1000
 }
 
+/** A wired gigabit LAN, for the logits a remote output layer sends back each token. */
+export const LAN_BYTES_PER_SECOND = 125e6
+
+/**
+ * Per-token cost of where the output layer runs besides its compute: its logits (vocabulary x f32) cross
+ * the LAN back to llama-server unless it runs on llama-server's own machine (32k vocabulary: 1 ms a token).
+ */
+export function logitsSeconds(isHost: boolean, vocabSize: number): number {
+  return isHost ? 0 : (vocabSize * 4) / LAN_BYTES_PER_SECOND
+}
+
 export interface ReloadCase {
   readonly currentSecondsPerToken: number
   readonly desiredSecondsPerToken: number

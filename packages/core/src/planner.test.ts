@@ -341,3 +341,18 @@ test('random clusters of multi-device servers and unequal layers: every device w
   }
   assert.ok(planned > 100, `${planned} of 300 random clusters planned`)
 })
+
+test('the output head is priced where it runs, and its logits when they cross the LAN', () => {
+  const m = model(8, 100, { outputBytes: 800 * MIB, vocabSize: 128_000 })
+  const p = plan({ model: m, nodes: [node('remote', 20_000, 1)], contextSize: 512 })
+  const layers = (8 * 100 * MIB) / GIB
+  const head = (800 * MIB) / GIB
+  assert.ok(Math.abs(p.predictedSecondsPerToken - (layers * 1 + 0.001 + head * 1 + (128_000 * 4) / 125e6)) < 1e-9)
+  // a fast device for the 800 MiB head beats a slow one that would hold it: the output goes where it runs fast
+  const split = plan({
+    model: m,
+    nodes: [node('slow', 3000, 4, { isHost: true }), node('fast', 1800, 0.5)],
+    contextSize: 512
+  })
+  assert.equal(split.nodes.at(-1)?.peerId, 'fast')
+})

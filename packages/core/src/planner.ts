@@ -2,7 +2,8 @@
  * Which layers go to which node. Pure, table-tested.
  *
  * Cost model (single-stream decode): time per token = sum over used nodes of (their layers x their time
- * per layer) + a cost per network hop (each used rpc-server is at least one round trip per token).
+ * per layer) + a cost per network hop (each used rpc-server is at least one round trip per token) + the
+ * output head where it runs and, when that is not llama-server's machine, its logits sent back.
  * Time per layer = the layer's GiB x the node's measured seconds per GiB (see calibration). With costs
  * linear in layers, the fastest nodes are filled first; which nodes to use at all is searched (every
  * subset up to 10 nodes, speed-ordered prefixes beyond), so a slow node is used only when the model
@@ -20,6 +21,7 @@
  */
 import { tensorSplitForLayerCounts } from './layer-split.js'
 import { ExitCode, SollolError } from './errors.js'
+import { logitsSeconds } from './cost-model.js'
 
 const GIB = 2 ** 30
 
@@ -257,6 +259,9 @@ export function plan(input: PlanInput): Plan {
     return count
   }
 
+  /** The output head is computed where it is placed (822 MiB in a 70B Q4_K_M), and its logits sent back. */
+  const outputSeconds = (s: Stage): number => (model.outputBytes / GIB) * speedOf(s) + logitsSeconds(s.node.isHost, model.vocabSize)
+
   /**
    * The layer order of `subset` with `last` holding the output: nodes by their fastest stage (the subset is
    * speed-sorted), `last`'s node at the end, each node's stages in its server's order. Undefined when
@@ -317,7 +322,7 @@ export function plan(input: PlanInput): Plan {
       const seconds = layerGiB(first, count) * speedOf(s) + s.node.hopSeconds
       first += count
       return sum + seconds
-    }, 0)
+    }, outputSeconds(last))
     return { order, counts: order.map((s) => counts.get(s) ?? 0), cost }
   }
 
@@ -405,7 +410,7 @@ export function plan(input: PlanInput): Plan {
       memory,
       secondsPerGiB: speedOf(s),
       speedMeasured: s.secondsPerGiB !== undefined,
-      secondsPerToken: (weights / GIB) * speedOf(s) + n.hopSeconds,
+      secondsPerToken: (weights / GIB) * speedOf(s) + n.hopSeconds + (output ? outputSeconds(s) : 0),
       why: output ? `${why}; holds the output layer` : why
     }
   })

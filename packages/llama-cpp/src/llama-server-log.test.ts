@@ -10,7 +10,7 @@ import {
   unloadableModel
 } from './llama-server-log.js'
 import { expectedLayerDevices } from '@sollol/core'
-import { llamaServerArgs, prometheusValue } from './llama-server.js'
+import { llamaServerArgs, prometheusValue, rpcDeviceNames } from './llama-server.js'
 
 // Lines as llama-server (v0.4.0, -lv 5) printed them for -ts 1,2,1 over three rpc-servers.
 const LOG = `0.00.015.581 I llama_prepare_model_devices: using device RPC0 (127.0.0.1:50061) (unknown id) - 24105 MiB free
@@ -207,4 +207,17 @@ test('an rpc-server with two devices: layers and buffers are told apart per devi
   assert.equal(report.modelBufferMiB.get('127.0.0.1:50062'), 2.25)
   const stages = ['127.0.0.1:50061', '127.0.0.1:50061#1', '127.0.0.1:50062']
   assert.deepEqual(layerEndpoints(report), plannedLayerEndpoints(expectedLayerDevices([1.5, 4, 3.5], 8), stages))
+})
+
+test('llamaServerArgs names the RPC devices after --rpc (a GPU of the host is not used directly)', () => {
+  const args = llamaServerArgs({
+    binary: 'x',
+    model: 'm.gguf',
+    rpc: ['a:1', 'b:2'],
+    tensorSplit: [4, 6, 7],
+    devices: rpcDeviceNames(3),
+    port: 8080
+  })
+  assert.ok(args.indexOf('--device') > args.indexOf('--rpc'))
+  assert.equal(args[args.indexOf('--device') + 1], 'RPC0,RPC1,RPC2')
 })
