@@ -406,6 +406,14 @@ export class Agent {
       // Measured now, while nobody uses it: it is announced as `starting` until this is done.
       const speeds = await this.measureSpeeds()
       this.speed = speeds.node
+      if (speeds.measured && this.served.some((d) => d.backend !== 'cpu') && this.rpc !== undefined) {
+        // Measured with lavapipe (Mesa's software Vulkan): ggml-vulkan in this llama.cpp release aborts the
+        // rpc-server ("corrupted double-linked list") in about half of the loads by a later client with
+        // other tensors on the device. The calibration clients were such loads: serve from a fresh process.
+        this.o.logger.info({}, 'restarting the rpc-server after measuring its devices (a fresh process for the first plan)')
+        await this.rpc.stop()
+        await this.rpc.start()
+      }
       if (this.served.length > 0) {
         const budgets = deviceBudgets(
           this.served.map((d, i) => ({ ...d, memoryFree: probe.devices[i]?.free ?? d.memoryFree })),
@@ -619,11 +627,11 @@ export class Agent {
    * the server as a whole (its first device, as llama.cpp fills it) and, when it serves several devices,
    * each device alone (the whole calibration model on it), so the planner can price each.
    */
-  private async measureSpeeds(): Promise<{ node: Speed | null; devices: Array<Speed | null> }> {
+  private async measureSpeeds(): Promise<{ node: Speed | null; devices: Array<Speed | null>; measured: boolean }> {
     if (this.o.rpcSpeed !== undefined) {
       this.o.logger.info({ secondsPerGiB: this.o.rpcSpeed }, 'rpc-server speed given by --rpc-speed (not measured)')
       const given = { secondsPerGiB: this.o.rpcSpeed, measuredAt: new Date().toISOString(), method: 'given by --rpc-speed' }
-      return { node: given, devices: this.served.map(() => given) }
+      return { node: given, devices: this.served.map(() => given), measured: false }
     }
     const file = join(this.o.dataDir, 'calibration.json')
     const served = this.served.map((d) => d.name)
@@ -633,11 +641,11 @@ export class Agent {
       devices: served.length > 0 ? served : (this.o.rpcDevices ?? null),
       method: CALIBRATION_METHOD
     })
-    type Speeds = { node: Speed | null; devices: Array<Speed | null> }
+    type Speeds = { node: Speed | null; devices: Array<Speed | null>; measured: boolean }
     if (!this.o.recalibrate) {
       try {
         const cached = JSON.parse(await readFile(file, 'utf8')) as { key: string; speed: Speed; devices?: Array<Speed | null> }
-        if (cached.key === key) return { node: cached.speed, devices: cached.devices ?? [] }
+        if (cached.key === key) return { node: cached.speed, devices: cached.devices ?? [], measured: false }
       } catch {}
     }
     const endpoint = `${this.rpcBind}:${this.o.rpcPort}`
@@ -658,7 +666,7 @@ export class Agent {
         return null
       }
     }
-    const result: Speeds = { node: null, devices: [] }
+    const result: Speeds = { node: null, devices: [], measured: true }
     if (served.length > 1) {
       for (const [i, name] of served.entries()) {
         result.devices.push(
