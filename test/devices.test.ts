@@ -50,7 +50,7 @@ after(async () => {
   if (process.env.SOLLOL_KEEP_TEST_LOGS === undefined) rmSync(dir, { recursive: true, force: true })
 })
 
-test('an rpc-server with Vulkan0 and CPU is planned per device; llama-server places the layers as planned and serves', async () => {
+test('an rpc-server with Vulkan0 and CPU is planned per device; llama-server places the layers as planned and serves', async (t) => {
   holder.start([], VULKAN_ENV)
   worker.start()
   const serving = await waitFor(
@@ -100,7 +100,14 @@ test('an rpc-server with Vulkan0 and CPU is planned per device; llama-server pla
   const answer = await completeFrom(client, dir, plan.server.url, 60_000)
   assert.ok(answer.ok, answer.output)
 
+  // the prediction next to llama-server's own measurement of a short decode after the load
+  const measured = await waitFor('a measured decode speed', () => holder.view()?.plan?.measuredTokensPerSecond ?? undefined, {
+    timeoutMs: 60_000
+  })
+  t.diagnostic(`predicted ${plan.predictedTokensPerSecond?.toFixed(1)} tok/s, measured ${measured.toFixed(1)} tok/s`)
+  t.diagnostic(`device speeds (s/GiB): ${self.devices.map((d) => `${d.name} ${d.speed?.secondsPerGiB.toFixed(3)}`).join(', ')}`)
   const status = String((await h0.run(process.execPath, [CLI, 'status'])).stdout)
+  assert.match(status, /predicted \d+ tok\/s, measured \d+ tok\/s/)
   assert.match(status, /Vulkan0 24\.0 MiB, CPU 30\.0 MiB/)
   assert.match(status, /Vulkan0 \d+-\d+, CPU \d+-15\+out/)
   const dryRun = String((await h0.run(process.execPath, [CLI, 'plan', '--model', model, '--ctx-size', '256'])).stdout)

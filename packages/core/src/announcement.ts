@@ -159,6 +159,8 @@ export const planSchema = z
     /** The split llama-server really used differs from the plan: reported, not hidden. */
     mismatch: z.string().max(512).nullable(),
     predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
+    /** Decode speed llama-server measured in one 16-token completion after the load (null until then; older agents omit it). */
+    measuredTokensPerSecond: z.number().min(0).max(1e9).nullable().optional(),
     /** Live nodes not in the plan, and why (version skew, fencing, not needed, too little memory). */
     excluded: z
       .array(

@@ -356,3 +356,31 @@ test('the output head is priced where it runs, and its logits when they cross th
   })
   assert.equal(split.nodes.at(-1)?.peerId, 'fast')
 })
+
+test('sliding-window layers are planned with their smaller KV cache', () => {
+  // 12 layers, 5 of each 6 with a 256 window; KV 64 KiB per token per layer; context 8192, one slot
+  const layers = Array.from({ length: 12 }, (_, il) => il % 6 < 5)
+  const m = model(12, 10, { kvBytesPerTokenPerLayer: 64 * 1024, contextLength: 8192 })
+  const swa = { ...m, slidingWindow: { window: 256, layers } }
+  const nodes = [node('a', 100_000, 1)]
+  const full = plan({ model: m, nodes, contextSize: 8192, parallel: 1 })
+  const windowed = plan({ model: swa, nodes, contextSize: 8192, parallel: 1 })
+  assert.equal(full.nodes[0]?.memory.kv, 12 * 8192 * 64 * 1024)
+  // 10 sliding layers of 768 cells (256 + 512) and 2 full ones
+  assert.equal(windowed.nodes[0]?.memory.kv, (10 * 768 + 2 * 8192) * 64 * 1024)
+  // a budget that holds 4 full-context layers holds more of the windowed ones
+  const headroom = computeHeadroomBytes(m, 8192)
+  const budget = (headroom + 50 * MIB + 4 * (10 * MIB + 8192 * 64 * 1024)) / MIB
+  const small = [node('small', budget, 1), node('big', 100_000, 5)]
+  const fullSplit = plan({ model: m, nodes: small, contextSize: 8192, parallel: 1 })
+  const swaSplit = plan({ model: swa, nodes: small, contextSize: 8192, parallel: 1 })
+  const on = (p: ReturnType<typeof plan>): number => p.nodes.find((n) => n.peerId === 'small')?.layerCount ?? 0
+  assert.ok(on(swaSplit) > on(fullSplit), `${on(swaSplit)} > ${on(fullSplit)}`)
+  for (const n of swaSplit.nodes) assert.ok(n.memory.total <= n.memory.budget)
+})
+
+test('per-layer KV heads: each layer is planned with its own cache', () => {
+  const m = model(4, 10, { kvBytesPerTokenPerLayer: 2048, kvBytesPerTokenByLayer: [2048, 0, 512, 2048] })
+  const p = plan({ model: m, nodes: [node('a', 10_000, 1)], contextSize: 1000 })
+  assert.equal(p.nodes[0]?.memory.kv, (2048 + 0 + 512 + 2048) * 1000)
+})

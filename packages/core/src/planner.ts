@@ -22,6 +22,7 @@
 import { tensorSplitForLayerCounts } from './layer-split.js'
 import { ExitCode, SollolError } from './errors.js'
 import { logitsSeconds } from './cost-model.js'
+import { kvCellsPerLayer, type SlidingWindow } from './kv-cache.js'
 
 const GIB = 2 ** 30
 
@@ -33,6 +34,10 @@ export interface PlanModel {
   readonly outputBytes: number
   readonly kvBytesPerTokenPerLayer: number
   readonly embeddingLength: number
+  /** Per layer when the model's KV heads differ by layer (kvBytesPerTokenByLayer); else kvBytesPerTokenPerLayer for all. */
+  readonly kvBytesPerTokenByLayer?: readonly number[]
+  /** Sliding-window layers keep a smaller KV cache (kv-cache.ts); absent or null: every layer the whole context. */
+  readonly slidingWindow?: SlidingWindow | null
   /** Attention heads (query): the attention scores of a batch against the context grow with them. */
   readonly headCount: number
   readonly vocabSize: number
@@ -74,6 +79,8 @@ export interface PlanInput {
   readonly nodes: readonly PlanNode[]
   /** Tokens of context (KV cache); default min(model's, 4096). */
   readonly contextSize?: number
+  /** llama-server's parallel slots (sliding-window caches grow with them); default its auto, 4. */
+  readonly parallel?: number
 }
 
 export interface NodeMemory {
@@ -167,7 +174,7 @@ export function layerCapacity(
   contextSize: number
 ): number {
   const layerCount = model.layerWeightBytes.length
-  const perLayer = Math.max(0, ...model.layerWeightBytes) + model.kvBytesPerTokenPerLayer * contextSize
+  const perLayer = Math.max(0, ...model.layerWeightBytes) + model.kvBytesPerTokenPerLayer * contextSize // the largest KV
   const free = n.memoryBudget - fixedNodeBytes(model, n, output, contextSize)
   return free <= 0 ? 0 : Math.min(layerCount, Math.floor(free / perLayer))
 }
@@ -220,7 +227,12 @@ export function plan(input: PlanInput): Plan {
   const { model } = input
   const layerCount = model.layerWeightBytes.length
   const contextSize = input.contextSize ?? Math.min(model.contextLength, DEFAULT_CONTEXT)
-  const kvPerLayer = model.kvBytesPerTokenPerLayer * contextSize
+  const kvPerLayer = model.kvBytesPerTokenPerLayer * contextSize // a full-context layer's cache
+  // each layer's KV cache: a sliding-window layer's is smaller
+  const kvOf = kvCellsPerLayer(layerCount, contextSize, model.slidingWindow, input.parallel).map(
+    (cells, il) => cells * (model.kvBytesPerTokenByLayer?.[il] ?? model.kvBytesPerTokenPerLayer)
+  )
+  const kvBytes = (first: number, count: number): number => kvOf.slice(first, first + count).reduce((a, b) => a + b, 0)
   const maxLayerBytes = Math.max(0, ...model.layerWeightBytes)
   const headroom = computeHeadroomBytes(model, contextSize)
   if (input.nodes.length === 0) throw new PlanError('Cannot plan: no node with a usable rpc-server', [])
@@ -252,7 +264,7 @@ export function plan(input: PlanInput): Plan {
     let free = s.memoryBudget - fixedBytes(s, output)
     let count = 0
     for (let i = from; count < most && i >= 0 && i < layerCount; i += step) {
-      free -= (model.layerWeightBytes[i] ?? 0) + kvPerLayer
+      free -= (model.layerWeightBytes[i] ?? 0) + (kvOf[i] ?? 0)
       if (free < 0) break
       count++
     }
@@ -293,7 +305,7 @@ export function plan(input: PlanInput): Plan {
     let first = 0
     return order.every((s, i) => {
       const count = counts.get(s) ?? 0
-      const bytes = layerGiB(first, count) * GIB + count * kvPerLayer + fixedBytes(s, i === order.length - 1)
+      const bytes = layerGiB(first, count) * GIB + kvBytes(first, count) + fixedBytes(s, i === order.length - 1)
       first += count
       return bytes <= s.memoryBudget
     })
@@ -382,18 +394,19 @@ export function plan(input: PlanInput): Plan {
     const output = i === chosen.order.length - 1
     const weights = model.layerWeightBytes.slice(first, first + count).reduce((a, b) => a + b, 0)
     const layers: [number, number] | null = count > 0 ? [first, first + count - 1] : null
+    const kv = kvBytes(first, count)
     first += count
     const memory: NodeMemory = {
       weights,
-      kv: count * kvPerLayer,
+      kv,
       output: output ? model.outputBytes : 0,
       embeddings: s.isHost ? model.embeddingBytes : 0,
       headroom,
-      total: weights + count * kvPerLayer + fixedBytes(s, output),
+      total: weights + kv + fixedBytes(s, output),
       budget: s.memoryBudget
     }
     // the note only: no further layer of the smallest size would have fitted
-    const full = count < layerCount && memory.total + Math.min(...model.layerWeightBytes) + kvPerLayer > s.memoryBudget
+    const full = count < layerCount && memory.total + Math.min(...model.layerWeightBytes) + Math.min(...kvOf) > s.memoryBudget
     const speedNote = s.secondsPerGiB === undefined ? 'speed not measured (assumed slow)' : `${s.secondsPerGiB.toFixed(3)} s/GiB`
     const why = full
       ? `${speedNote}; filled to its memory (${formatGiB(memory.total)} of ${formatGiB(s.memoryBudget)})`

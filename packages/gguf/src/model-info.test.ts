@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { describeModel, GgufFormatError, kvBytesPerLayer, type GgufHeader } from './model-info.js'
+import { describeModel, GgufFormatError, kvBytesPerLayer, slidingWindowOf, type GgufHeader } from './model-info.js'
 
 const metadata = {
   'general.architecture': 'llama',
@@ -65,4 +65,45 @@ test('missing or malformed metadata is a GgufFormatError naming the key', () => 
   )
   assert.throws(() => describeModel(header([], { 'general.architecture': undefined })), /general.architecture/)
   assert.throws(() => describeModel(header([['blk.7.x', 1]])), /block_count 2/)
+})
+
+test('sliding-window layers as llama.cpp decides them: the file pattern, else the architecture default', () => {
+  assert.deepEqual(slidingWindowOf('gemma3', { 'gemma3.attention.sliding_window': 512 }, 7)?.layers, [
+    true,
+    true,
+    true,
+    true,
+    true,
+    false,
+    true
+  ])
+  assert.deepEqual(
+    slidingWindowOf('gemma3', { 'gemma3.attention.sliding_window': 512, 'gemma3.attention.sliding_window_pattern': 2 }, 4)?.layers,
+    [true, false, true, false]
+  )
+  assert.deepEqual(
+    slidingWindowOf('x', { 'x.attention.sliding_window': 64, 'x.attention.sliding_window_pattern': [true, false, false] }, 3),
+    { window: 64, layers: [true, false, false] }
+  )
+  assert.equal(slidingWindowOf('mistral', { 'mistral.attention.sliding_window': 4096 }, 4), null, 'no known pattern: not modelled')
+  assert.equal(slidingWindowOf('llama', {}, 4), null)
+})
+
+test('KV heads given per layer are read per layer; the largest stands for the model', () => {
+  const header = {
+    version: 3,
+    metadata: {
+      'general.architecture': 'x',
+      'x.block_count': 3,
+      'x.embedding_length': 64,
+      'x.context_length': 128,
+      'x.attention.head_count': [4, 4, 4],
+      'x.attention.head_count_kv': [2, 0, 4]
+    },
+    tensors: [],
+    dataOffset: 0,
+    fileSize: 0
+  } as unknown as GgufHeader
+  const info = describeModel(header)
+  assert.deepEqual([info.headCount, info.headCountKv, info.headCountKvPerLayer], [4, 4, [2, 0, 4]])
 })

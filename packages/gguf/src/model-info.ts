@@ -2,7 +2,7 @@
  * What a planner needs to know about a model, derived from a GGUF file's header alone.
  * Pure: takes the parsed header, does no I/O.
  */
-import { ExitCode, ggmlTypeBytes, kvBytesPerToken, SollolError } from '@sollol/core'
+import { ExitCode, ggmlTypeBytes, kvBytesPerToken, SollolError, type SlidingWindow } from '@sollol/core'
 
 /** One tensor as listed in a GGUF header. `offset` is relative to the start of the tensor data. */
 export interface TensorEntry {
@@ -29,7 +29,10 @@ export interface ModelInfo {
   readonly embeddingLength: number
   readonly feedForwardLength: number | undefined
   readonly headCount: number
+  /** The largest, when the file gives one per layer (then headCountKvPerLayer has them all). */
   readonly headCountKv: number
+  /** KV heads per layer when the file gives an array (some layers may have none); null when one for all. */
+  readonly headCountKvPerLayer: readonly number[] | null
   readonly keyLength: number
   readonly valueLength: number
   readonly vocabSize: number
@@ -47,7 +50,36 @@ export interface ModelInfo {
   readonly totalWeightBytes: number
   /** KV-cache bytes one token takes in one layer with an f16 cache (llama.cpp's default). */
   readonly kvBytesPerTokenPerLayer: number
+  /** Sliding-window attention as llama.cpp will run it, when known (see slidingWindowOf); null: none or not modelled. */
+  readonly slidingWindow: SlidingWindow | null
 }
+
+/**
+ * Which layers use a sliding window, as llama.cpp decides it: `<arch>.attention.sliding_window` with the
+ * pattern from `<arch>.attention.sliding_window_pattern` (a period: every period-th layer is full, the last
+ * of each period; or one flag per layer), else the architecture's default period (gemma3: 6, gemma2: 2, cohere2: 4, gpt-oss: 2).
+ * Other architectures with a window but no pattern are not modelled (null: every layer gets the whole
+ * context, the safe side). Pure.
+ */
+export function slidingWindowOf(
+  architecture: string,
+  metadata: Readonly<Record<string, unknown>>,
+  layerCount: number
+): SlidingWindow | null {
+  const window = metadata[`${architecture}.attention.sliding_window`]
+  if (typeof window !== 'number' || window <= 0) return null
+  const pattern = metadata[`${architecture}.attention.sliding_window_pattern`]
+  if (Array.isArray(pattern) && pattern.length >= layerCount) {
+    return { window, layers: pattern.slice(0, layerCount).map((x) => x === true || x === 1) }
+  }
+  const period = typeof pattern === 'number' ? pattern : SLIDING_WINDOW_PERIOD[architecture]
+  if (period === undefined) return null
+  // llama_hparams::set_swa_pattern: period 0 = every layer; else all but the last of each period
+  return { window, layers: Array.from({ length: layerCount }, (_, il) => period === 0 || il % period < period - 1) }
+}
+
+/** Architectures whose sliding-window pattern llama.cpp fixes when the file does not say (src/models/*.cpp). */
+const SLIDING_WINDOW_PERIOD: Readonly<Record<string, number>> = { gemma3: 6, gemma2: 2, cohere2: 4, 'gpt-oss': 2 }
 
 export class GgufFormatError extends SollolError {
   constructor(message: string) {
@@ -60,6 +92,12 @@ function numberAt(metadata: Readonly<Record<string, unknown>>, key: string): num
   if (typeof value === 'number') return value
   if (typeof value === 'bigint') return Number(value)
   return undefined
+}
+
+/** A per-layer array metadata value (numbers, one per layer at least), else null. */
+function perLayerNumbers(value: unknown, layerCount: number): number[] | null {
+  if (!Array.isArray(value) || value.length < layerCount || !value.every((x) => typeof x === 'number')) return null
+  return (value as number[]).slice(0, layerCount)
 }
 
 function requireNumber(metadata: Readonly<Record<string, unknown>>, key: string): number {
@@ -124,8 +162,12 @@ export function describeModel(header: GgufHeader): ModelInfo {
 
   const layerCount = requireNumber(metadata, key('block_count'))
   const embeddingLength = requireNumber(metadata, key('embedding_length'))
-  const headCount = requireNumber(metadata, key('attention.head_count'))
-  const headCountKv = numberAt(metadata, key('attention.head_count_kv')) ?? headCount
+  // head counts may be one per layer (an array): the largest stands for the model, the array sizes each layer's cache
+  const headCounts = perLayerNumbers(metadata[key('attention.head_count')], layerCount)
+  const headCount = headCounts !== null ? Math.max(...headCounts) : requireNumber(metadata, key('attention.head_count'))
+  const headCountKvPerLayer = perLayerNumbers(metadata[key('attention.head_count_kv')], layerCount)
+  const headCountKv =
+    headCountKvPerLayer !== null ? Math.max(...headCountKvPerLayer) : (numberAt(metadata, key('attention.head_count_kv')) ?? headCount)
   const headDim = embeddingLength / headCount
   const keyLength = numberAt(metadata, key('attention.key_length')) ?? headDim
   const valueLength = numberAt(metadata, key('attention.value_length')) ?? headDim
@@ -164,6 +206,7 @@ export function describeModel(header: GgufHeader): ModelInfo {
     feedForwardLength: numberAt(metadata, key('feed_forward_length')),
     headCount,
     headCountKv,
+    headCountKvPerLayer,
     keyLength,
     valueLength,
     vocabSize,
@@ -172,7 +215,8 @@ export function describeModel(header: GgufHeader): ModelInfo {
     outputBytes,
     tiedOutput,
     totalWeightBytes,
-    kvBytesPerTokenPerLayer: kvBytesPerToken({ headCountKv, keyLength, valueLength })
+    kvBytesPerTokenPerLayer: kvBytesPerToken({ headCountKv, keyLength, valueLength }),
+    slidingWindow: slidingWindowOf(architecture, metadata, layerCount)
   }
 }
 

@@ -217,6 +217,28 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     }
   }
 
+  /**
+   * Decode speed as llama-server measures it: one completion of `tokens` tokens (end of text ignored), its
+   * `timings.predicted_per_token_ms`. Undefined when it did not answer in time or reported no timings.
+   */
+  async measureDecode(tokens = 16, timeoutMs = 60_000): Promise<number | undefined> {
+    try {
+      const headers: Record<string, string> = { 'content-type': 'application/json' }
+      if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
+      const response = await fetch(`${this.url}/completion`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ prompt: 'the river', n_predict: tokens, ignore_eos: true, temperature: 0, cache_prompt: false }),
+        signal: AbortSignal.timeout(timeoutMs)
+      })
+      const body = (await response.json()) as { timings?: { predicted_per_token_ms?: number } }
+      const ms = body.timings?.predicted_per_token_ms
+      return typeof ms === 'number' && ms > 0 ? 1000 / ms : undefined
+    } catch {
+      return undefined
+    }
+  }
+
   /** True while the process is stopped (SIGSTOP): it cannot answer, and needs no timeout to tell. */
   isFrozen(): boolean {
     return isProcessFrozen(this.child?.pid)

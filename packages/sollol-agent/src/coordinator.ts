@@ -27,6 +27,7 @@ import {
 import { readModelInfo, type ModelInfo } from '@sollol/gguf'
 import {
   kvBytesPerToken,
+  kvBytesPerTokenByLayer,
   type KvCacheTypes,
   budgetAfterAllocationFailure,
   fenceBackoffMs,
@@ -514,7 +515,8 @@ export class Coordination {
           ...info,
           name: modelRef?.name ?? info.name ?? 'model',
           id: modelRef?.id ?? '',
-          kvBytesPerTokenPerLayer: kvBytesPerToken(info, this.o.cacheTypes)
+          kvBytesPerTokenPerLayer: kvBytesPerToken(info, this.o.cacheTypes),
+          ...byLayerField(kvBytesPerTokenByLayer(info, this.o.cacheTypes))
         },
         nodes,
         ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
@@ -710,6 +712,18 @@ export class Coordination {
     this.o.mesh.announceNow()
     if (llama.state.kind === 'ready') this.lastLoadMs = llama.state.loadMs
     log.info({ url, loadMs: llama.state.kind === 'ready' ? llama.state.loadMs : undefined }, 'serving')
+    // the prediction next to a measurement: one short decode, beside the loop (never awaited by a decision)
+    const generation = this.generation
+    void llama.measureDecode().then((tokensPerSecond) => {
+      const view = this.planView
+      if (tokensPerSecond === undefined || view === null || view.generation !== generation || view.server.state !== 'ready') return
+      this.planView = { ...view, measuredTokensPerSecond: tokensPerSecond }
+      log.info(
+        { predicted: Number(desired.predictedTokensPerSecond.toFixed(1)), measured: Number(tokensPerSecond.toFixed(1)) },
+        'decode speed: predicted and measured'
+      )
+      this.o.mesh.announceNow()
+    })
   }
 
   private compare(desired: Plan, actual: ReadonlyArray<{ endpoint: string; first: number; last: number }>): string | null {
@@ -788,3 +802,7 @@ export class Coordination {
 /** `{ devices }` for a node planned per device, nothing for one planned as a whole. */
 const planDevicesField = (devices: ReturnType<typeof planDevicesOf>): { devices?: NonNullable<typeof devices> } =>
   devices !== undefined ? { devices } : {}
+
+/** `{ kvBytesPerTokenByLayer }` for a model whose KV heads differ by layer, nothing otherwise. */
+const byLayerField = (byLayer: number[] | undefined): { kvBytesPerTokenByLayer?: number[] } =>
+  byLayer !== undefined ? { kvBytesPerTokenByLayer: byLayer } : {}

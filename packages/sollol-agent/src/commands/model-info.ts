@@ -26,7 +26,10 @@ export function registerModelInfo(program: Command): void {
           `heads:        ${info.headCount} (kv ${info.headCountKv}), embedding ${info.embeddingLength}`,
           `embeddings:   ${formatBytes(info.embeddingBytes)}; output ${formatBytes(info.outputBytes)}${info.tiedOutput ? ' (tied to the embeddings)' : ''}`,
           `weights:      ${formatBytes(info.totalWeightBytes)} in all`,
-          `KV cache:     ${info.kvBytesPerTokenPerLayer} bytes per token per layer (f16)`
+          `KV cache:     ${info.kvBytesPerTokenPerLayer} bytes per token per layer (f16)` +
+            (info.slidingWindow !== null
+              ? `; ${info.slidingWindow.layers.filter(Boolean).length} of ${info.layerCount} layers attend to a window of ${info.slidingWindow.window} tokens (a smaller cache)`
+              : '')
         ].join('\n') + '\n'
       )
     })

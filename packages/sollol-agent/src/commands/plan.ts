@@ -6,6 +6,7 @@ import {
   hopSeconds,
   KV_CACHE_TYPES,
   kvBytesPerToken,
+  kvBytesPerTokenByLayer,
   plan as makePlan,
   type ClusterView,
   type KvCacheType,
@@ -42,7 +43,15 @@ export async function planFromFile(
   const [info, ref] = await Promise.all([readModelInfo(file), modelRef(file)])
   return makePlan({
     // the KV cache in its type, as the coordinator plans it
-    model: { ...info, name: ref.name, id: ref.id, kvBytesPerTokenPerLayer: kvBytesPerToken(info, cacheTypes) },
+    model: {
+      ...info,
+      name: ref.name,
+      id: ref.id,
+      kvBytesPerTokenPerLayer: kvBytesPerToken(info, cacheTypes),
+      ...(kvBytesPerTokenByLayer(info, cacheTypes) !== undefined
+        ? { kvBytesPerTokenByLayer: kvBytesPerTokenByLayer(info, cacheTypes) }
+        : {})
+    },
     nodes: view.nodes
       .filter((n) => n.rpc.state === 'ready' || n.rpc.state === 'external')
       .map((n) => ({

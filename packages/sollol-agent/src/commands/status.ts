@@ -153,7 +153,8 @@ export function formatStatus(view: ClusterView): string {
   if (view.coordinator !== null) lines.push(`coordinator ${shortId(view.coordinator.peerId)}, term ${view.coordinator.term}`)
   const plan = view.plan
   if (plan !== null) {
-    const tps = plan.predictedTokensPerSecond !== null ? `, predicted ${plan.predictedTokensPerSecond.toFixed(0)} tok/s` : ''
+    const measured = typeof plan.measuredTokensPerSecond === 'number' ? `, measured ${plan.measuredTokensPerSecond.toFixed(0)} tok/s` : ''
+    const tps = plan.predictedTokensPerSecond !== null ? `, predicted ${plan.predictedTokensPerSecond.toFixed(0)} tok/s${measured}` : ''
     lines.push(
       `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${serverDetail(plan)}, plan generation ${plan.generation}${tps}`
     )
