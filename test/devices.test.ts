@@ -17,7 +17,7 @@ import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { listRpcServerDevices } from '@sollol/llama-cpp'
 import { TestNetwork } from './helpers/netns.js'
 import { CLI, completeFrom, TestAgent } from './helpers/agents.js'
-import { llamaBinaries } from './helpers/llama.js'
+import { binDirWithVulkan, llamaBinaries } from './helpers/llama.js'
 import { waitFor } from './helpers/wait.js'
 
 const MIB = 2 ** 20
@@ -30,13 +30,23 @@ writeTestModel(model, SPLIT_TEST_MODEL) // 16 layers of 2.5 MiB
 const network = TestNetwork.create([{}, {}, {}])
 const [h0, h1, client] = [network.host(0), network.host(1), network.host(2)]
 const common = ['--rpc-threads', '1', '--ctx-size', '256']
+// setup sets the Vulkan backend aside where no Vulkan GPU is (ours is a software one): a copy of the build with it
+const vulkanBin = await binDirWithVulkan(dir)
 // Without Vulkan0 the two CPUs (30 MiB each: 11.7 MiB compute reserve + 6 layers) cannot hold 16 layers.
-const holder = new TestAgent(h0, dir, [...common, '--model', model, '--max-memory', 'Vulkan0=24MiB,CPU=30MiB'])
+const holder = new TestAgent(h0, dir, [
+  ...common,
+  ...(vulkanBin !== undefined ? ['--llama-bin-dir', vulkanBin] : []),
+  '--model',
+  model,
+  '--max-memory',
+  'Vulkan0=24MiB,CPU=30MiB'
+])
 const worker = new TestAgent(h1, dir, [...common, '--max-memory', '30MiB'])
 const agents = [holder, worker]
 
 before(async () => {
-  const devices = await listRpcServerDevices((await llamaBinaries()).rpcServer, VULKAN_ENV)
+  const binary = vulkanBin !== undefined ? join(vulkanBin, 'ggml-rpc-server') : (await llamaBinaries()).rpcServer
+  const devices = await listRpcServerDevices(binary, VULKAN_ENV)
   assert.ok(
     devices.some((d) => d.name === 'Vulkan0'),
     `the rpc-server lists no Vulkan0 (it lists ${devices.map((d) => d.name).join(', ') || 'nothing'}): ` +

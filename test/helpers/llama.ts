@@ -3,15 +3,17 @@
  * before the tests; nothing is built here), generated models, and rpc-servers on free loopback ports.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { cp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { computeHeadroomBytes, kvBytesPerToken, kvCellsPerLayer, type KvCacheTypes } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
 import {
   FAST_TEST_TIMINGS,
   freePort,
   LlamaServerSupervisor,
+  OPTIONAL_MODULES_DIR,
   resolveBinaries,
   RpcServerSupervisor,
   tensorSplitForLayerCounts,
@@ -26,6 +28,27 @@ let binaries: Promise<LlamaBinaries> | undefined
 export async function llamaBinaries(): Promise<LlamaBinaries> {
   binaries ??= resolveBinaries({ allowBuild: false })
   return await binaries
+}
+
+/**
+ * A folder of this build's binaries with the Vulkan backend beside them. Setup sets that backend aside
+ * (`optional/`) on a machine without a Vulkan GPU, so that servers do not load the Vulkan drivers; a test
+ * that runs a software Vulkan device (lavapipe, with GGML_VK_VISIBLE_DEVICES) gets a copy of the build
+ * with it in place (ggml looks for backends beside the running binary). Undefined when setup fetched none.
+ */
+export async function binDirWithVulkan(into: string): Promise<string | undefined> {
+  const entry = dirname((await llamaBinaries()).rpcServer)
+  if (existsSync(join(entry, 'libggml-vulkan.so'))) return entry
+  const setAside = join(entry, OPTIONAL_MODULES_DIR, 'libggml-vulkan.so')
+  if (!existsSync(setAside)) return undefined
+  const dir = join(into, 'llama-bin-vulkan')
+  await cp(entry, dir, {
+    recursive: true,
+    verbatimSymlinks: true,
+    filter: (source) => !source.startsWith(join(entry, OPTIONAL_MODULES_DIR))
+  })
+  await cp(setAside, join(dir, 'libggml-vulkan.so'))
+  return dir
 }
 
 export interface Scratch {

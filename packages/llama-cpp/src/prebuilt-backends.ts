@@ -17,6 +17,7 @@ import { silentLogger, type Logger } from './log.js'
 
 export const PREBUILT_MODULES = ['cpu', 'vulkan', 'cuda'] as const
 export type PrebuiltModule = (typeof PREBUILT_MODULES)[number]
+export type GpuModule = Exclude<PrebuiltModule, 'cpu'>
 
 /** node-llama-cpp's package name for this platform; undefined where it ships no loadable backends we use. Pure. */
 export function prebuiltPlatform(platform: string = process.platform, arch: string = process.arch): string | undefined {
@@ -39,6 +40,12 @@ export function modulePackage(
   }
 }
 
+/** Where setup keeps a GPU module that found no device (ggml does not load from there). */
+export const OPTIONAL_MODULES_DIR = 'optional'
+
+/** The file of a GPU module (the CPU's are many variants). */
+export const moduleFileName = (module: GpuModule): string => `libggml-${module}.so`
+
 /** The module files present in a folder of binaries. */
 export async function installedModules(dir: string): Promise<PrebuiltModule[]> {
   const files = existsSync(dir) ? await readdir(dir) : []
@@ -55,7 +62,7 @@ async function loaderLibraries(): Promise<string> {
 }
 
 export interface GpuModuleChoice {
-  readonly modules: PrebuiltModule[]
+  readonly modules: GpuModule[]
   /** Why a GPU module was left out although its hardware seems present (shown by setup). */
   readonly notes: string[]
 }
@@ -66,7 +73,7 @@ export interface GpuModuleChoice {
  */
 export function chooseGpuModules(libraries: string, nvidiaDriver: boolean): GpuModuleChoice {
   const has = (lib: string): boolean => libraries.includes(`${lib} `) || libraries.includes(`/${lib}\n`) || libraries.endsWith(`/${lib}`)
-  const modules: PrebuiltModule[] = []
+  const modules: GpuModule[] = []
   const notes: string[] = []
   if (has('libvulkan.so.1')) modules.push('vulkan')
   if (nvidiaDriver) {

@@ -21,7 +21,18 @@ import {
   SOURCE_BUILD,
   type BuildOptions
 } from './build.js'
-import { detectGpuModules, installedModules, installModules, prebuiltPlatform } from './prebuilt-backends.js'
+import { existsSync } from 'node:fs'
+import { mkdir, rename } from 'node:fs/promises'
+import { listRpcServerDevices } from './devices.js'
+import {
+  detectGpuModules,
+  installedModules,
+  installModules,
+  moduleFileName,
+  OPTIONAL_MODULES_DIR,
+  type GpuModule,
+  prebuiltPlatform
+} from './prebuilt-backends.js'
 import type { BuildProgress } from './build-progress.js'
 import type { Logger } from './log.js'
 
@@ -76,6 +87,13 @@ export async function resolveBinaries(options: ResolveOptions = {}): Promise<Lla
  * Adds the prebuilt GPU backends this machine can load (Vulkan, CUDA) to a loadable build's folder, once:
  * a machine that gets a GPU driver later gets its module at the next setup. A failed fetch leaves the
  * CPU: it is said, not fatal.
+ *
+ * A module is kept where it finds a device. ggml loads every module beside the binary into every
+ * rpc-server and llama-server, and the Vulkan one loads the Vulkan loader and every installed driver (Mesa's
+ * software one with LLVM among them): measured, an rpc-server's resident memory went from 5.5 MB to 72 MB
+ * (280 MB of address space) on a machine with no Vulkan GPU. So a module that lists no device is moved to
+ * `optional/` (kept for `GGML_VK_VISIBLE_DEVICES` use with a software device, as the tests do) and
+ * tried again at the next setup.
  */
 async function withGpuModules(binaries: LlamaBinaries, cacheRoot: string, logger: Logger | undefined): Promise<LlamaBinaries> {
   const dir = binaries.modulesDir
@@ -83,12 +101,25 @@ async function withGpuModules(binaries: LlamaBinaries, cacheRoot: string, logger
   if (dir === undefined || platform === undefined) return binaries
   const wanted = await detectGpuModules()
   for (const note of wanted.notes) logger?.warn({}, note)
+  const optional = join(dir, OPTIONAL_MODULES_DIR)
+  // a module set aside earlier comes back for the check: a GPU may have been installed since
+  for (const module of wanted.modules) {
+    const file = moduleFileName(module)
+    if (existsSync(join(optional, file)) && !existsSync(join(dir, file))) await rename(join(optional, file), join(dir, file))
+  }
   const present = await installedModules(dir)
   const missing = wanted.modules.filter((m) => !present.includes(m))
   if (missing.length > 0) {
     await installModules(dir, platform, missing, NODE_LLAMA_CPP_VERSION, join(cacheRoot, 'work'), logger).catch((err: Error) => {
       logger?.warn({ modules: missing, err: err.message }, 'could not fetch the prebuilt GPU backends; the CPU serves meanwhile')
     })
+  }
+  const devices = await listRpcServerDevices(binaries.rpcServer).catch(() => [])
+  for (const module of (await installedModules(dir)).filter((m): m is GpuModule => m !== 'cpu')) {
+    if (devices.some((d) => d.backend === module)) continue
+    await mkdir(optional, { recursive: true })
+    await rename(join(dir, moduleFileName(module)), join(optional, moduleFileName(module)))
+    logger?.info({ module }, `no ${module} device here: its backend is set aside (${OPTIONAL_MODULES_DIR}/), so servers do not load it`)
   }
   return { ...binaries, backends: await installedModules(dir) }
 }

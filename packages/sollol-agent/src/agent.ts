@@ -175,12 +175,17 @@ export class Agent {
   private readonly staticBackends = new Map<string, StaticBackend>()
   private staticProbe: NodeJS.Timeout | undefined
   private staticProbing = false
+  /** Set by stop(): work still in flight from start (measuring the rpc-server) must not start anything new. */
+  private stopping = false
 
   constructor(private readonly o: AgentOptions) {
     const lan = lanAddresses()[0]?.address
     this.rpcHost = o.rpcEndpoint?.host ?? o.rpcHost ?? lan ?? '127.0.0.1'
     this.memoryBudget = o.maxMemory ?? defaultMemoryBudget()
-    this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' ? 'direct' : o.rpcAccess
+    // On loopback a gate would protect nothing (only this machine reaches it) and would take the rpc-server's
+    // own address and port: the rpc-server is then reached directly.
+    const loopbackGate = o.rpcAccess === 'gated' && isLoopback(this.rpcHost)
+    this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' || loopbackGate ? 'direct' : o.rpcAccess
     this.rpcBind = this.rpcAccess === 'direct' ? this.rpcHost : '127.0.0.1'
     this.llamaCacheRoot = join(o.dataDir, 'llama-cache')
     this.tensorCache = rpcCacheDir(this.llamaCacheRoot)
@@ -405,6 +410,7 @@ export class Agent {
       if (this.served.length !== probe.devices.length) this.served = [] // not what was listed: plan it as one device
       // Measured now, while nobody uses it: it is announced as `starting` until this is done.
       const speeds = await this.measureSpeeds()
+      if (this.stopping) return
       this.speed = speeds.node
       if (speeds.measured && this.served.some((d) => d.backend !== 'cpu') && this.rpc !== undefined) {
         // Measured with lavapipe (Mesa's software Vulkan): ggml-vulkan in this llama.cpp release aborts the
@@ -427,6 +433,7 @@ export class Agent {
       }
     }
     if (this.served.length === 0) this.devices = await detectDevices(rpcDevices)
+    if (this.stopping) return
 
     this.rpcMeasured = true
     this.mesh?.announceNow()
@@ -548,6 +555,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true
     clearInterval(this.externalProbe)
     clearInterval(this.frozenCheck)
     clearInterval(this.eventWatch)
