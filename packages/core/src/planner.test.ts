@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { plan, PlanError, computeHeadroomBytes, type PlanModel, type PlanNode } from './planner.js'
+import { plan, planDevicesOf, PlanError, computeHeadroomBytes, type PlanModel, type PlanNode } from './planner.js'
 import { expectedLayerDevices, layersPerDevice, type LayerDevice } from './layer-split.js'
 import { seededRandom } from './random.js'
 
@@ -383,4 +383,25 @@ test('per-layer KV heads: each layer is planned with its own cache', () => {
   const m = model(4, 10, { kvBytesPerTokenPerLayer: 2048, kvBytesPerTokenByLayer: [2048, 0, 512, 2048] })
   const p = plan({ model: m, nodes: [node('a', 10_000, 1)], contextSize: 1000 })
   assert.equal(p.nodes[0]?.memory.kv, (2048 + 0 + 512 + 2048) * 1000)
+})
+
+test("planDevicesOf: an rpc-server's announced devices in its order, with budgets (cut where told) and speeds", () => {
+  const cpu = { kind: 'cpu', name: 'CPU', type: 'cpu', rpcIndex: 1, budget: 8 * GIB, speed: { secondsPerGiB: 2 } }
+  const gpu = { kind: 'cuda', name: 'CUDA0', type: 'gpu', rpcIndex: 0, budget: 20 * GIB, speed: null }
+  assert.deepEqual(
+    planDevicesOf([cpu, gpu], (name, offer) => (name === 'CUDA0' ? offer / 2 : offer)),
+    [
+      { name: 'CUDA0', memoryBudget: 10 * GIB, secondsPerGiB: undefined, hostMemory: false },
+      { name: 'CPU', memoryBudget: 8 * GIB, secondsPerGiB: 2, hostMemory: true }
+    ]
+  )
+  assert.equal(planDevicesOf([cpu]), undefined, 'one device: planned as the node')
+  assert.equal(
+    planDevicesOf([
+      { kind: 'cpu', name: 'AMD EPYC' },
+      { kind: 'cuda', name: 'RTX' }
+    ]),
+    undefined,
+    'an older agent lists no rpc devices'
+  )
 })

@@ -482,7 +482,17 @@ export class Agent {
           ...last,
           protocol: formatRpcVersion(probe.version),
           state: 'ready',
-          devices: probe.devices.map((d) => ({ kind: 'cpu', name: `${key} #${d.index}`, memoryTotal: d.total, memoryFree: d.free })),
+          // a bare server's devices have no names we can learn (the protocol gives memory only); each is
+          // planned with 75 % of its free memory and its own --tensor-split entry, at the server's speed
+          devices: probe.devices.map((d) => ({
+            kind: 'cpu',
+            name: `${key} #${d.index}`,
+            memoryTotal: d.total,
+            memoryFree: d.free,
+            rpcIndex: d.index,
+            budget: Math.floor(d.free * 0.75),
+            speed: last.speed
+          })),
           memoryBudget: Math.floor(free * 0.75)
         }
         if (last.speed === null && last.state !== 'ready') {
@@ -490,7 +500,7 @@ export class Agent {
             this.o.logger.warn({ backend: key, err: err.message }, 'could not measure a static rpc-server; the planner assumes it is slow')
             return null
           })
-          next = { ...next, speed }
+          next = { ...next, speed, devices: next.devices.map((d) => ({ ...d, speed })) }
         }
       } catch (err) {
         if ((err as { kind?: string }).kind !== 'timeout') next = { ...last, state: 'unreachable' }
