@@ -194,6 +194,17 @@ test('the compute headroom grows with the context (attention scores of a batch a
   assert.ok((counts(long).a ?? 0) < 8, JSON.stringify(counts(long)))
 })
 
+/** A node whose rpc-server serves two devices: [name, budget MiB, seconds per GiB] each, in its order. */
+function serverOf(
+  peerId: string,
+  first: [string, number, number],
+  second: [string, number, number],
+  over: Partial<PlanNode> = {}
+): PlanNode {
+  const device = ([name, budgetMiB, secondsPerGiB]: [string, number, number]) => ({ name, memoryBudget: budgetMiB * MIB, secondsPerGiB })
+  return node(peerId, 0, undefined, { devices: [device(first), device(second)], ...over })
+}
+
 const deviceCounts = (p: ReturnType<typeof plan>): string[] => p.nodes.map((n) => `${n.peerId}/${n.device ?? '-'}:${n.layerCount}`)
 
 /** The layers llama.cpp gives each RPC device for the plan's split, checked against the plan's stages. */
@@ -215,12 +226,7 @@ function checkSplit(p: ReturnType<typeof plan>, devicesPerServer: Record<string,
 }
 
 test('a mixed node: the fast GPU holds what fits, its own CPU the overflow, one --rpc entry and one split entry per device', () => {
-  const gpuBox = node('gpu-box', 0, undefined, {
-    devices: [
-      { name: 'CUDA0', memoryBudget: 1200 * MIB, secondsPerGiB: 0.1 },
-      { name: 'CPU', memoryBudget: 8000 * MIB, secondsPerGiB: 2 }
-    ]
-  })
+  const gpuBox = serverOf('gpu-box', ['CUDA0', 1200, 0.1], ['CPU', 8000, 2])
   const p = plan({ model: model(32, 100), nodes: [gpuBox, node('cpu-box', 1000, 2)], contextSize: 512 })
   // the GPU is filled to its memory; the rest goes to the same box's CPU (no extra network hop to pay for...
   // each device is still a graph split, so the other CPU box is not needed)
@@ -236,13 +242,7 @@ test('a mixed node: the fast GPU holds what fits, its own CPU the overflow, one 
 test('a card is planned with its own memory, not the box RAM: a 41 GiB model never lands on a 32 GB card alone', () => {
   const layers = 80
   const m = model(layers, (41 * 1024) / layers, { embeddingBytes: 500 * MIB, outputBytes: 800 * MIB })
-  const box = node('box', 0, undefined, {
-    isHost: true,
-    devices: [
-      { name: 'CUDA0', memoryBudget: 30 * 1024 * MIB, secondsPerGiB: 0.05 },
-      { name: 'CPU', memoryBudget: 45 * 1024 * MIB, secondsPerGiB: 1 }
-    ]
-  })
+  const box = serverOf('box', ['CUDA0', 30 * 1024, 0.05], ['CPU', 45 * 1024, 1], { isHost: true })
   const p = plan({ model: m, nodes: [box], contextSize: 4096 })
   for (const n of p.nodes) assert.ok(n.memory.total <= n.memory.budget, `${n.device} within its budget`)
   assert.deepEqual(
@@ -254,12 +254,7 @@ test('a card is planned with its own memory, not the box RAM: a 41 GiB model nev
 })
 
 test('a slow device is left out when the model fits without it; the split gives it a zero share', () => {
-  const withVulkan = node('a', 0, undefined, {
-    devices: [
-      { name: 'Vulkan0', memoryBudget: 2048 * MIB, secondsPerGiB: 40 },
-      { name: 'CPU', memoryBudget: 4000 * MIB, secondsPerGiB: 1 }
-    ]
-  })
+  const withVulkan = serverOf('a', ['Vulkan0', 2048, 40], ['CPU', 4000, 1])
   const p = plan({ model: model(16, 100), nodes: [withVulkan, node('b', 4000, 1)], contextSize: 512 })
   assert.deepEqual(
     p.nodes.map((n) => n.device),
@@ -272,12 +267,7 @@ test('a slow device is left out when the model fits without it; the split gives 
 })
 
 test('the output on a device before an unused one of the same server: llama.cpp still puts it there', () => {
-  const box = node('box', 0, undefined, {
-    devices: [
-      { name: 'CUDA0', memoryBudget: 8000 * MIB, secondsPerGiB: 0.1 },
-      { name: 'CPU', memoryBudget: 8000 * MIB, secondsPerGiB: 3 }
-    ]
-  })
+  const box = serverOf('box', ['CUDA0', 8000, 0.1], ['CPU', 8000, 3])
   const p = plan({ model: model(16, 100), nodes: [node('other', 800, 1), box], contextSize: 512 })
   assert.equal(p.nodes.at(-1)?.device, 'CUDA0')
   const devices = checkSplit(p, { 'box:50052': 2, 'other:50052': 1 }, 16)
@@ -286,12 +276,7 @@ test('the output on a device before an unused one of the same server: llama.cpp 
 })
 
 test('a device needed for memory is used even when slow, and every device stays within its budget', () => {
-  const box = node('box', 0, undefined, {
-    devices: [
-      { name: 'Vulkan0', memoryBudget: 700 * MIB, secondsPerGiB: 40 },
-      { name: 'CPU', memoryBudget: 900 * MIB, secondsPerGiB: 1 }
-    ]
-  })
+  const box = serverOf('box', ['Vulkan0', 700, 40], ['CPU', 900, 1])
   const p = plan({ model: model(16, 100), nodes: [box, node('b', 500, 1)], contextSize: 512 })
   assert.ok(
     p.nodes.some((n) => n.device === 'Vulkan0' && n.layerCount > 0),

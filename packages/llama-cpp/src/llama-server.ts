@@ -199,17 +199,22 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
     }
   }
 
+  /** A completion request to this llama-server (with its API key), for its own checks. */
+  private async complete(body: Record<string, unknown>, timeoutMs: number): Promise<Response> {
+    const headers: Record<string, string> = { 'content-type': 'application/json' }
+    if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
+    return await fetch(`${this.url}/completion`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ ...body, cache_prompt: false }),
+      signal: AbortSignal.timeout(timeoutMs)
+    })
+  }
+
   /** One real token through every backend; the only check that notices a dead or frozen rpc-server. */
   private async completes(timeoutMs: number): Promise<boolean> {
     try {
-      const headers: Record<string, string> = { 'content-type': 'application/json' }
-      if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
-      const response = await fetch(`${this.url}/completion`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ prompt: 'ok', n_predict: 1, cache_prompt: false }),
-        signal: AbortSignal.timeout(timeoutMs)
-      })
+      const response = await this.complete({ prompt: 'ok', n_predict: 1 }, timeoutMs)
       await response.text()
       return response.status === 200
     } catch {
@@ -223,14 +228,7 @@ export class LlamaServerSupervisor extends EventEmitter<LlamaServerEvents> {
    */
   async measureDecode(tokens = 16, timeoutMs = 60_000): Promise<number | undefined> {
     try {
-      const headers: Record<string, string> = { 'content-type': 'application/json' }
-      if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
-      const response = await fetch(`${this.url}/completion`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ prompt: 'the river', n_predict: tokens, ignore_eos: true, temperature: 0, cache_prompt: false }),
-        signal: AbortSignal.timeout(timeoutMs)
-      })
+      const response = await this.complete({ prompt: 'the river', n_predict: tokens, ignore_eos: true, temperature: 0 }, timeoutMs)
       const body = (await response.json()) as { timings?: { predicted_per_token_ms?: number } }
       const ms = body.timings?.predicted_per_token_ms
       return typeof ms === 'number' && ms > 0 ? 1000 / ms : undefined
