@@ -418,7 +418,9 @@ export class Agent {
         // other tensors on the device. The calibration clients were such loads: serve from a fresh process.
         this.o.logger.info({}, 'restarting the rpc-server after measuring its devices (a fresh process for the first plan)')
         await this.rpc.stop()
-        await this.rpc.start()
+        await this.rpc.start().catch((err: Error) => {
+          this.o.logger.error({ err: err.message }, 'the rpc-server did not start again after measuring its devices')
+        })
       }
       if (this.served.length > 0) {
         const budgets = deviceBudgets(
