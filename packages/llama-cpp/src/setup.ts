@@ -96,6 +96,14 @@ export async function resolveBinaries(options: ResolveOptions = {}): Promise<Lla
  * tried again at the next setup.
  */
 async function withGpuModules(binaries: LlamaBinaries, cacheRoot: string, logger: Logger | undefined): Promise<LlamaBinaries> {
+  // best effort: two agents starting together may move the same file; the CPU serves whatever happens here
+  return await arrangeGpuModules(binaries, cacheRoot, logger).catch(async (err: Error) => {
+    logger?.warn({ err: err.message }, 'could not arrange the GPU backends; the CPU serves meanwhile')
+    return binaries.modulesDir !== undefined ? { ...binaries, backends: await installedModules(binaries.modulesDir) } : binaries
+  })
+}
+
+async function arrangeGpuModules(binaries: LlamaBinaries, cacheRoot: string, logger: Logger | undefined): Promise<LlamaBinaries> {
   const dir = binaries.modulesDir
   const platform = prebuiltPlatform()
   if (dir === undefined || platform === undefined) return binaries
