@@ -21,8 +21,10 @@ const network = TestNetwork.create([{}, {}, {}, {}])
 const [h0, h1, h2, client] = [network.host(0), network.host(1), network.host(2), network.host(3)]
 const backends = join(dir, 'rpc_backends.conf')
 writeFileSync(backends, `# SOLLOL's format\n${h2.address}:50052   # the bare rpc-server\n`)
-const common = ['--rpc-threads', '1', '--ctx-size', '256']
-// The agents could hold the model together; the bare rpc-server (two threads) is the fastest node.
+// The agents could hold the model together; the bare rpc-server (measured, two threads) is the fastest
+// node: the agents' speeds are given as slow (--rpc-speed), since measured ones on a busy machine came out
+// near the bare server's and a plan without it was as good (a CI run waited 90 s for it to be used).
+const common = ['--rpc-threads', '1', '--ctx-size', '256', '--rpc-speed', '2']
 const holder = new TestAgent(h0, dir, [...common, '--model', model, '--max-memory', '24MiB', '--rpc-backends-file', backends])
 const worker = new TestAgent(h1, dir, [...common, '--max-memory', '64MiB'])
 const agents = [holder, worker]
