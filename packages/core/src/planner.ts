@@ -35,7 +35,7 @@ export interface PlanModel {
   readonly kvBytesPerTokenPerLayer: number
   readonly embeddingLength: number
   /** Per layer when the model's KV heads differ by layer (kvBytesPerTokenByLayer); else kvBytesPerTokenPerLayer for all. */
-  readonly kvBytesPerTokenByLayer?: readonly number[]
+  readonly kvBytesPerTokenByLayer?: readonly number[] | undefined
   /** Sliding-window layers keep a smaller KV cache (kv-cache.ts); absent or null: every layer the whole context. */
   readonly slidingWindow?: SlidingWindow | null
   /** Attention heads (query): the attention scores of a batch against the context grow with them. */
@@ -71,7 +71,7 @@ export interface PlanNode {
    * The rpc-server's devices in its order (llama.cpp's RPC device order). Absent: one device with the
    * node's budget and speed (`memoryBudget` and `secondsPerGiB` then describe it).
    */
-  readonly devices?: readonly PlanDevice[]
+  readonly devices?: readonly PlanDevice[] | undefined
 }
 
 export interface PlanInput {

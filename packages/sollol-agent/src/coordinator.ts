@@ -501,7 +501,7 @@ export class Coordination {
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: this.budgetOf(a),
         secondsPerGiB: a.speed?.secondsPerGiB,
-        ...planDevicesField(planDevicesOf(a.devices, (device, offer) => this.budgetOf(a, offer, device))),
+        devices: planDevicesOf(a.devices, (device, offer) => this.budgetOf(a, offer, device)),
         hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })
@@ -516,7 +516,7 @@ export class Coordination {
           name: modelRef?.name ?? info.name ?? 'model',
           id: modelRef?.id ?? '',
           kvBytesPerTokenPerLayer: kvBytesPerToken(info, this.o.cacheTypes),
-          ...byLayerField(kvBytesPerTokenByLayer(info, this.o.cacheTypes))
+          kvBytesPerTokenByLayer: kvBytesPerTokenByLayer(info, this.o.cacheTypes)
         },
         nodes,
         ...(this.o.contextSize !== undefined ? { contextSize: this.o.contextSize } : {})
@@ -798,11 +798,3 @@ export class Coordination {
     if (this.planView !== null) this.planView = { ...this.planView, server: { ...this.planView.server, state: 'stopped', detail: reason } }
   }
 }
-
-/** `{ devices }` for a node planned per device, nothing for one planned as a whole. */
-const planDevicesField = (devices: ReturnType<typeof planDevicesOf>): { devices?: NonNullable<typeof devices> } =>
-  devices !== undefined ? { devices } : {}
-
-/** `{ kvBytesPerTokenByLayer }` for a model whose KV heads differ by layer, nothing otherwise. */
-const byLayerField = (byLayer: number[] | undefined): { kvBytesPerTokenByLayer?: number[] } =>
-  byLayer !== undefined ? { kvBytesPerTokenByLayer: byLayer } : {}

@@ -48,9 +48,7 @@ export async function planFromFile(
       name: ref.name,
       id: ref.id,
       kvBytesPerTokenPerLayer: kvBytesPerToken(info, cacheTypes),
-      ...(kvBytesPerTokenByLayer(info, cacheTypes) !== undefined
-        ? { kvBytesPerTokenByLayer: kvBytesPerTokenByLayer(info, cacheTypes) }
-        : {})
+      kvBytesPerTokenByLayer: kvBytesPerTokenByLayer(info, cacheTypes)
     },
     nodes: view.nodes
       .filter((n) => n.rpc.state === 'ready' || n.rpc.state === 'external')
@@ -63,7 +61,7 @@ export async function planFromFile(
         // the coordinator's own cost model; RTTs are its measurements, here the LAN default
         hopSeconds: hopSeconds(n.peerId === view.self, undefined),
         isHost: n.peerId === view.self,
-        ...(planDevicesOf(n.devices) !== undefined ? { devices: planDevicesOf(n.devices) } : {})
+        devices: planDevicesOf(n.devices)
       })),
     ...(contextSize !== undefined ? { contextSize } : {})
   })
