@@ -22,9 +22,13 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-previous-'))
 const model = join(dir, 'model.gguf')
 writeTestModel(model, SPLIT_TEST_MODEL)
 const network = TestNetwork.create([{}, {}, {}])
-// no agent can hold the model alone, so a plan needs agents of both releases; speeds given, so that the
-// plan does not hang on three first-start measurements on two busy cores
-const common = ['--rpc-threads', '1', '--ctx-size', '256', '--max-memory', '48MiB', '--rpc-speed', '2']
+// no agent can hold the model alone, so a plan needs two of the three; speeds given, so that the plan does
+// not hang on three first-start measurements on two busy cores. This release's holder is given as the
+// fastest, so every plan fills it first: with equal speeds, which two agents hold layers came down to
+// peer-id tie-breaks, and a plan over the previous release alone made the test fail at random.
+const common = ['--rpc-threads', '1', '--ctx-size', '256', '--max-memory', '48MiB']
+const slow = ['--rpc-speed', '2']
+const fast = ['--rpc-speed', '1']
 let release: Release
 let agents: TestAgent[] = []
 const record = previousRelease()
@@ -57,9 +61,9 @@ test('agents of the previous release and of this one form one cluster, serve, an
   }
   // the previous release keys its llama.cpp cache entry its own way: it is given this checkout's build
   const binDir = dirname((await llamaBinaries()).rpcServer)
-  const old = [...common, '--llama-bin-dir', binDir]
+  const old = [...common, ...slow, '--llama-bin-dir', binDir]
   const oldHolder = new TestAgent(network.host(0), dir, [...old, '--model', model], true, release.cli)
-  const newHolder = new TestAgent(network.host(1), dir, [...common, '--model', model])
+  const newHolder = new TestAgent(network.host(1), dir, [...common, ...fast, '--model', model])
   const oldWorker = new TestAgent(network.host(2), dir, old, true, release.cli)
   agents = [oldHolder, newHolder, oldWorker]
   for (const a of agents) a.start()
