@@ -107,6 +107,11 @@ test(`${MESSAGES} malformed messages from a rogue key holder change nothing and 
       `impersonations counted on ${a.host.name}: ${JSON.stringify(view.counters?.dropReasons)}`
     )
   }
+  for (const a of agents) {
+    const c = a.view()!.counters!
+    assert.ok((c.livenessReportsIn ?? 0) > 0, `${a.host.name} received the rogue's liveness reports: ${JSON.stringify(c)}`)
+    assert.equal(c.livenessReportsTaken ?? 0, 0, `${a.host.name} took none`)
+  }
   assert.deepEqual(
     agents.map((a) => essentials(a.view()!)),
     snapshot,

@@ -4,6 +4,9 @@
  * holds one connection per peer. (They did not: a peer whose first dial failed under that load was never
  * dialled again, and most agents listed only themselves.) One observer process polls every agent's API
  * (on its host's address) every 500 ms, so that observing does not add twenty more processes.
+ * Then liveness on the ring (liveness.ts): each agent beats and watches four neighbours, not nineteen; an
+ * agent frozen with SIGSTOP (its connections stay open) is reported by its watchers and leaves every view
+ * within the 10 s bound, and after SIGCONT it is back in every view.
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -50,6 +53,23 @@ for (;;) {
 }
 `
 
+// Polls the given agents until each lists exactly n nodes (none of them \`absent\`); prints what it saw.
+const COUNT = `
+const [n, absent, timeoutMs, ...urls] = [Number(process.argv[2]), process.argv[3], Number(process.argv[4]), ...process.argv.slice(5)]
+const started = Date.now()
+const read = async (u) => { try { const r = await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(2000) }); return await r.json() } catch { return undefined } }
+for (;;) {
+  const views = await Promise.all(urls.map(read))
+  const ok = views.every((v) => v !== undefined && v.nodes.length === n && !v.nodes.some((x) => x.peerId === absent))
+  if (ok || Date.now() - started > timeoutMs) {
+    console.log(JSON.stringify({ ok, elapsed: Date.now() - started, counts: views.map((v) => v?.nodes.length ?? 0),
+      watching: views.map((v) => v?.discovery.watching ?? null), counters: views.map((v) => v?.counters ?? null) }))
+    process.exit(0)
+  }
+  await new Promise((r) => setTimeout(r, 200))
+}
+`
+
 test(`${N} agents started at once form one cluster`, async () => {
   const script = join(dir, 'observer.mjs')
   writeFileSync(script, OBSERVER)
@@ -76,5 +96,50 @@ test(`${N} agents started at once form one cluster`, async () => {
   for (const peers of seen.peers) assert.deepEqual(peers, ids)
   console.log(
     `${N} agents started at once: every agent listed all ${(seen.listedAt! / 1000).toFixed(1)} s after the start, one connection per pair after ${(seen.connectedAt! / 1000).toFixed(1)} s`
+  )
+
+  interface Counted {
+    ok: boolean
+    elapsed: number
+    counts: number[]
+    watching: Array<string[] | null>
+    counters: Array<Record<string, number> | null>
+  }
+  const countScript = join(dir, 'count.mjs')
+  writeFileSync(countScript, COUNT)
+  const urls = agents.map((a) => `http://${a.host.address}:7491`)
+  const count = async (n: number, absent: string, timeoutMs: number, only: string[]): Promise<Counted> => {
+    const out = await network.host(0).run(process.execPath, [countScript, String(n), absent, String(timeoutMs), ...only], {
+      timeout: timeoutMs + 30_000
+    })
+    return JSON.parse(String(out.stdout).trim()) as Counted
+  }
+
+  // at rest on the ring: four neighbours each, the relation symmetric (each one watched by those it watches)
+  const rest = await count(N, '-', 10_000, urls)
+  assert.ok(rest.ok, `still one cluster: ${rest.counts.join(',')}`)
+  const watching = new Map(seen.ids.map((id, i) => [id!, rest.watching[i] ?? []]))
+  for (const [id, peers] of watching) {
+    assert.equal(peers.length, 4, `${id} watches ${peers.length} peers: ${peers.join(', ')}`)
+    for (const peer of peers) assert.ok(watching.get(peer)?.includes(id), `${id} watches ${peer}, not the other way round`)
+  }
+
+  // one agent frozen: its connections stay open; its watchers report it and it leaves every other view
+  const frozen = 7
+  const frozenId = seen.ids[frozen]!
+  const others = urls.filter((_, i) => i !== frozen)
+  agents[frozen]!.signal('SIGSTOP')
+  const gone = await count(N - 1, frozenId, 30_000, others)
+  agents[frozen]!.signal('SIGCONT')
+  assert.ok(gone.ok, `the frozen agent left every view within 30 s: ${gone.counts.join(',')}`)
+  const taken = gone.counters.reduce((sum, c) => sum + (c?.livenessReportsTaken ?? 0), 0)
+  assert.ok(taken > 0, 'the others took their word from its watchers')
+  assert.ok(gone.elapsed <= 10_000, `a frozen agent leaves every view within 10 s: ${gone.elapsed} ms`)
+  const back = await count(N, '-', 60_000, urls)
+  assert.ok(back.ok, `after SIGCONT it is back in every view within 60 s: ${back.counts.join(',')}`)
+  const refutations = back.counters.reduce((sum, c) => sum + (c?.refutations ?? 0), 0)
+  console.log(
+    `ring: a frozen agent left all ${N - 1} other views after ${(gone.elapsed / 1000).toFixed(1)} s (${taken} reports taken); ` +
+      `back in every view ${(back.elapsed / 1000).toFixed(1)} s after SIGCONT; ${refutations} refutations in all`
   )
 })

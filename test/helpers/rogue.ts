@@ -7,7 +7,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ANNOUNCEMENT_VERSION, type Announcement } from '@sollol/core'
+import { ANNOUNCEMENT_VERSION, encodeLivenessReport, type Announcement } from '@sollol/core'
 import { seededRandom } from '@sollol/gguf'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -15,7 +15,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { announceTopic, heartbeatProtocol, helloProtocol, privateNetwork, readClusterKey, stateProtocol } from '@sollol/mesh'
+import { announceTopic, heartbeatProtocol, livenessTopic, helloProtocol, privateNetwork, readClusterKey, stateProtocol } from '@sollol/mesh'
 
 const [keyFile, countText, ...targets] = process.argv.slice(2)
 const count = Number(countText)
@@ -98,9 +98,10 @@ const node = await createLibp2p({
   }
 })
 const selfId = node.peerId.toString()
-const summary = { gossip: 0, gossipFailed: 0, illegalClaims: 0, streams: 0, streamErrors: 0, redials: 0 }
+const summary = { gossip: 0, gossipFailed: 0, illegalClaims: 0, livenessReports: 0, streams: 0, streamErrors: 0, redials: 0 }
 const topic = announceTopic('default')
 node.services.pubsub.subscribe(topic)
+node.services.pubsub.subscribe(livenessTopic('default'))
 const peers: PeerId[] = []
 for (const target of targets) {
   const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(10_000) })
@@ -165,6 +166,18 @@ if (modelId !== undefined) {
     await node.services.pubsub.publish(topic, encoder.encode(JSON.stringify(claim)))
     summary.illegalClaims++
   }
+}
+// Liveness reports: malformed ones, and well-formed ones saying every target is gone (the rogue is no
+// target's watcher): counted, never acted on.
+for (let i = 0; i < 20; i++) {
+  const junk =
+    i % 2 === 0 ? encoder.encode('{"v":1,"subject":') : encoder.encode(JSON.stringify({ v: 1, subject: victimId, state: 'dead' }))
+  await node.services.pubsub.publish(livenessTopic('default'), junk).catch(() => {})
+  for (const peer of peers) {
+    const lie = encodeLivenessReport({ subject: peer.toString(), incarnation: 2 ** 53 - 1, seq: 2 ** 53 - 1, state: 'gone' })
+    await node.services.pubsub.publish(livenessTopic('default'), lie).catch(() => {})
+  }
+  summary.livenessReports++
 }
 // The request/response protocols, fed garbage, and protocols nobody speaks.
 for (let i = 0; i < 400; i++) {

@@ -260,6 +260,14 @@ export const announcementSchema = z
      * this one probes and measures them and speaks for them. Older agents omit it.
      */
     staticBackends: z.array(staticBackendSchema).max(64).optional(),
+    /**
+     * How the sender watches liveness (liveness.ts): on a ring, beating `ring` neighbours each side and
+     * reporting them. Older agents omit it: they beat every member and expect a beat from every member.
+     */
+    heartbeats: z
+      .object({ ring: z.number().int().min(1).max(64) })
+      .loose()
+      .optional(),
     /** Whom this agent believes coordinates, and in which term. From the coordinator itself it is its claim. */
     coordinator: z
       .object({ peerId: z.string().min(1).max(128), term })

@@ -1,17 +1,20 @@
 /**
  * Membership and election of a 200-node cluster in one process, in virtual time: the pure core as every
  * agent runs it (membership from announcements, the election rule, claims only from nodes that can
- * coordinate), with the LAN timings and a simulated network (every announcement reaches every running node
- * 1-30 ms later, as gossip does; a killed node's connections close ~20 ms after it dies). As the mesh does,
- * a node announces when what it says changes (and on the slow refresh), and sends every running node a
- * heartbeat naming its last announcement each interval; a heartbeat naming one the receiver lacks makes it
- * fetch that announcement from its owner (a round trip). No I/O, no sleeps.
+ * coordinate), with the LAN timings and a simulated network (every announcement and liveness report
+ * reaches every running node 1-30 ms later, as gossip does; a killed node's connections close ~20 ms after it
+ * dies). As the mesh does, a node announces when what it says changes (and on the slow refresh), and sends
+ * each member it watches (its ring neighbours, liveness.ts) a heartbeat naming its last announcement each
+ * interval; a heartbeat naming one the receiver lacks makes it fetch that announcement from its owner (a
+ * round trip); what a watcher sees of a neighbour's silence it reports to all, and a node reported against
+ * its latest announcement announces again. No I/O, no sleeps.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Announcement } from './announcement.js'
 import { clusterModel, Election, LAN_ELECTION_TIMINGS, rankCandidates, type Role } from './election.js'
 import { Membership } from './membership.js'
+import { RING_PER_SIDE, type LivenessReport } from './liveness.js'
 import { LAN_MESH_TIMINGS } from './timings.js'
 import { testAnnouncement } from './test-announcement.js'
 import { seededRandom } from './random.js'
@@ -25,6 +28,8 @@ interface SimNode {
   readonly id: string
   readonly startAt: number
   running: boolean
+  /** Frozen: runs nothing, its connections stay open (SIGSTOP). */
+  frozen: boolean
   membership: Membership
   election: Election
   seq: number
@@ -41,11 +46,14 @@ class Simulation {
   delivered = 0
   heartbeats = 0
   fetched = 0
+  reports = 0
+  refutations = 0
   /** Messages in flight, by the step they arrive in. */
   private readonly queue = new Map<number, Array<{ at: number; to: SimNode; run: () => void }>>()
   private readonly rand: () => number
   /** Every (term, node) that acted as coordinator. */
   readonly coordinatorsByTerm = new Map<number, Set<string>>()
+  readonly byId = new Map<string, SimNode>()
 
   constructor(seed: number, startWithinMs: number) {
     this.rand = seededRandom(seed) // deterministic, so a failure can be replayed
@@ -56,6 +64,7 @@ class Simulation {
         id,
         startAt,
         running: false,
+        frozen: false,
         membership: new Membership('default', id, LAN_MESH_TIMINGS),
         election: new Election(id, LAN_ELECTION_TIMINGS, startAt),
         seq: 0,
@@ -65,6 +74,7 @@ class Simulation {
         role: 'observing',
         holder: i % (N / HOLDERS) === 0
       })
+      this.byId.set(id, this.nodes[i]!)
     }
   }
 
@@ -73,6 +83,7 @@ class Simulation {
     return testAnnouncement(n.id, {
       incarnation: n.startAt + 1,
       seq: ++n.seq,
+      heartbeats: { ring: RING_PER_SIDE },
       models: n.holder ? [{ name: 'm.gguf', size: 1e9, id: 'aaaaaaaaaaaaaaaa' }] : [],
       canCoordinate: n.holder,
       coordinator: coordinator === undefined ? null : { peerId: coordinator, term: n.election.currentTerm }
@@ -93,8 +104,9 @@ class Simulation {
   private heartbeat(n: SimNode): void {
     const beat = n.latest
     if (beat === undefined) return
-    for (const to of this.nodes) {
-      if (to === n || !to.running) continue
+    for (const id of n.membership.watched()) {
+      const to = this.byId.get(id)
+      if (to === undefined || !to.running) continue
       this.send({
         at: this.now + 1 + Math.floor(this.rand() * 30),
         to,
@@ -116,6 +128,26 @@ class Simulation {
     }
   }
 
+  /** Sends what `n`'s membership has to report to every running node. */
+  private flushReports(n: SimNode): void {
+    for (const report of n.membership.takeReports()) {
+      for (const to of this.nodes) {
+        if (to === n || !to.running) continue
+        this.send({ at: this.now + 1 + Math.floor(this.rand() * 30), to, run: () => this.receiveReport(to, n.id, report) })
+      }
+    }
+  }
+
+  private receiveReport(n: SimNode, from: string, report: LivenessReport): void {
+    this.reports++
+    const { refute } = n.membership.onReport(from, report, this.now)
+    if (refute && n.latest !== undefined && report.seq === n.latest.seq) {
+      this.refutations++
+      this.announce(n)
+    }
+    this.flushReports(n)
+  }
+
   private send(m: { at: number; to: SimNode; run: () => void }): void {
     const step = Math.ceil(m.at / STEP_MS) * STEP_MS
     const bucket = this.queue.get(step) ?? []
@@ -126,6 +158,8 @@ class Simulation {
   private receive(n: SimNode, a: Announcement): void {
     this.delivered++
     n.membership.onAnnouncement(a, this.now)
+    // the mesh's connection to every member (a joining node's hello comes over it)
+    if (n.membership.get(a.peerId)?.connected !== true) n.membership.onConnected(a.peerId, this.now)
     // as the coordinator does: a claim counts only from a node that can coordinate
     if (a.coordinator !== null && a.coordinator.peerId === a.peerId && !a.canCoordinate) return
     n.election.observe(a, this.now)
@@ -142,6 +176,7 @@ class Simulation {
   /** One coordination step of a node, as coordinator.ts does it. */
   private decide(n: SimNode): void {
     n.membership.tick(this.now)
+    this.flushReports(n)
     const members = n.membership.list(this.now)
     const self = this.announcement(n)
     n.seq-- // the self view is not an announcement
@@ -172,10 +207,10 @@ class Simulation {
       if (due !== undefined) {
         this.queue.delete(this.now)
         due.sort((x, y) => x.at - y.at)
-        for (const m of due) if (m.to.running) m.run()
+        for (const m of due) if (m.to.running && !m.to.frozen) m.run()
       }
       for (const n of this.nodes) {
-        if (!n.running) continue
+        if (!n.running || n.frozen) continue
         if (this.now - n.lastAnnounceAt >= LAN_MESH_TIMINGS.announceRefreshMs) this.announce(n)
         if ((this.now - n.startAt) % LAN_MESH_TIMINGS.announceIntervalMs < STEP_MS) this.heartbeat(n)
         if (this.now % LOOP_MS === 0) this.decide(n)
@@ -184,7 +219,7 @@ class Simulation {
   }
 
   running(): SimNode[] {
-    return this.nodes.filter((n) => n.running)
+    return this.nodes.filter((n) => n.running && !n.frozen)
   }
 
   /** Every running node lists all other running nodes alive, and all agree on one coordinator and term. */
@@ -254,10 +289,41 @@ test(`a ${N}-node cluster started within 5 s converges on one coordinator; its l
   assert.deepEqual(sim.agreement(), second, 'still one view and one coordinator after 90 s at rest')
   const refreshOnly = (up - 1) / (LAN_MESH_TIMINGS.announceRefreshMs / 1000)
   assert.ok(announcementsAtRest <= refreshOnly * 1.05, `announcements at rest: ${announcementsAtRest} per node per second`)
+  // each node beats its four ring neighbours once per interval, not its 199 peers
+  const ringBeats = (2 * RING_PER_SIDE) / (LAN_MESH_TIMINGS.announceIntervalMs / 1000)
+  assert.ok(heartbeatsAtRest <= ringBeats * 1.05, `heartbeats at rest: ${heartbeatsAtRest} per node per second`)
+  const refutationsAtRest = sim.refutations
+
+  // 4. a node freezes (its connections stay open): its watchers report it, and it leaves every view within
+  // the 10 s bound; a killed one leaves within the 5 s bound (every node sees its connections close)
+  const frozen = sim.running().find((n) => !n.holder)!
+  frozen.frozen = true
+  const frozenAt = sim.now
+  let frozenGone: number | undefined
+  while (sim.now < frozenAt + 10_000 && frozenGone === undefined) {
+    sim.runUntil(sim.now + 50)
+    if (sim.running().every((n) => n.membership.get(frozen.id) === undefined)) frozenGone = sim.now - frozenAt
+  }
+  assert.ok(frozenGone !== undefined && frozenGone <= 10_000, `a frozen node leaves every view within 10 s (${frozenGone} ms)`)
+  // its last beats went up to an interval before it froze
+  assert.ok(frozenGone >= LAN_MESH_TIMINGS.silenceGoneMs - LAN_MESH_TIMINGS.announceIntervalMs, 'not before its watchers could know')
+  const killed = sim.running().find((n) => !n.holder)!
+  sim.kill(killed)
+  const killedAt2 = sim.now
+  let killedGone: number | undefined
+  while (sim.now < killedAt2 + 5000 && killedGone === undefined) {
+    sim.runUntil(sim.now + 50)
+    if (sim.running().every((n) => n.membership.get(killed.id) === undefined)) killedGone = sim.now - killedAt2
+  }
+  assert.ok(killedGone !== undefined, 'a killed node leaves every view within 5 s')
+  sim.runUntil(sim.now + 10_000)
+  assert.deepEqual(sim.agreement(), second, 'the others still agree, each alive in every view')
+  assert.equal(refutationsAtRest, sim.refutations, 'no node was reported at rest or by the freeze of another')
   console.log(
     `simulation: ${N} nodes (${HOLDERS} holders) converged ${converged} ms after the first start (virtual); ` +
       `coordinator loss -> agreed on the next in ${failover - killedAt} ms; ${perNodePerSecond.toFixed(0)} announcements received per node per second until then ` +
       `(${sim.fetched} fetched after a heartbeat named a newer one); at rest ${announcementsAtRest.toFixed(2)} announcements and ${heartbeatsAtRest.toFixed(0)} heartbeats per node per second; ` +
+      `a frozen node left every view after ${frozenGone} ms, a killed one after ${killedGone} ms (${sim.reports} reports delivered); ` +
       `${Date.now() - wallStart} ms of real time`
   )
 })

@@ -54,6 +54,8 @@ export interface DiscoveryView {
   /** Open libp2p connections and distinct peers behind them (one connection per peer is the aim). */
   readonly connections?: number
   readonly connectedPeers?: number
+  /** The members this agent beats and watches (its ring neighbours, liveness.ts), by peer id. */
+  readonly watching?: readonly string[]
 }
 
 export interface ClusterView {
@@ -89,6 +91,11 @@ export interface ClusterView {
     readonly heartbeatsOut?: number
     /** Announcements asked of their owner over hello (a new connection, or a heartbeat naming one this agent lacked). */
     readonly announcementsFetched?: number
+    /** Liveness reports about watched members sent, received, and acted on; reports about us refuted. */
+    readonly livenessReportsOut?: number
+    readonly livenessReportsIn?: number
+    readonly livenessReportsTaken?: number
+    readonly refutations?: number
   }
   readonly generatedAt: string
 }

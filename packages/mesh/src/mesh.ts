@@ -13,7 +13,10 @@ import {
   ANNOUNCEMENT_VERSION,
   clusterView,
   encodeAnnouncement,
+  encodeLivenessReport,
   Membership,
+  parseLivenessReport,
+  RING_PER_SIDE,
   MAX_ANNOUNCEMENT_BYTES,
   parseAnnouncement,
   type Announcement,
@@ -22,18 +25,30 @@ import {
   type IncompatiblePeer,
   type MeshTimings,
   type MembershipEvent,
+  type LivenessReport,
   WIRE_RANGE
 } from '@sollol/core'
 import { surplusConnections } from './duplicate-connections.js'
 import { BEAT_BYTES, decodeBeat, encodeBeat } from './heartbeat.js'
 import { createMeshNode, type MeshNode } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
-import { announceTopic, heartbeatProtocol, helloProtocol, MAX_STATE_BYTES, stateProtocol, tunnelProtocol } from './protocols.js'
+import {
+  announceTopic,
+  heartbeatProtocol,
+  helloProtocol,
+  livenessTopic,
+  MAX_STATE_BYTES,
+  stateProtocol,
+  tunnelProtocol
+} from './protocols.js'
 import { exitTunnel, listenForTunnel } from './tunnel.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 /** What the agent says about itself; the mesh adds identity, ordering and addresses. */
-export type SelfDescription = Omit<Announcement, 'v' | 'cluster' | 'peerId' | 'incarnation' | 'seq' | 'addresses' | 'hostname'> & {
+export type SelfDescription = Omit<
+  Announcement,
+  'v' | 'cluster' | 'peerId' | 'incarnation' | 'seq' | 'addresses' | 'hostname' | 'heartbeats'
+> & {
   hostname?: string
 }
 
@@ -88,6 +103,12 @@ export interface MeshCounters {
   heartbeatsOut: number
   /** Announcements asked of their owner over hello (a new connection, or a heartbeat naming one we lacked). */
   announcementsFetched: number
+  /** Liveness reports sent about the members we watch, and received (taken: acted on) from their watchers. */
+  livenessReportsOut: number
+  livenessReportsIn: number
+  livenessReportsTaken: number
+  /** Reports that said we were not alive, answered by announcing again. */
+  refutations: number
 }
 
 export interface MeshEvents {
@@ -145,7 +166,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
     connectionsOpened: 0,
     heartbeatsIn: 0,
     heartbeatsOut: 0,
-    announcementsFetched: 0
+    announcementsFetched: 0,
+    livenessReportsOut: 0,
+    livenessReportsIn: 0,
+    livenessReportsTaken: 0,
+    refutations: 0
   }
   /** Open tunnel exits, by the peer that opened them (cut when that peer loses admission). */
   private readonly tunnelStreams = new Map<string, Set<Stream>>()
@@ -224,11 +249,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
     const pubsub = node.services.pubsub
     pubsub.subscribe(announceTopic(o.cluster))
+    pubsub.subscribe(livenessTopic(o.cluster))
     pubsub.addEventListener('message', (evt) => {
       const message = evt.detail
-      if (message.topic !== announceTopic(o.cluster)) return
       const from = message.type === 'signed' ? message.from.toString() : undefined
-      this.receive(message.data, from)
+      if (message.topic === announceTopic(o.cluster)) this.receive(message.data, from)
+      else if (message.topic === livenessTopic(o.cluster)) this.receiveReport(message.data, from)
     })
 
     this.discovery = { ...this.discovery, listen: node.getMultiaddrs().map(String) }
@@ -282,7 +308,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       ...this.discovery,
       closed: this.options.clusterKey !== undefined,
       connections: connections.length,
-      connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size
+      connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size,
+      watching: this.membership.watched()
     }
     const view = clusterView(
       this.announcement(),
@@ -399,7 +426,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
    * Re-reads the self description; a new seq only when something in it changed, so that an unchanged
    * agent gossips nothing and its heartbeats keep naming the announcement every member holds.
    */
-  private refreshAnnouncement(): boolean {
+  private refreshAnnouncement(bump = false): boolean {
     const self = this.options.describeSelf()
     const next: Announcement = {
       ...self,
@@ -410,19 +437,23 @@ export class Mesh extends EventEmitter<MeshEvents> {
       incarnation: this.incarnation,
       seq: this.seq,
       hostname: self.hostname ?? hostname(),
-      addresses: this.node?.getMultiaddrs().map((ma) => ma.decapsulate('/p2p').toString()) ?? []
+      addresses: this.node?.getMultiaddrs().map((ma) => ma.decapsulate('/p2p').toString()) ?? [],
+      heartbeats: { ring: RING_PER_SIDE }
     }
-    if (this.latest !== undefined && JSON.stringify(next) === JSON.stringify(this.latest)) return false
+    if (!bump && this.latest !== undefined && JSON.stringify(next) === JSON.stringify(this.latest)) return false
     this.seq++
     this.latest = { ...next, seq: this.seq }
     return true
   }
 
-  /** Gossips the announcement when it changed, or always with `force` (start, the slow refresh). */
-  private publish(force = false): void {
+  /**
+   * Gossips the announcement when it changed, or always with `force` (start, the slow refresh); `bump`: with
+   * a new seq even if nothing changed (a refutation: reports about the older one are then stale).
+   */
+  private publish(force = false, bump = false): void {
     const node = this.node
     if (node === undefined) return
-    if (!this.refreshAnnouncement() && !force) return
+    if (!this.refreshAnnouncement(bump) && !force) return
     const latest = this.latest as Announcement
     this.publishedAt = this.now()
     this.joinedSinceAnnounce = false
@@ -444,9 +475,19 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private beat(): void {
     const node = this.node
     if (node === undefined) return
-    // Members, and peers heard from in this run that are connected again (a peer back from a freeze was
-    // dropped by every side; its beat is what makes the other side fetch its announcement at once).
-    const targets = new Set([...this.membership.list(this.now()).map((m) => m.announcement.peerId), ...this.known.keys()])
+    // The members we watch (liveness.ts), and peers heard from in this run that are connected again but are
+    // not members (a peer back from a freeze was dropped by every side; its beat is what makes the other
+    // side fetch its announcement at once).
+    const targets = new Set(this.membership.watched())
+    for (const id of this.known.keys()) if (this.membership.get(id) === undefined) targets.add(id)
+    targets.delete(this.peerId)
+    for (const [id, entry] of this.beats) {
+      // no longer a neighbour: its beats stop, and it stops hearing ours (the ring moved over a join)
+      if (targets.has(id)) continue
+      this.beats.delete(id)
+      this.beatSentAt.delete(id)
+      if (entry !== 'opening') void entry.stream.close().catch(() => {})
+    }
     for (const id of targets) {
       const peer = peerIdFromString(id)
       if (node.getConnections(peer).length === 0) continue
@@ -610,6 +651,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private emitEvents(events: MembershipEvent[]): void {
+    for (const report of this.membership.takeReports()) this.sendReport(report)
     for (const event of events) {
       // Announcements travel on change only: a newcomer reached through one peer learns of the others
       // (their addresses, to dial them) when they gossip again after it joined.
@@ -621,6 +663,45 @@ export class Mesh extends EventEmitter<MeshEvents> {
         )
       this.emit('membership', event)
     }
+  }
+
+  /** Tells every member what we saw of a member we watch (liveness.ts). */
+  private sendReport(report: LivenessReport): void {
+    const node = this.node
+    if (node === undefined) return
+    this.options.logger.info({ peer: report.subject, state: report.state }, 'reporting a watched peer')
+    node.services.pubsub.publish(livenessTopic(this.options.cluster), encodeLivenessReport(report)).then(
+      () => {
+        this.counters.livenessReportsOut++
+      },
+      (err: Error) => {
+        this.options.logger.debug({ err: err.message }, 'liveness report not published')
+      }
+    )
+  }
+
+  /** A watcher's report: taken when it comes from one of the subject's watchers; about us, refuted. */
+  private receiveReport(data: Uint8Array, from: string | undefined): void {
+    const parsed = parseLivenessReport(data)
+    if (!parsed.ok) {
+      this.drop(parsed.reason, from)
+      return
+    }
+    if (from === undefined) {
+      this.drop('impersonation: an unsigned liveness report', from)
+      return
+    }
+    this.counters.livenessReportsIn++
+    const report = parsed.value
+    const { taken, refute, events } = this.membership.onReport(from, report, this.now())
+    if (taken) this.counters.livenessReportsTaken++
+    // only a report about the announcement we last made: one newer announcement answers every watcher
+    if (refute && report.incarnation === this.incarnation && report.seq === this.latest?.seq) {
+      this.counters.refutations++
+      this.options.logger.info({ reporter: from, state: report.state }, 'a peer reported this agent silent: announcing again')
+      this.publish(true, true)
+    }
+    this.emitEvents(events)
   }
 
   private async reply(stream: Stream, payload: Uint8Array): Promise<void> {
@@ -733,6 +814,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (node === undefined) return
     for (const member of this.membership.list(this.now())) {
       const peer = peerIdFromString(member.announcement.peerId)
+      // a member is heard of (its watchers vouch for it): its addresses stay worth redialling
+      const known = this.known.get(member.announcement.peerId)
+      if (known !== undefined) known.heardAt = this.now()
       if (node.getConnections(peer).length === 0) continue
       this.closeDuplicates(peer)
       this.repairGossip(peer)

@@ -1,5 +1,7 @@
 /** Names on the wire. The cluster name is part of each, so clusters on one LAN never mix. */
 export const announceTopic = (cluster: string): string => `/sollol/${cluster}/announce/1`
+/** Gossip: what a member's watchers saw of it (suspect, alive, gone; @sollol/core liveness.ts). */
+export const livenessTopic = (cluster: string): string => `/sollol/${cluster}/liveness/1`
 /** Request/response: the agent's view of the cluster (JSON). */
 export const stateProtocol = (cluster: string): string => `/sollol/${cluster}/state/1.0.0`
 /** Request/response: the agent's own latest announcement, so a new connection joins at once. */

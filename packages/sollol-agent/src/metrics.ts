@@ -139,7 +139,7 @@ export class AgentMetrics {
     })
     new Counter({
       name: 'sollol_heartbeats_total',
-      help: 'Heartbeats (incarnation and seq, to every connected member each interval) received and sent',
+      help: 'Heartbeats (incarnation and seq, to each watched ring neighbour each interval) received and sent',
       labelNames: ['direction'],
       registers,
       collect() {
@@ -147,6 +147,20 @@ export class AgentMetrics {
         this.reset()
         this.inc({ direction: 'in' }, c?.heartbeatsIn ?? 0)
         this.inc({ direction: 'out' }, c?.heartbeatsOut ?? 0)
+      }
+    })
+    new Counter({
+      name: 'sollol_liveness_reports_total',
+      help: 'Liveness reports about watched ring neighbours: sent, received, and taken (acted on); refuted: about this agent, answered by announcing again',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        const c = s.view().counters
+        this.reset()
+        this.inc({ kind: 'sent' }, c?.livenessReportsOut ?? 0)
+        this.inc({ kind: 'received' }, c?.livenessReportsIn ?? 0)
+        this.inc({ kind: 'taken' }, c?.livenessReportsTaken ?? 0)
+        this.inc({ kind: 'refuted' }, c?.refutations ?? 0)
       }
     })
     new Counter({
