@@ -7,6 +7,7 @@ import { testAnnouncement } from './test-announcement.js'
 
 const T = LAN_MESH_TIMINGS
 const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `p${String(i).padStart(2, '0')}`)
+const types = (events: Array<{ type: string }>): string[] => events.map((e) => e.type)
 const onRing = (id: string, over = {}) => testAnnouncement(id, { heartbeats: { ring: RING_PER_SIDE }, ...over })
 
 test('the ring: up to five members everyone watches everyone; beyond, four neighbours each, the relation symmetric', () => {
@@ -158,4 +159,12 @@ test('a member nobody reports on and that sends nothing for two refreshes goes (
     .map((e) => e.peerId)
   assert.deepEqual(left, ['p00', 'p01', 'p07', 'p08'])
   assert.equal(m.list(bound).find((x) => x.announcement.peerId === 'p09')?.status, 'alive')
+})
+
+test('after this agent itself stalled, the members it watches get a fresh window instead of being reported gone', () => {
+  const m = ringOfTen()
+  m.afterStall(T.silenceGoneMs + 5000)
+  assert.deepEqual(m.tick(T.silenceGoneMs + 5000), [])
+  assert.deepEqual(m.takeReports(), [])
+  assert.deepEqual(types(m.tick(2 * T.silenceGoneMs + 5000)).filter((t) => t === 'member:left').length, 4, 'silent since: gone')
 })

@@ -85,6 +85,15 @@ export class Membership {
     return [...this.watchedSince.keys()].sort()
   }
 
+  /**
+   * This agent itself did not run for a while (SIGSTOP, a stalled event loop, a suspended machine): the
+   * silence of the members it watches is its own, so their windows start again from now rather than being
+   * judged and reported gone (they would be reported by an agent the others have already dropped).
+   */
+  afterStall(now: number): void {
+    for (const id of this.watchedSince.keys()) this.watchedSince.set(id, now)
+  }
+
   /** Reports about the members we watch since the last call, to send to every member. */
   takeReports(): LivenessReport[] {
     const reports = this.outbox

@@ -267,13 +267,19 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.beat()
       }, t.announceIntervalMs)
     )
+    const tickMs = Math.min(250, t.disconnectGoneMs / 2)
+    let lastTick = this.now()
     this.timers.push(
-      setInterval(
-        () => {
-          this.emitEvents(this.membership.tick(this.now()))
-        },
-        Math.min(250, t.disconnectGoneMs / 2)
-      )
+      setInterval(() => {
+        const now = this.now()
+        // this timer did not run for the suspicion window: we were stopped, not the members we watch
+        if (now - lastTick >= t.silenceSuspectMs) {
+          o.logger.warn({ stalledMs: Math.round(now - lastTick) }, 'this agent did not run for a while: giving the peers it watches a fresh window')
+          this.membership.afterStall(now)
+        }
+        lastTick = now
+        this.emitEvents(this.membership.tick(now))
+      }, tickMs)
     )
     this.timers.push(
       setInterval(() => {
