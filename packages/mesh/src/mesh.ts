@@ -274,7 +274,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
         const now = this.now()
         // this timer did not run for the suspicion window: we were stopped, not the members we watch
         if (now - lastTick >= t.silenceSuspectMs) {
-          o.logger.warn({ stalledMs: Math.round(now - lastTick) }, 'this agent did not run for a while: giving the peers it watches a fresh window')
+          o.logger.warn(
+            { stalledMs: Math.round(now - lastTick) },
+            'this agent did not run for a while: giving the peers it watches a fresh window'
+          )
           this.membership.afterStall(now)
         }
         lastTick = now
