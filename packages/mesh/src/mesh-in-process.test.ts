@@ -1,0 +1,128 @@
+/**
+ * Real meshes, eight of them, in one process over loopback TCP (no mDNS, no root, no network namespaces):
+ * the liveness ring end to end in seconds. The network-namespace suite still tests agents as processes;
+ * this one runs the Mesh class itself, so its rules can be exercised where a process cannot be frozen.
+ * Waits are for conditions with a deadline (these are libp2p nodes, not pure logic).
+ */
+import { after, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { MeshTimings } from '@sollol/core'
+import { Mesh, type SelfDescription } from './index.js'
+
+const N = 8
+// Fast, and tolerant of one process carrying eight libp2p nodes on a busy machine.
+const TIMINGS: MeshTimings = {
+  announceIntervalMs: 400,
+  announceRefreshMs: 10_000,
+  silenceSuspectMs: 2000,
+  silenceGoneMs: 4000,
+  disconnectGoneMs: 500,
+  pingIntervalMs: 10_000,
+  pingTimeoutMs: 10_000,
+  mdnsIntervalMs: 60_000,
+  redialIntervalMs: 400
+}
+const quiet = { debug: () => {}, info: () => {}, warn: () => {} }
+
+const self = (i: number): SelfDescription => ({
+  agentVersion: '0.1.0',
+  rpc: { host: '127.0.0.1', port: 50052 + i, protocol: null, state: 'ready', llamaBuild: 'test', servingTerm: 0, access: 'direct' },
+  devices: [],
+  memoryBudget: 1e9,
+  cpuThreads: 1,
+  models: [],
+  canCoordinate: false,
+  apiPort: null,
+  speed: null,
+  coordinator: null,
+  plan: null
+})
+
+const meshes: Mesh[] = []
+after(async () => {
+  await Promise.all(meshes.map(async (m) => await m.stop()))
+})
+
+async function until<T>(what: string, check: () => T | undefined, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+const listed = (m: Mesh): string[] => m.members().map((x) => x.announcement.peerId)
+
+test(`${N} meshes in one process: one ring, four watchers each; a member that cannot beat is reported and refutes; a stopped one leaves every view`, async () => {
+  for (let i = 0; i < N; i++) {
+    const bootstrap = i === 0 ? [] : [`${meshes[0]!.announcement().addresses[0]}/p2p/${meshes[0]!.peerId}`]
+    const mesh = new Mesh({
+      cluster: 'inproc',
+      privateKey: await generateKeyPair('Ed25519'),
+      listenHost: '127.0.0.1',
+      port: 0,
+      announceLoopback: true,
+      mdns: false,
+      bootstrap,
+      timings: TIMINGS,
+      logger: quiet,
+      describeSelf: () => self(i)
+    })
+    await mesh.start()
+    meshes.push(mesh)
+  }
+  const started = Date.now()
+  await until(
+    'every mesh lists the seven others, all alive',
+    () => (meshes.every((m) => m.members().filter((x) => x.status === 'alive').length === N - 1) ? true : undefined),
+    30_000
+  )
+  const joinedMs = Date.now() - started
+
+  const ringOk = (live: Mesh[]): true | undefined => {
+    const watching = new Map(live.map((m) => [m.peerId, m.view().discovery.watching ?? []]))
+    for (const [id, peers] of watching) {
+      if (peers.length !== 4) return undefined
+      for (const peer of peers) if (!watching.get(peer)?.includes(id)) return undefined
+    }
+    return true
+  }
+  await until('four watchers each, both ways', () => ringOk(meshes), 10_000)
+
+  // A member whose heartbeats do not go out (its gossip still does): its watchers report it, the others
+  // take their word, and it refutes with a newer announcement, so nobody drops it.
+  const deaf = meshes[3]!
+  const sendBeat = (deaf as unknown as { sendBeat: unknown }).sendBeat
+  ;(deaf as unknown as { sendBeat: () => void }).sendBeat = () => {}
+  await until('the deaf member refuted a report', () => ((deaf.counters.refutations ?? 0) > 0 ? true : undefined), 20_000)
+  const taken = meshes.reduce((sum, m) => sum + m.counters.livenessReportsTaken, 0)
+  ;(deaf as unknown as { sendBeat: unknown }).sendBeat = sendBeat
+  for (const m of meshes) if (m !== deaf) assert.ok(listed(m).includes(deaf.peerId), 'still listed everywhere: it refuted')
+  await until(
+    'the deaf member alive again everywhere',
+    () =>
+      meshes.every((m) => m === deaf || m.members().some((x) => x.announcement.peerId === deaf.peerId && x.status === 'alive'))
+        ? true
+        : undefined,
+    15_000
+  )
+
+  // A member that stops: every connection closes, every mesh drops it, and the ring closes over the gap.
+  const leaving = meshes[5]!
+  const stoppedAt = Date.now()
+  await leaving.stop()
+  const live = meshes.filter((m) => m !== leaving)
+  await until(
+    'the stopped member gone from every view',
+    () => (live.every((m) => !listed(m).includes(leaving.peerId)) ? true : undefined),
+    10_000
+  )
+  const goneMs = Date.now() - stoppedAt
+  await until('the ring closed over the gap', () => ringOk(live), 10_000)
+  console.log(
+    `in-process: ${N} meshes listed each other after ${joinedMs} ms; the deaf member refuted ${deaf.counters.refutations} report(s) (${taken} taken by others); a stopped one left every view after ${goneMs} ms`
+  )
+})
