@@ -12,7 +12,6 @@
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync, mkdirSync, writeFileSync, type WriteStream } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { freePort, spawnChild, stopChild, type Child, type Logger } from '@sollol/llama-cpp'
 import type { ClusterView } from '@sollol/core'
@@ -23,8 +22,9 @@ import { InterruptedError, UsageError } from '../errors.js'
 import { integer } from '../options.js'
 import { addBinaryOptions, binariesFromFlags, type BinaryFlags } from './setup.js'
 import { formatLayerMap, formatStatus } from './status.js'
+import { PACKAGE_ROOT } from '../version.js'
 
-const CLI = fileURLToPath(new URL('../../bin/sollol-agent.js', import.meta.url))
+const CLI = join(PACKAGE_ROOT, 'bin', 'sollol-agent.js')
 const AGENTS = 3
 /** With SPLIT_TEST_MODEL (16 layers of 2.5 MiB), 32 MiB per agent (~13 MiB compute headroom) needs all three. */
 const OFFER = '32MiB'
