@@ -3,9 +3,10 @@
  * (the rolling-upgrade test). The commit comes from `test/previous-release.json` (also tagged, but a clone
  * of main need not carry tags; the commit is always in main's history).
  *
- * Dependencies: when the release's package-lock.json is this checkout's, its node_modules is a folder of
- * links into this checkout's (the workspace links re-pointed at the release's own packages), so no install
- * is needed; otherwise `npm ci` installs them. Then `tsc -b` builds its packages.
+ * Dependencies: when every package the release's package-lock.json pins is in this checkout's (ours may add
+ * some), its node_modules is a folder of links into this checkout's (the workspace links re-pointed at the
+ * release's own packages), so no install is needed; otherwise `npm ci` installs them. Then `tsc -b` builds
+ * its packages.
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs'
@@ -64,13 +65,26 @@ export function haveCommit(commit: string): boolean {
   return present()
 }
 
+/**
+ * Whether every package the release's lockfile pins is in ours at the same version and source (ours may
+ * add packages, as a new dev tool does): then this checkout's node_modules serves the release as well.
+ */
+export function lockedWithin(releaseLock: string, ourLock: string): boolean {
+  type Lock = { packages?: Record<string, { version?: string; resolved?: string }> }
+  const theirs = (JSON.parse(releaseLock) as Lock).packages ?? {}
+  const ours = (JSON.parse(ourLock) as Lock).packages ?? {}
+  return Object.entries(theirs).every(
+    ([path, p]) => path === '' || (ours[path]?.version === p.version && ours[path]?.resolved === p.resolved)
+  )
+}
+
 export function buildRelease(record: ReleaseRecord = previousRelease()): Release {
   const dir = join(tmpdir(), `sollol-release-${record.version}-${record.commit.slice(0, 12)}-${process.pid}`)
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   const archive = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', record.commit], { maxBuffer: 256 * 1024 * 1024 })
   execFileSync('tar', ['-x', '-C', dir], { input: archive })
-  const sameLock = readFileSync(join(dir, 'package-lock.json'), 'utf8') === readFileSync(join(ROOT, 'package-lock.json'), 'utf8')
+  const sameLock = lockedWithin(readFileSync(join(dir, 'package-lock.json'), 'utf8'), readFileSync(join(ROOT, 'package-lock.json'), 'utf8'))
   if (sameLock) linkModules(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
   else execFileSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'ignore' })
   execFileSync(process.execPath, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'packages/sollol-agent'], {
