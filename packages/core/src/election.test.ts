@@ -90,6 +90,20 @@ test('a dead coordinator is replaced with a higher term; older terms are ignored
   assert.equal(e.decide(new Set(['a', 'b']), ['a', 'b'], 7000).role, 'coordinator')
 })
 
+test('a claimant that no one could contest acts at its next decision; a suspect rival still makes it settle', () => {
+  const alone = new Election('b', T, 0)
+  alone.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 4 } }, 100)
+  // the coordinator a is gone; b is the only model holder left
+  assert.equal(alone.decide(new Set(['b', 'c']), ['b'], 5000, ['b']).claimTerm, 5)
+  assert.equal(alone.decide(new Set(['b', 'c']), ['b'], 5250, ['b']).role, 'coordinator', 'no settle period')
+  // d holds the model too but is suspect (slow, not gone): it may claim term 5 as well, so b settles
+  const rival = new Election('b', T, 0)
+  rival.observe({ peerId: 'a', coordinator: { peerId: 'a', term: 4 } }, 100)
+  assert.equal(rival.decide(new Set(['b', 'd']), ['b'], 5000, ['b', 'd']).claimTerm, 5)
+  assert.equal(rival.decide(new Set(['b', 'd']), ['b'], 5250, ['b', 'd']).role, 'settling')
+  assert.equal(rival.decide(new Set(['b', 'd']), ['b'], 5000 + T.settleMs, ['b', 'd']).role, 'coordinator')
+})
+
 test('two claims of one term: the lower peer id wins on every node, and the loser steps down', () => {
   const onB = new Election('b', T, 0)
   onB.decide(new Set(['a', 'b']), ['b', 'a'], 2000) // b claims term 1

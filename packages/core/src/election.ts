@@ -6,7 +6,9 @@
  * - with no live coordinator, eligible nodes (holding the cluster's model and a llama-server) claim in
  *   rank order: the best after `claimStaggerMs`, the next one a stagger later if the best stays silent;
  * - two claims of one term: the lower peer id wins, everywhere, so all agree without a round trip;
- * - a claimant acts (starts llama-server) only after `settleMs` with no competing claim;
+ * - a claimant acts (starts llama-server) only after `settleMs` with no competing claim, unless no other
+ *   member that has not left (alive or suspect) could claim at all: then no competing claim can come and
+ *   it acts at once (a coordinator's loss with one other model holder costs no settle period);
  * - a node that just started observes for `startupQuietMs` before it may claim, so a restarted old
  *   coordinator learns the current term instead of claiming a stale one.
  */
@@ -148,9 +150,11 @@ export class Election {
 
   /**
    * The decision at `now`. `alive` holds the peer ids currently alive (self included);
-   * `candidates` are the eligible nodes, best first (see rankCandidates).
+   * `candidates` are the eligible nodes, best first (see rankCandidates). `contenders`: the eligible nodes
+   * among all that have not left, suspect ones included (default `candidates`): when self is the only one,
+   * its claim needs no settle period.
    */
-  decide(alive: ReadonlySet<string>, candidates: readonly string[], now: number): Decision {
+  decide(alive: ReadonlySet<string>, candidates: readonly string[], now: number, contenders: readonly string[] = candidates): Decision {
     const current = this.coordinatorId
     if (current !== undefined && (current === this.selfPeerId || alive.has(current))) {
       const coordinator = { peerId: current, term: this.term }
@@ -166,7 +170,8 @@ export class Election {
     if (next > MAX_TERM) return { role: 'follower', coordinator: null } // unreachable in practice (see MAX_TERM)
     this.term = next
     this.coordinatorId = this.selfPeerId
-    this.since = now
+    // the claim is announced either way; alone, it acts at the next decision
+    this.since = contenders.every((id) => id === this.selfPeerId) ? now - this.timings.settleMs : now
     this.vacantSince = undefined
     return { role: 'settling', claimTerm: this.term, coordinator: { peerId: this.selfPeerId, term: this.term } }
   }

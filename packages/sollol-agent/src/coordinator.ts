@@ -294,7 +294,10 @@ export class Coordination {
     const present = new Set([this.o.mesh.peerId, ...this.o.mesh.members().map((m) => m.announcement.peerId)])
     const model = clusterModel(live)
     const candidates = model !== undefined ? rankCandidates(live, model.id).map((a) => a.peerId) : []
-    const decision = this.election.decide(present, candidates, now)
+    // suspect model holders count as rivals: one that is slow, not gone, may claim the same term
+    const all = [this.o.mesh.announcement(), ...this.o.mesh.members().map((m) => m.announcement)]
+    const contenders = model !== undefined ? rankCandidates(all, model.id).map((a) => a.peerId) : []
+    const decision = this.election.decide(present, candidates, now, contenders)
     if (decision.role !== this.role) {
       this.o.logger.info({ role: decision.role, term: this.election.currentTerm, coordinator: this.election.coordinator }, 'role')
       this.role = decision.role
