@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { findOnPath } from './child.js'
 import { ExitCode, SollolError } from '@sollol/core'
+import type { LocalDevice } from './devices.js'
 
 /** Names of the RPC server binary, newest first. */
 export const RPC_SERVER_NAMES = ['ggml-rpc-server', 'rpc-server'] as const
@@ -30,6 +31,11 @@ export interface LlamaBinaries {
   readonly modulesDir?: string
   /** The loadable backend modules beside the binaries (`cpu`, `vulkan`, `cuda`), as setup last saw them. */
   readonly backends?: readonly string[]
+  /**
+   * The devices the rpc-server listed when setup arranged those modules (start-up lists them once, not
+   * again in the agent and `setup`); absent where setup did not list them.
+   */
+  readonly devices?: readonly LocalDevice[]
 }
 
 export interface LlamaTools {

@@ -122,12 +122,14 @@ async function arrangeGpuModules(binaries: LlamaBinaries, cacheRoot: string, log
       logger?.warn({ modules: missing, err: err.message }, 'could not fetch the prebuilt GPU backends; the CPU serves meanwhile')
     })
   }
-  const devices = await listRpcServerDevices(binaries.rpcServer).catch(() => [])
+  const listed = await listRpcServerDevices(binaries.rpcServer).catch(() => undefined)
+  const devices = listed ?? []
   for (const module of (await installedModules(dir)).filter((m): m is GpuModule => m !== 'cpu')) {
     if (devices.some((d) => d.backend === module)) continue
     await mkdir(optional, { recursive: true })
     await rename(join(dir, moduleFileName(module)), join(optional, moduleFileName(module)))
     logger?.info({ module }, `no ${module} device here: its backend is set aside (${OPTIONAL_MODULES_DIR}/), so servers do not load it`)
   }
-  return { ...binaries, backends: await installedModules(dir) }
+  // a module set aside listed no device, so the list stands for what is left
+  return { ...binaries, backends: await installedModules(dir), ...(listed !== undefined ? { devices: listed } : {}) }
 }

@@ -382,10 +382,12 @@ export class Agent {
    * rpc-server alone would leave the CPU out on a GPU box). Undefined: the server's default (a CPU).
    */
   private async chooseDevices(): Promise<string[] | undefined> {
-    const local = await listRpcServerDevices(this.o.binaries.rpcServer).catch((err: Error) => {
-      this.o.logger.warn({ err: err.message }, 'could not list the devices of the rpc-server binary')
-      return []
-    })
+    const local =
+      this.o.binaries.devices ??
+      (await listRpcServerDevices(this.o.binaries.rpcServer).catch((err: Error) => {
+        this.o.logger.warn({ err: err.message }, 'could not list the devices of the rpc-server binary')
+        return []
+      }))
     const chosen = this.o.rpcDevices !== undefined ? [...this.o.rpcDevices] : defaultServedDevices(local)
     const names = chosen ?? local.filter((d) => d.backend === 'cpu').map((d) => d.name)
     this.served = names.flatMap((name) => local.filter((d) => d.name === name))

@@ -291,11 +291,12 @@ export class Coordination {
     // Members that have not left: alive, or suspect (silent for a while, or a connection just closed).
     // Losing the role or a place in the serving plan takes a loss, not a suspicion: a machine busy loading
     // a model answers late, and treating that as a departure turned every busy moment into a reload.
-    const present = new Set([this.o.mesh.peerId, ...this.o.mesh.members().map((m) => m.announcement.peerId)])
+    const members = this.o.mesh.members()
+    const present = new Set([this.o.mesh.peerId, ...members.map((m) => m.announcement.peerId)])
     const model = clusterModel(live)
     const candidates = model !== undefined ? rankCandidates(live, model.id).map((a) => a.peerId) : []
     // suspect model holders count as rivals: one that is slow, not gone, may claim the same term
-    const all = [this.o.mesh.announcement(), ...this.o.mesh.members().map((m) => m.announcement)]
+    const all = [this.o.mesh.announcement(), ...members.map((m) => m.announcement)]
     const contenders = model !== undefined ? rankCandidates(all, model.id).map((a) => a.peerId) : []
     const decision = this.election.decide(present, candidates, now, contenders)
     if (decision.role !== this.role) {

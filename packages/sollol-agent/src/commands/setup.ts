@@ -51,7 +51,7 @@ export function registerSetup(program: Command, getLog: () => Logger): void {
     .action(async (flags: BinaryFlags & { json?: boolean }) => {
       const binaries = await binariesFromFlags(flags, getLog(), true)
       // what the rpc-server can serve here (GGML_VK_VISIBLE_DEVICES etc. apply as they will to the agent)
-      const devices = await listRpcServerDevices(binaries.rpcServer).catch(() => [])
+      const devices = binaries.devices ?? (await listRpcServerDevices(binaries.rpcServer).catch(() => []))
       if (flags.json === true) {
         process.stdout.write(JSON.stringify({ ...binaries, devices }, null, 2) + '\n')
       } else {
