@@ -821,26 +821,33 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private async redial(): Promise<void> {
     const node = this.node
     if (node === undefined) return
-    for (const member of this.membership.list(this.now())) {
-      const peer = peerIdFromString(member.announcement.peerId)
-      // a member is heard of (its watchers vouch for it): its addresses stay worth redialling
-      const known = this.known.get(member.announcement.peerId)
-      if (known !== undefined) known.heardAt = this.now()
-      if (node.getConnections(peer).length === 0) continue
-      this.closeDuplicates(peer)
-      this.repairGossip(peer)
-    }
     const now = this.now()
+    // This runs every 2 s on every agent: one pass over the open connections, and a peer id parsed only
+    // for a dial (parsing one per member per pass was a tenth of an idle agent's CPU among 20).
+    const connected = new Map<string, { peer: PeerId; connections: number }>()
+    for (const { remotePeer } of node.getConnections()) {
+      const id = remotePeer.toString()
+      connected.set(id, { peer: remotePeer, connections: (connected.get(id)?.connections ?? 0) + 1 })
+    }
+    for (const member of this.membership.list(now)) {
+      const id = member.announcement.peerId
+      // a member is heard of (its watchers vouch for it): its addresses stay worth redialling
+      const known = this.known.get(id)
+      if (known !== undefined) known.heardAt = now
+      const open = connected.get(id)
+      if (open === undefined) continue
+      if (open.connections > 1) this.closeDuplicates(open.peer)
+      this.repairGossip(open.peer)
+    }
     for (const [id, entry] of this.discovered) {
-      const peer = peerIdFromString(id)
-      if (node.getConnections(peer).length > 0 || now - entry.since > KNOWN_PEER_TTL_MS) {
+      if (connected.has(id) || now - entry.since > KNOWN_PEER_TTL_MS) {
         this.discovered.delete(id)
         continue
       }
       if (now < entry.nextAt || this.known.has(id)) continue
       entry.attempts++
       entry.nextAt = now + Math.min(60_000, this.options.timings.redialIntervalMs * 2 ** Math.min(5, entry.attempts))
-      void this.dialIfUnconnected(peer, entry.addresses)
+      void this.dialIfUnconnected(peerIdFromString(id), entry.addresses)
     }
     // Peers of another version are shown for a minute after their last word: long enough to be seen.
     for (const [id, peer] of this.incompatible) if (now - peer.heardAt > INCOMPATIBLE_SHOWN_MS) this.incompatible.delete(id)
@@ -850,7 +857,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.known.delete(id)
         continue
       }
-      if (id !== this.peerId) void this.dialIfUnconnected(peerIdFromString(id), addresses)
+      if (id !== this.peerId && !connected.has(id)) void this.dialIfUnconnected(peerIdFromString(id), addresses)
     }
     for (const address of this.options.bootstrap ?? []) {
       const ma = multiaddr(address)
