@@ -115,6 +115,11 @@ export interface MeshEvents {
   membership: [MembershipEvent]
   /** A newer announcement of a peer was applied (the election reads claims from these). */
   announcement: [Announcement]
+  /**
+   * The membership clock ticked (every 250 ms at most): the time-based decisions of the layers above run on
+   * it, so that an idle agent wakes once per tick, not once per layer.
+   */
+  tick: []
 }
 
 /** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
@@ -282,6 +287,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
         }
         lastTick = now
         this.emitEvents(this.membership.tick(now))
+        this.emit('tick')
       }, tickMs)
     )
     this.timers.push(

@@ -97,7 +97,6 @@ export class Agent {
   private models: ModelRef[] = []
   private readonly rpc: LocalRpc
   private rpcMeasuring: Promise<void> | undefined
-  private eventWatch: NodeJS.Timeout | undefined
   /** Recent cluster events (joins, leaves, elections, re-plans) for the dashboard, told by comparing views. */
   private readonly events = new EventLog()
   private lastView: ClusterView | null = null
@@ -280,9 +279,11 @@ export class Agent {
     this.upstream = new OpenAiUpstream({ mesh, coordination: () => coordination.view(), serverPort: this.o.serverPort })
     const upstream = this.upstream
     coordination.start()
-    this.eventWatch = setInterval(() => {
-      this.recordEvents(mesh.view())
-    }, 1000)
+    // about once a second, on the mesh's clock (no wake-up of its own)
+    let ticks = 0
+    mesh.on('tick', () => {
+      if (++ticks % 4 === 0 && !this.stopping) this.recordEvents(mesh.view())
+    })
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
       host: this.o.apiHost,
@@ -339,7 +340,6 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopping = true
-    clearInterval(this.eventWatch)
     this.staticBackends.stop()
     this.cache?.stop()
     await new Promise<void>((resolve) => {

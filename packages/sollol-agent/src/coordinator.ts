@@ -67,15 +67,13 @@ export interface CoordinationTimings {
   readonly livenessIntervalMs: number
   /** Minimum delay between two llama-server starts after failures (doubles up to 8x). */
   readonly restartBackoffMs: number
-  readonly tickMs: number
 }
 
 export const LAN_COORDINATION_TIMINGS: CoordinationTimings = {
   replanDebounceMs: 1000,
   idleWaitMs: 30_000,
   livenessIntervalMs: 5000,
-  restartBackoffMs: 1000,
-  tickMs: 250
+  restartBackoffMs: 1000
 }
 
 export interface CoordinationOptions {
@@ -148,7 +146,6 @@ export class Coordination {
   private lastLoadMs: number | undefined
   /** Live nodes left out of the last plan computed, with the reason. */
   private excluded: Array<{ peerId: string; reason: string }> = []
-  private timer: NodeJS.Timeout | undefined
   private ticking = false
   private stopped = false
   private restarting: Promise<void> | undefined
@@ -190,15 +187,16 @@ export class Coordination {
       }
       void this.tick()
     })
-    this.timer = setInterval(() => {
-      void this.tick()
-    }, this.o.timings.tickMs)
+    // time-based decisions (settle, debounce, backoff) run on the mesh's membership clock (250 ms)
+    this.o.mesh.on('tick', this.onTick)
   }
+
+  private readonly onTick = (): void => void this.tick()
 
   /** Stops the loop and llama-server; a start under way is waited for, then stopped, never left running. */
   async stop(): Promise<void> {
     this.stopped = true
-    clearInterval(this.timer)
+    this.o.mesh.off('tick', this.onTick)
     await this.restarting
     await this.stopServer('agent stopping')
     await Promise.all([...this.tunnels.keys()].map(async (peer) => await this.closeTunnel(peer)))
