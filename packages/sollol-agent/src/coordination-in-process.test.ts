@@ -70,7 +70,8 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
     version: 'test',
     source: 'explicit'
   }
-  let coordination: Coordination | undefined
+  // the mesh describes this node with what its coordination believes, and the coordination uses the mesh
+  const late: { coordination?: Coordination } = {}
   const mesh: Mesh = new Mesh({
     cluster: 'inproc-coordination',
     privateKey: await generateKeyPair('Ed25519'),
@@ -90,7 +91,7 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
         protocol: '3.0.0',
         state: 'ready',
         llamaBuild: 'test',
-        servingTerm: coordination?.servingTerm ?? 0,
+        servingTerm: late.coordination?.servingTerm ?? 0,
         access: 'gated'
       },
       devices: [],
@@ -100,11 +101,11 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
       canCoordinate: model !== undefined,
       apiPort: null,
       speed: { secondsPerGiB: 1, measuredAt: new Date(0).toISOString(), method: 'given' },
-      ...(coordination?.belief() ?? { coordinator: null, plan: null })
+      ...(late.coordination?.belief() ?? { coordinator: null, plan: null })
     }),
-    coordination: () => coordination?.view() ?? { coordinator: null, plan: null, problem: null }
+    coordination: () => late.coordination?.view() ?? { coordinator: null, plan: null, problem: null }
   })
-  coordination = new Coordination({
+  const coordination = new Coordination({
     mesh,
     binaries,
     modelPath: model?.path,
@@ -123,6 +124,7 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
     logger: quiet,
     now: () => performance.now()
   })
+  late.coordination = coordination
   await mesh.start()
   coordination.start()
   const node = { name, mesh, coordination, fences }
