@@ -67,3 +67,19 @@ export const FAST_MESH_TIMINGS: MeshTimings = {
   mdnsIntervalMs: 1000,
   redialIntervalMs: 500
 }
+
+/**
+ * Several meshes in one test process over loopback (the in-process harness): fast, and tolerant of one
+ * process carrying every node on a busy machine (its event loop serves them all).
+ */
+export const IN_PROCESS_MESH_TIMINGS: MeshTimings = {
+  announceIntervalMs: 400,
+  announceRefreshMs: 10_000,
+  silenceSuspectMs: 2000,
+  silenceGoneMs: 4000,
+  disconnectGoneMs: 500,
+  pingIntervalMs: 10_000,
+  pingTimeoutMs: 10_000,
+  mdnsIntervalMs: 60_000,
+  redialIntervalMs: 400
+}

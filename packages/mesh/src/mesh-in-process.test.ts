@@ -7,22 +7,11 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { MeshTimings } from '@sollol/core'
+import { IN_PROCESS_MESH_TIMINGS } from '@sollol/core'
 import { Mesh, type SelfDescription } from './index.js'
 
 const N = 8
-// Fast, and tolerant of one process carrying eight libp2p nodes on a busy machine.
-const TIMINGS: MeshTimings = {
-  announceIntervalMs: 400,
-  announceRefreshMs: 10_000,
-  silenceSuspectMs: 2000,
-  silenceGoneMs: 4000,
-  disconnectGoneMs: 500,
-  pingIntervalMs: 10_000,
-  pingTimeoutMs: 10_000,
-  mdnsIntervalMs: 60_000,
-  redialIntervalMs: 400
-}
+const TIMINGS = IN_PROCESS_MESH_TIMINGS
 const quiet = { debug: () => {}, info: () => {}, warn: () => {} }
 
 const self = (i: number): SelfDescription => ({

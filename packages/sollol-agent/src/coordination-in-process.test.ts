@@ -12,25 +12,14 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { FAST_ELECTION_TIMINGS, type MeshTimings, type ModelRef } from '@sollol/core'
+import { FAST_ELECTION_TIMINGS, IN_PROCESS_MESH_TIMINGS, type ModelRef } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { LAN_TIMINGS, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
 import { Mesh } from '@sollol/mesh'
 import { modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
 
-// Fast, and tolerant of one process carrying three libp2p nodes on a busy machine.
-const TIMINGS: MeshTimings = {
-  announceIntervalMs: 400,
-  announceRefreshMs: 10_000,
-  silenceSuspectMs: 2000,
-  silenceGoneMs: 4000,
-  disconnectGoneMs: 500,
-  pingIntervalMs: 10_000,
-  pingTimeoutMs: 10_000,
-  mdnsIntervalMs: 60_000,
-  redialIntervalMs: 400
-}
+const TIMINGS = IN_PROCESS_MESH_TIMINGS
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet } as unknown as Logger
 
 interface Node {
