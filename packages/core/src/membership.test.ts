@@ -150,3 +150,28 @@ test('version policy: unknown fields of a newer release are accepted and kept; a
   assert.equal(speaksWith({ min: 1, max: 1 }, { min: 1, max: 2 }), true)
   assert.equal(speaksWith({ min: 1, max: 1 }, { min: 2, max: 3 }), false)
 })
+
+test('1,000 joins and leaves (killed, frozen, or never connected and silent) leave no per-peer state behind', () => {
+  const m = new Membership('default', 'self', T)
+  let now = 0
+  for (let i = 0; i < 1000; i++) {
+    const id = `peer-${String(i).padStart(4, '0')}`
+    m.onAnnouncement(testAnnouncement(id, { heartbeats: { ring: 2 } }), now)
+    // a third were only heard of through gossip, never connected
+    if (i % 3 !== 2) m.onConnected(id, now)
+    now += 10
+    m.tick(now)
+    if (i % 3 === 0) {
+      // killed: its connection closed
+      m.onDisconnected(id, now)
+      now += T.disconnectGoneMs + 1
+    } else {
+      // frozen (connected, silent), or silent and never connected
+      now += T.silenceGoneMs + 1
+    }
+    m.tick(now)
+    m.takeReports()
+    assert.equal(m.list(now).length, 0, `peer ${i} left`)
+    assert.equal(m.trackedPeers(), 0, `nothing kept of peer ${i}`)
+  }
+})

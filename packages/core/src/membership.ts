@@ -70,6 +70,17 @@ export class Membership {
     return ids
   }
 
+  /** Peers this view holds any state for (members, statuses, watch and report records): bounded by who is there. */
+  trackedPeers(): number {
+    return new Set([
+      ...this.members.keys(),
+      ...this.statuses.keys(),
+      ...this.watchedSince.keys(),
+      ...this.reportedSuspect.keys(),
+      ...this.weReportedSuspect
+    ]).size
+  }
+
   /** Recomputes whom we watch after the members changed: ring neighbours, and every member not on the ring. */
   private updateWatched(now: number): void {
     if (!this.ringChanged) return

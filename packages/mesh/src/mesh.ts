@@ -1,14 +1,14 @@
 /**
- * The agent's place in the mesh: discovers peers (mDNS, bootstrap addresses, addresses peers announce),
- * keeps one connection to each, gossips this agent's announcement, keeps the membership view and
- * answers the state protocol. Membership rules live in @sollol/core; this class only feeds them facts.
+ * The agent's place in the mesh: gossips this agent's announcement, beats its ring neighbours, keeps the
+ * membership view, reports and refutes liveness, and answers the hello and state protocols. Its parts:
+ * `dialer.ts` (one connection to every peer it knows of), `tunnel-service.ts` (TCP over the mesh),
+ * `node.ts` (the libp2p node). Membership rules live in @sollol/core; this class only feeds them facts.
  */
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import {
   ANNOUNCEMENT_VERSION,
   clusterView,
@@ -28,20 +28,12 @@ import {
   type LivenessReport,
   WIRE_RANGE
 } from '@sollol/core'
-import { surplusConnections } from './duplicate-connections.js'
+import { Dialer } from './dialer.js'
 import { BEAT_BYTES, decodeBeat, encodeBeat } from './heartbeat.js'
 import { createMeshNode, type MeshNode } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
-import {
-  announceTopic,
-  heartbeatProtocol,
-  helloProtocol,
-  livenessTopic,
-  MAX_STATE_BYTES,
-  stateProtocol,
-  tunnelProtocol
-} from './protocols.js'
-import { exitTunnel, listenForTunnel } from './tunnel.js'
+import { announceTopic, heartbeatProtocol, helloProtocol, livenessTopic, MAX_STATE_BYTES, stateProtocol } from './protocols.js'
+import { TunnelService, type TunnelTap } from './tunnel-service.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 /** What the agent says about itself; the mesh adds identity, ordering and addresses. */
@@ -131,9 +123,6 @@ interface BeatStream {
   readonly write: (bytes: Uint8Array) => Promise<void>
 }
 
-/** How long a departed peer is redialled at its last announced addresses. */
-const KNOWN_PEER_TTL_MS = 10 * 60_000
-
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
 export class Mesh extends EventEmitter<MeshEvents> {
@@ -154,13 +143,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly fetching = new Set<string>()
   private timers: NodeJS.Timeout[] = []
   private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
-  /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
-  private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number }>()
   /** Peers of this cluster whose announcements this release cannot read (another major version), by peer id. */
   private readonly incompatible = new Map<string, IncompatiblePeer & { heardAt: number }>()
-  private readonly dialing = new Set<string>()
-  /** Peers found by mDNS and not connected yet, redialled with a growing delay (2 s doubling to 60 s) for 10 min. */
-  private readonly discovered = new Map<string, { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number }>()
   readonly counters: MeshCounters = {
     announcementsIn: 0,
     announcementsOut: 0,
@@ -177,8 +161,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
     livenessReportsTaken: 0,
     refutations: 0
   }
-  /** Open tunnel exits, by the peer that opened them (cut when that peer loses admission). */
-  private readonly tunnelStreams = new Map<string, Set<Stream>>()
+  private readonly dialer: Dialer
+  private readonly tunnels: TunnelService
   readonly peerId: string
 
   constructor(private readonly options: MeshOptions) {
@@ -187,6 +171,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.peerId = peerIdFromPrivateKey(options.privateKey).toString()
     this.membership = new Membership(options.cluster, this.peerId, options.timings)
     this.incarnation = options.incarnation ?? Date.now()
+    const node = (): MeshNode | undefined => this.node
+    this.dialer = new Dialer({
+      selfId: this.peerId,
+      node,
+      bootstrap: options.bootstrap ?? [],
+      redialIntervalMs: options.timings.redialIntervalMs,
+      now: this.now,
+      logger: options.logger
+    })
+    this.tunnels = new TunnelService({ cluster: options.cluster, node, counters: this.counters, logger: options.logger })
   }
 
   get running(): boolean {
@@ -219,12 +213,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
     } else this.discovery = { mdns: 'ok', reason: null, listen: [] }
 
     node.addEventListener('peer:discovery', (evt) => {
-      const id = evt.detail.id.toString()
-      if (id === this.peerId) return
-      // libp2p reports a peer once (when it is new to the peer store): if that first dial fails, on a
-      // machine busy starting 20 agents say, nothing would ever dial it again. Kept until connected.
-      this.discovered.set(id, { addresses: evt.detail.multiaddrs, since: this.now(), attempts: 0, nextAt: 0 })
-      void this.dialIfUnconnected(evt.detail.id, evt.detail.multiaddrs)
+      if (evt.detail.id.toString() === this.peerId) return
+      this.dialer.found(evt.detail.id, evt.detail.multiaddrs)
     })
     node.addEventListener('connection:open', (evt) => {
       this.onConnectionOpen(evt.detail)
@@ -292,10 +282,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
     )
     this.timers.push(
       setInterval(() => {
-        void this.redial()
+        this.redial()
       }, t.redialIntervalMs)
     )
-    void this.redial()
+    this.redial()
   }
 
   async stop(): Promise<void> {
@@ -346,69 +336,19 @@ export class Mesh extends EventEmitter<MeshEvents> {
     name: string,
     target: { host: string; port: number },
     admit: (peerId: string) => boolean,
-    /** Sees what comes out of each admitted stream (to count the weights a load moves). */
-    tap?: () => { feed: (chunk: Uint8Array) => void; close: () => void }
+    tap?: TunnelTap
   ): Promise<void> {
-    const node = this.node
-    if (node === undefined) throw new Error('mesh not running')
-    await node.handle(
-      tunnelProtocol(this.options.cluster, name),
-      (stream, connection) => {
-        const peer = connection.remotePeer.toString()
-        if (!admit(peer)) {
-          this.counters.tunnelsRefused++
-          this.options.logger.warn({ peer, tunnel: name }, 'tunnel refused: peer not admitted')
-          stream.abort(new Error('not admitted'))
-          return
-        }
-        this.counters.tunnelsOpened++
-        const streams = this.tunnelStreams.get(peer) ?? new Set<Stream>()
-        this.tunnelStreams.set(peer, streams)
-        streams.add(stream)
-        stream.addEventListener('close', () => streams.delete(stream))
-        const watch = tap?.()
-        if (watch !== undefined) {
-          stream.addEventListener('message', (evt) => watch.feed(evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()))
-          stream.addEventListener('close', () => watch.close())
-        }
-        exitTunnel(stream, target.host, target.port)
-      },
-      { maxInboundStreams: 256 }
-    )
+    await this.tunnels.serve(name, target, admit, tap)
   }
 
   /** Cuts every open tunnel stream of peers that `keep` rejects (admission changed). */
   cutTunnels(keep: (peerId: string) => boolean): number {
-    let cut = 0
-    for (const [peer, streams] of this.tunnelStreams) {
-      if (keep(peer)) continue
-      for (const stream of streams) {
-        stream.abort(new Error('admission withdrawn'))
-        cut++
-      }
-      streams.clear()
-    }
-    return cut
+    return this.tunnels.cut(keep)
   }
 
   /** Opens the entry of peer's tunnel `name`: a TCP port on 127.0.0.1 that leads there. */
   async openTunnel(peerId: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
-    const node = this.node
-    if (node === undefined) throw new Error('mesh not running')
-    const { server, port } = await listenForTunnel(
-      async () =>
-        await node.dialProtocol(peerIdFromString(peerId), tunnelProtocol(this.options.cluster, name), {
-          signal: AbortSignal.timeout(10_000),
-          maxOutboundStreams: 256
-        } as Parameters<typeof node.dialProtocol>[2]),
-      (err) => this.options.logger.warn({ peer: peerId, tunnel: name, err: err.message }, 'tunnel stream failed')
-    )
-    return {
-      port,
-      close: async () => {
-        await new Promise<void>((resolve) => server.close(() => resolve()))
-      }
-    }
+    return await this.tunnels.open(peerId, name)
   }
 
   /** IP addresses this agent's connections to `peerId` come from (Noise-authenticated as that peer). */
@@ -494,7 +434,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     // not members (a peer back from a freeze was dropped by every side; its beat is what makes the other
     // side fetch its announcement at once).
     const targets = new Set(this.membership.watched())
-    for (const id of this.known.keys()) if (this.membership.get(id) === undefined) targets.add(id)
+    for (const id of this.dialer.knownIds()) if (this.membership.get(id) === undefined) targets.add(id)
     targets.delete(this.peerId)
     for (const [id, entry] of this.beats) {
       // no longer a neighbour: its beats stop, and it stops hearing ours (the ring moved over a join)
@@ -566,8 +506,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.counters.heartbeatsIn++
         const { behind, events } = this.membership.onHeartbeat(id, beat, this.now())
         // heard from: its addresses stay worth redialling (announcements alone now come only on change)
-        const known = this.known.get(id)
-        if (known !== undefined) known.heardAt = this.now()
+        this.dialer.heard(id)
         this.emitEvents(events)
         if (behind) this.fetchAnnouncement(peer)
         const ours = this.beats.get(id)
@@ -648,14 +587,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       return
     }
     if (verdict === 'applied') {
-      const addresses = a.addresses.flatMap((s) => {
-        try {
-          return [multiaddr(s)]
-        } catch {
-          return []
-        }
-      })
-      this.known.set(a.peerId, { addresses, heardAt: this.now() })
+      this.dialer.learned(a.peerId, a.addresses)
       const node = this.node
       if (node !== undefined && node.getConnections(peerIdFromString(a.peerId)).length > 0) {
         this.emitEvents(this.membership.onConnected(a.peerId, this.now()))
@@ -743,7 +675,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.counters.connectionsOpened++
     const peer = connection.remotePeer
     const id = peer.toString()
-    this.closeDuplicates(peer)
+    this.dialer.closeDuplicates(peer)
     this.emitEvents(this.membership.onConnected(id, this.now()))
     // Ask the new peer for its announcement directly: no waiting for the next gossip round. Once more if
     // that fails: most often this connection was a duplicate being closed (both sides dialled at once).
@@ -755,7 +687,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const peer = connection.remotePeer
     if (node !== undefined && node.getConnections(peer).length > 0) {
       // a duplicate closed: gossip may have lost the stream it had on that connection
-      setImmediate(() => this.repairGossip(peer))
+      setImmediate(() => this.dialer.repairGossip(peer))
       return
     }
     const id = peer.toString()
@@ -766,113 +698,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.emitEvents(this.membership.onDisconnected(id, this.now()))
   }
 
-  /** Closes this side's surplus connections to `peer` (see duplicate-connections.ts for the rule). */
-  private closeDuplicates(peer: PeerId): void {
-    const node = this.node
-    if (node === undefined) return
-    const open = node
-      .getConnections(peer)
-      .filter((c) => c.status === 'open')
-      .map((c) => ({ connection: c, direction: c.direction, openedAt: c.timeline.open }))
-    for (const { connection } of surplusConnections(this.peerId, peer.toString(), open)) {
-      this.options.logger.debug({ peer: peer.toString(), direction: connection.direction }, 'closing a duplicate connection')
-      connection.close().catch((err: Error) => connection.abort(err))
-    }
-  }
-
-  /**
-   * Gossipsub opens its one outbound stream per peer on the first connection it is told of and never
-   * opens another when that connection closes while the peer stays connected (the topology reports no
-   * disconnect): without this, a closed duplicate can leave a member that never receives our gossip.
-   * Telling gossipsub of the kept connection again is what the topology would do for a new peer.
-   */
-  private repairGossip(peer: PeerId): void {
-    const node = this.node
-    if (node === undefined) return
-    const connection = node.getConnections(peer).find((c) => c.status === 'open')
-    const pubsub = node.services.pubsub as unknown as {
-      streamsOutbound: Map<string, unknown>
-      onPeerConnected?: (peer: PeerId, connection: Connection) => void
-    }
-    if (connection === undefined || pubsub.streamsOutbound.has(peer.toString())) return
-    pubsub.onPeerConnected?.(peer, connection)
-  }
-
-  /**
-   * One connection per pair: when both sides learn of each other at once, only the lower peer id dials
-   * right away; the higher one waits a quarter of the redial interval (500 ms on a LAN) and dials only if
-   * no connection came meanwhile (the lower one may be unable to reach it, or may not know of it at all:
-   * a newcomer's mDNS query tells the others nothing, so every wait here delays a join).
-   */
-  private async dialIfUnconnected(peer: PeerId, addresses: Multiaddr[]): Promise<void> {
-    const node = this.node
-    const id = peer.toString()
-    if (node === undefined || this.dialing.has(id) || node.getConnections(peer).length > 0) return
-    this.dialing.add(id)
-    try {
-      if (this.peerId > id) {
-        await new Promise((resolve) => setTimeout(resolve, this.options.timings.redialIntervalMs / 4))
-        if (this.node === undefined || node.getConnections(peer).length > 0) return
-      }
-      await node.dial(addresses.length > 0 ? addresses.map((a) => a.encapsulate(`/p2p/${id}`)) : peer, {
-        signal: AbortSignal.timeout(5000)
-      })
-    } catch (err) {
-      this.options.logger.debug({ peer: id, err: (err as Error).message }, 'dial failed')
-    } finally {
-      this.dialing.delete(id)
-    }
-  }
-
-  private async redial(): Promise<void> {
-    const node = this.node
-    if (node === undefined) return
+  private redial(): void {
     const now = this.now()
-    // This runs every 2 s on every agent: one pass over the open connections, and a peer id parsed only
-    // for a dial (parsing one per member per pass was a tenth of an idle agent's CPU among 20).
-    const connected = new Map<string, { peer: PeerId; connections: number }>()
-    for (const { remotePeer } of node.getConnections()) {
-      const id = remotePeer.toString()
-      connected.set(id, { peer: remotePeer, connections: (connected.get(id)?.connections ?? 0) + 1 })
-    }
-    for (const member of this.membership.list(now)) {
-      const id = member.announcement.peerId
-      // a member is heard of (its watchers vouch for it): its addresses stay worth redialling
-      const known = this.known.get(id)
-      if (known !== undefined) known.heardAt = now
-      const open = connected.get(id)
-      if (open === undefined) continue
-      if (open.connections > 1) this.closeDuplicates(open.peer)
-      this.repairGossip(open.peer)
-    }
-    for (const [id, entry] of this.discovered) {
-      if (connected.has(id) || now - entry.since > KNOWN_PEER_TTL_MS) {
-        this.discovered.delete(id)
-        continue
-      }
-      if (now < entry.nextAt || this.known.has(id)) continue
-      entry.attempts++
-      entry.nextAt = now + Math.min(60_000, this.options.timings.redialIntervalMs * 2 ** Math.min(5, entry.attempts))
-      void this.dialIfUnconnected(peerIdFromString(id), entry.addresses)
-    }
+    this.dialer.redial(this.membership.list(now).map((m) => m.announcement.peerId))
     // Peers of another version are shown for a minute after their last word: long enough to be seen.
     for (const [id, peer] of this.incompatible) if (now - peer.heardAt > INCOMPATIBLE_SHOWN_MS) this.incompatible.delete(id)
-    for (const [id, { addresses, heardAt }] of this.known) {
-      // A peer silent for this long is not coming back at that address: stop knocking.
-      if (this.now() - heardAt > KNOWN_PEER_TTL_MS) {
-        this.known.delete(id)
-        continue
-      }
-      if (id !== this.peerId && !connected.has(id)) void this.dialIfUnconnected(peerIdFromString(id), addresses)
-    }
-    for (const address of this.options.bootstrap ?? []) {
-      const ma = multiaddr(address)
-      const peerId = /\/p2p\/([^/]+)$/.exec(address)?.[1] ?? null
-      if (peerId !== null && node.getConnections(peerIdFromString(peerId)).length > 0) continue
-      if (peerId === null && node.getConnections().some((c) => c.remoteAddr.toString().startsWith(ma.toString()))) continue
-      node.dial(ma, { signal: AbortSignal.timeout(5000) }).catch((err: Error) => {
-        this.options.logger.debug({ address, err: err.message }, 'bootstrap dial failed')
-      })
-    }
   }
 }
