@@ -114,8 +114,8 @@ export class Agent {
   private readonly memoryBudget: number
   private readonly rpcAccess: 'gated' | 'tunnel' | 'direct'
   private gate: RpcGate | undefined
-  /** `$LLAMA_CACHE` of the rpc-server: its tensor cache lives in `rpc/` below (one per agent). */
-  private readonly llamaCacheRoot: string
+  /** The rpc-server's tensor cache (`rpc/` below its `$LLAMA_CACHE`, one per agent). */
+  private readonly tensorCache: string
   private readonly relayLoads: RelayLoads
   private cache: TensorCacheKeeper | undefined
   private readonly staticBackends: StaticBackendProbe
@@ -130,7 +130,9 @@ export class Agent {
     // own address and port: the rpc-server is then reached directly.
     const loopbackGate = o.rpcAccess === 'gated' && isLoopback(this.rpcHost)
     this.rpcAccess = o.rpcEndpoint !== undefined || o.rpcAccess === 'open' || loopbackGate ? 'direct' : o.rpcAccess
-    this.llamaCacheRoot = join(o.dataDir, 'llama-cache')
+    // `$LLAMA_CACHE` of the rpc-server
+    const llamaCacheRoot = join(o.dataDir, 'llama-cache')
+    this.tensorCache = rpcCacheDir(llamaCacheRoot)
     const announce = (): void => this.mesh?.announceNow()
     this.rpc = new LocalRpc({
       binaries: o.binaries,
@@ -140,7 +142,7 @@ export class Agent {
       threads: o.rpcThreads,
       ...(o.rpcDevices !== undefined ? { devices: o.rpcDevices } : {}),
       cache: o.rpcCache,
-      llamaCacheRoot: this.llamaCacheRoot,
+      llamaCacheRoot,
       ...(o.rpcEndpoint !== undefined ? { external: o.rpcEndpoint } : {}),
       dataDir: o.dataDir,
       memoryBudget: this.memoryBudget,
@@ -156,9 +158,8 @@ export class Agent {
       logger: o.logger,
       onChange: announce
     })
-    const tensorCache = rpcCacheDir(this.llamaCacheRoot)
     this.relayLoads = new RelayLoads(
-      (hash) => void touchCacheFile(tensorCache, hash),
+      (hash) => void touchCacheFile(this.tensorCache, hash),
       // the server has written what it was sent to its cache by now: say so, with the load's numbers
       () => void (this.cache !== undefined ? this.cache.refresh() : announce())
     )
@@ -324,7 +325,7 @@ export class Agent {
     if (this.stopping) return
     if (this.rpc.supervised && this.o.rpcCache) {
       this.cache = new TensorCacheKeeper({
-        dir: rpcCacheDir(this.llamaCacheRoot),
+        dir: this.tensorCache,
         dataDir: this.o.dataDir,
         ...(this.o.rpcCacheMax !== undefined ? { maxBytes: this.o.rpcCacheMax } : {}),
         ...(this.modelPath !== undefined ? { modelPath: this.modelPath } : {}),
