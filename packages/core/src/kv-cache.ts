@@ -15,9 +15,6 @@ export interface KvCacheTypes {
 /** llama-server's default: both f16. */
 export const DEFAULT_KV_CACHE_TYPES: KvCacheTypes = { k: 'f16', v: 'f16' }
 
-/** A quantized V cache needs flash attention in llama.cpp (it refuses to start without it). */
-export const needsFlashAttention = (types: KvCacheTypes): boolean => !['f32', 'f16', 'bf16'].includes(types.v)
-
 /** Bytes one token of context takes in one layer's KV cache: kv heads x (key + value widths), each in its type. */
 export function kvBytesPerToken(
   model: { readonly headCountKv: number; readonly keyLength: number; readonly valueLength: number },

@@ -181,11 +181,20 @@ test('layers of unequal size (a quantized file) are placed by their real sizes, 
   }
 })
 
-test('the compute headroom grows with the context (attention scores of a batch against every cell)', () => {
-  const m = model(8, 1, { headCount: 8 })
-  // short: a batch's activations are the peak; long: the scores of a batch against every cell
-  assert.equal(computeHeadroomBytes(m, 256), 8 * 512 * (8 * 64 + 1000) + 2 * MIB)
-  assert.equal(computeHeadroomBytes(m, 4096), 512 * 4096 * 8 * 4 + 2 * MIB)
+test('the compute headroom: activations by width, the attention mask of a batch against every cell, one mask per cache kind', () => {
+  const m = model(8, 1, { headCount: 8, feedForwardWidth: 256 })
+  const base = 16 * 512 * (64 + 256) + 8 * 512 * 1000 + 2 * MIB
+  assert.equal(computeHeadroomBytes(m, 256), base + 8 * 512 * 256)
+  assert.equal(computeHeadroomBytes(m, 4096), base + 8 * 512 * 4096)
+  // flash attention: the heads do not count
+  assert.equal(computeHeadroomBytes({ ...m, headCount: 64 }, 4096), computeHeadroomBytes(m, 4096))
+  // no feed-forward width in the file: 4 x the embedding
+  assert.equal(computeHeadroomBytes({ ...m, feedForwardWidth: undefined }, 256), base + 16 * 512 * (256 - 256) + 8 * 512 * 256)
+  // sliding-window layers have a cache (and a mask) of their own: window x 4 slots + ubatch cells, padded
+  const swa = { ...m, slidingWindow: { window: 128, layers: [true, true, true, true, true, false, true, true] } }
+  assert.equal(computeHeadroomBytes(swa, 4096), base + 8 * 512 * (4096 + 1024))
+  const allSwa = { ...m, slidingWindow: { window: 128, layers: new Array<boolean>(8).fill(true) } }
+  assert.equal(computeHeadroomBytes(allSwa, 4096), base + 8 * 512 * 1024)
   // a node that holds 8 layers at a short context holds fewer at a long one
   const budget = (computeHeadroomBytes(m, 256) + 8 * (MIB + 256 * 256)) / MIB
   const short = plan({ model: m, contextSize: 256, nodes: [node('a', budget, 1), node('b', 5000, 5)] })

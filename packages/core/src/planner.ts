@@ -22,7 +22,7 @@
 import { tensorSplitForLayerCounts } from './layer-split.js'
 import { ExitCode, SollolError } from './errors.js'
 import { logitsSeconds } from './cost-model.js'
-import { kvCellsPerLayer, type SlidingWindow } from './kv-cache.js'
+import { DEFAULT_PARALLEL_SLOTS, kvCellsPerLayer, type SlidingWindow } from './kv-cache.js'
 
 const GIB = 2 ** 30
 
@@ -38,8 +38,10 @@ export interface PlanModel {
   readonly kvBytesPerTokenByLayer?: readonly number[] | undefined
   /** Sliding-window layers keep a smaller KV cache (kv-cache.ts); absent or null: every layer the whole context. */
   readonly slidingWindow?: SlidingWindow | null
-  /** Attention heads (query): the attention scores of a batch against the context grow with them. */
+  /** Attention heads (query). */
   readonly headCount: number
+  /** The widest feed-forward activation per token (model-info's feedForwardWidth); undefined: 4 x embeddingLength. */
+  readonly feedForwardWidth?: number | undefined
   readonly vocabSize: number
   readonly contextLength: number
 }
@@ -149,16 +151,23 @@ const DEFAULT_CONTEXT = 4096
 const UBATCH = 512
 
 /**
- * Compute buffers llama.cpp allocates per device: the peak of what a step's graph holds at once, which is
- * either a batch's activations across the model's widths or the attention scores of a batch against the
- * whole context (ubatch x context x heads, priced as f32); the allocator reuses one's memory for the other.
- * The second grows with the context: without it gemma3 at 1024 cells reserved 13.1 MiB on a device against
- * 11.7 estimated (test/architectures.test.ts compares them; docs/estimates.md).
+ * Compute buffers llama.cpp allocates per device, with flash attention on (llama-server always runs with
+ * it: llama-server.ts). Measured on CPU rpc-servers (docs/estimates.md: 256-1024 wide, ff 512-4096,
+ * 8-16 heads, 256-4096 cells): a device's buffer is a micro-batch's activations, about 16 bytes per token
+ * per unit of width (embedding + the widest feed-forward), plus the attention mask of the micro-batch
+ * against every KV cell, 8 bytes per pair and one mask per kind of cache (a model with sliding-window layers
+ * has two), independent of the head count. The logits (8 bytes per token per vocabulary entry) and 2 MiB
+ * are a margin on top. Without flash attention the scores of every head would be materialized (3-5x more
+ * at 4096 cells), which is why it is never turned off.
  */
-export function computeHeadroomBytes(model: PlanModel, contextSize: number): number {
-  const activations = 8 * UBATCH * (8 * model.embeddingLength + model.vocabSize)
-  const attentionScores = UBATCH * contextSize * model.headCount * 4
-  return Math.max(activations, attentionScores) + 2 * 2 ** 20
+export function computeHeadroomBytes(model: PlanModel, contextSize: number, slots: number = DEFAULT_PARALLEL_SLOTS): number {
+  const width = model.embeddingLength + (model.feedForwardWidth ?? 4 * model.embeddingLength)
+  const activations = 16 * UBATCH * width
+  const logits = 8 * UBATCH * model.vocabSize
+  const cells = kvCellsPerLayer(model.layerWeightBytes.length, contextSize, model.slidingWindow, slots)
+  const windowed = model.slidingWindow?.layers ?? []
+  const maskCells = (cells.some((_, il) => windowed[il] !== true) ? contextSize : 0) + (cells.find((_, il) => windowed[il] === true) ?? 0)
+  return activations + logits + 8 * UBATCH * maskCells + 2 * 2 ** 20
 }
 
 /** Memory a node needs besides its layers: compute headroom, the output head, the input embeddings on the host. */

@@ -107,3 +107,28 @@ test('KV heads given per layer are read per layer; the largest stands for the mo
   const info = describeModel(header)
   assert.deepEqual([info.headCount, info.headCountKv, info.headCountKvPerLayer], [4, 4, [2, 0, 4]])
 })
+
+test('the widest feed-forward activation: the largest per-layer width, or the used experts (and a shared one)', () => {
+  const header = (extra: Record<string, unknown>): GgufHeader =>
+    ({
+      version: 3,
+      metadata: {
+        'general.architecture': 'x',
+        'x.block_count': 3,
+        'x.embedding_length': 64,
+        'x.context_length': 128,
+        'x.attention.head_count': 4,
+        ...extra
+      },
+      tensors: [],
+      dataOffset: 0,
+      fileSize: 0
+    }) as unknown as GgufHeader
+  assert.equal(describeModel(header({ 'x.feed_forward_length': 256 })).feedForwardWidth, 256)
+  assert.equal(describeModel(header({ 'x.feed_forward_length': [128, 0, 512] })).feedForwardWidth, 512)
+  const moe = { 'x.expert_feed_forward_length': 96, 'x.expert_used_count': 8, 'x.expert_count': 128 }
+  assert.equal(describeModel(header(moe)).feedForwardWidth, 768)
+  assert.equal(describeModel(header({ ...moe, 'x.expert_shared_feed_forward_length': 512 })).feedForwardWidth, 1280)
+  assert.equal(describeModel(header({ ...moe, 'x.feed_forward_length': 2048 })).feedForwardWidth, 2048, 'dense layers wider')
+  assert.equal(describeModel(header({})).feedForwardWidth, undefined)
+})

@@ -28,6 +28,12 @@ export interface ModelInfo {
   readonly contextLength: number
   readonly embeddingLength: number
   readonly feedForwardLength: number | undefined
+  /**
+   * The widest feed-forward activation one token makes in any layer: the largest per-layer
+   * feed_forward_length, or for a mixture of experts the used experts' widths (plus a shared expert's).
+   * Undefined when the file gives neither (the planner then assumes 4 x embedding_length).
+   */
+  readonly feedForwardWidth: number | undefined
   readonly headCount: number
   /** The largest, when the file gives one per layer (then headCountKvPerLayer has them all). */
   readonly headCountKv: number
@@ -98,6 +104,24 @@ function numberAt(metadata: Readonly<Record<string, unknown>>, key: string): num
 function perLayerNumbers(value: unknown, layerCount: number): number[] | null {
   if (!Array.isArray(value) || value.length < layerCount || !value.every((x) => typeof x === 'number')) return null
   return (value as number[]).slice(0, layerCount)
+}
+
+/** See ModelInfo.feedForwardWidth. Pure. */
+function feedForwardWidthOf(
+  metadata: Readonly<Record<string, unknown>>,
+  key: (suffix: string) => string,
+  layerCount: number
+): number | undefined {
+  const perLayer = perLayerNumbers(metadata[key('feed_forward_length')], layerCount)
+  const dense = perLayer !== null ? Math.max(...perLayer) : numberAt(metadata, key('feed_forward_length'))
+  const expertWidth = numberAt(metadata, key('expert_feed_forward_length'))
+  const used = numberAt(metadata, key('expert_used_count'))
+  const experts =
+    expertWidth !== undefined && used !== undefined
+      ? expertWidth * used + (numberAt(metadata, key('expert_shared_feed_forward_length')) ?? 0)
+      : undefined
+  if (dense === undefined) return experts
+  return experts === undefined ? dense : Math.max(dense, experts)
 }
 
 function requireNumber(metadata: Readonly<Record<string, unknown>>, key: string): number {
@@ -204,6 +228,7 @@ export function describeModel(header: GgufHeader): ModelInfo {
     contextLength: requireNumber(metadata, key('context_length')),
     embeddingLength,
     feedForwardLength: numberAt(metadata, key('feed_forward_length')),
+    feedForwardWidth: feedForwardWidthOf(metadata, key, layerCount),
     headCount,
     headCountKv,
     headCountKvPerLayer,

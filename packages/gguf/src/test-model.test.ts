@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  deciLayerShapes,
   buildTestModel,
   DEFAULT_TEST_MODEL,
   TEST_ARCHITECTURES,
@@ -81,7 +82,7 @@ test('each architecture has the tensors and keys llama.cpp loads it by', async (
     const k = keys(arch)
     assert.deepEqual(k.get('general.architecture')?.value, arch)
     assert.deepEqual(k.get(`${arch}.block_count`)?.value, 2, `${arch}: keys under its own prefix`)
-    assert.ok(t.has('token_embd.weight') && t.has('blk.1.attn_q.weight') && !t.has('output.weight'), `${arch}: tied output`)
+    assert.ok(t.has('token_embd.weight') && t.has('blk.0.attn_q.weight') && !t.has('output.weight'), `${arch}: tied output`)
     assert.equal(t.has('blk.0.attn_q.bias'), arch === 'qwen2', `${arch}: attention biases only in qwen2`)
     assert.equal(t.has('blk.0.attn_q_norm.weight'), arch === 'qwen3' || arch === 'qwen3moe' || arch === 'gemma3', `${arch}: q/k norms`)
     assert.equal(t.has('blk.0.post_ffw_norm.weight'), arch === 'gemma3', `${arch}: post-norms only in gemma3`)
@@ -92,6 +93,13 @@ test('each architecture has the tensors and keys llama.cpp loads it by', async (
       assert.deepEqual(t.get('blk.0.ffn_gate_inp.weight'), [embd, TEST_MOE.experts])
       assert.ok(!t.has('blk.0.ffn_gate.weight'))
     } else assert.deepEqual(t.get('blk.0.ffn_down.weight'), [ff, embd])
+    if (arch === 'deci') {
+      // per layer: KV heads 4 (all), then none (one matrix of "linear attention", no q/k/v), ff halved
+      assert.deepEqual(t.get('blk.0.attn_k.weight'), [embd, embd])
+      assert.ok(!t.has('blk.1.attn_k.weight') && t.has('blk.1.attn_output.weight'))
+      assert.deepEqual(t.get('blk.1.ffn_up.weight'), [embd, ff / 2])
+      assert.deepEqual(k.get('deci.attention.head_count_kv')?.value, [heads, 0])
+    } else assert.ok(t.has('blk.1.attn_k.weight'))
     if (t.has('blk.0.attn_q_norm.weight')) assert.deepEqual(t.get('blk.0.attn_q_norm.weight'), [embd / heads])
   }
   // llama is what it always was: the default model's bytes do not depend on the architecture option
@@ -110,6 +118,13 @@ test('each architecture has the tensors and keys llama.cpp loads it by', async (
     )
     assert.equal(info.architecture, 'qwen3moe')
     assert.equal(info.layerCount, DEFAULT_TEST_MODEL.layers)
+    assert.equal(info.feedForwardWidth, DEFAULT_TEST_MODEL.ff, 'the used experts together')
+    assert.throws(() => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, arch: 'deci', heads: 6, embd: 96 }), /multiple of 4/)
+    writeTestModel(join(dir, 'deci.gguf'), { ...DEFAULT_TEST_MODEL, arch: 'deci', layers: 4 })
+    const deci = await readModelInfo(join(dir, 'deci.gguf'))
+    assert.deepEqual(deci.headCountKvPerLayer, deciLayerShapes(4, heads, ff).kvHeads)
+    assert.deepEqual(deci.headCountKvPerLayer, [4, 0, 1, 4])
+    assert.equal(deci.feedForwardWidth, ff)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

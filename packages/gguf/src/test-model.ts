@@ -1,7 +1,9 @@
 /**
  * Generates a small GGUF with deterministic random weights and a tiny SentencePiece-style vocabulary, of
  * one of the architectures people run (llama; qwen2 with attention biases; qwen3 with q/k norms; gemma3 with
- * sliding-window layers and post-norms; qwen3moe, a mixture of experts). llama-server loads it and completes
+ * sliding-window layers and post-norms; qwen3moe, a mixture of experts; deci, Nemotron's layers of unlike
+ * shapes: KV heads and feed-forward width given per layer, one layer of "linear attention" with no KV cache).
+ * llama-server loads it and completes
  * text with it, so tests, benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
  * The tensor names and shapes are llama.cpp's (src/models/<arch>.cpp of the release we build).
  */
@@ -10,11 +12,22 @@ import { ExitCode, SollolError } from '@sollol/core'
 import { seededRandom } from '@sollol/core'
 
 /** The architectures the generator writes. */
-export const TEST_ARCHITECTURES = ['llama', 'qwen2', 'qwen3', 'gemma3', 'qwen3moe'] as const
+export const TEST_ARCHITECTURES = ['llama', 'qwen2', 'qwen3', 'gemma3', 'qwen3moe', 'deci'] as const
 export type TestArchitecture = (typeof TEST_ARCHITECTURES)[number]
 
 /** The mixture of experts of `qwen3moe`: experts per layer, used per token; each expert's ff is ff / used. */
 export const TEST_MOE = { experts: 4, used: 2 } as const
+/**
+ * deci: per layer, the KV heads (heads / 1, 2 or 4 in turn; the second layer none: its attention is one
+ * matrix and keeps no cache) and the feed-forward width (ff, then ff / 2 in turn). Pure.
+ */
+export function deciLayerShapes(layers: number, heads: number, ff: number): { kvHeads: number[]; ff: number[] } {
+  return {
+    kvHeads: Array.from({ length: layers }, (_, il) => (il === 1 ? 0 : heads / [1, 2, 4][il % 3]!)),
+    ff: Array.from({ length: layers }, (_, il) => (il % 2 === 0 ? ff : ff / 2))
+  }
+}
+
 /** gemma3: the sliding window in tokens (5 layers in 6 use it, llama.cpp's default pattern). */
 export const TEST_SLIDING_WINDOW = 128
 
@@ -76,6 +89,10 @@ export function validateTestModelOptions(options: TestModelOptions): TestModelOp
     throw new TestModelOptionError(`Expected --type to be f32 or f16, got \`${String(options.type)}\``)
   if (options.arch !== undefined && !(TEST_ARCHITECTURES as readonly string[]).includes(options.arch))
     throw new TestModelOptionError(`Expected --arch to be one of ${TEST_ARCHITECTURES.join(', ')}, got \`${String(options.arch)}\``)
+  if (options.arch === 'deci' && (options.heads % 4 !== 0 || options.ff % 2 !== 0))
+    throw new TestModelOptionError(
+      `Expected --heads to be a multiple of 4 and --ff a multiple of 2 for deci, got \`${options.heads}\` and \`${options.ff}\``
+    )
   if (options.arch === 'qwen3moe' && options.ff % TEST_MOE.used !== 0)
     throw new TestModelOptionError(`Expected --ff to be a multiple of ${TEST_MOE.used} for qwen3moe, got \`${options.ff}\``)
   return options
@@ -264,6 +281,8 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
 
   const arch = o.arch ?? 'llama'
   const a = (key: string): string => `${arch}.${key}`
+  const deci = arch === 'deci' ? deciLayerShapes(o.layers, o.heads, o.ff) : undefined
+  const u32s = (value: number[]): MetadataEntry => ({ type: ValueType.ARRAY, itemType: ValueType.UINT32, value })
   const metadata = new Map<string, MetadataEntry>([
     ['general.architecture', { type: ValueType.STRING, value: arch }],
     ['general.name', { type: ValueType.STRING, value: `sollol-test-${arch === 'llama' ? '' : `${arch}-`}${o.layers}x${o.embd}-${o.type}` }],
@@ -271,9 +290,9 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
     [a('context_length'), u32(o.contextLength)],
     [a('embedding_length'), u32(o.embd)],
     [a('block_count'), u32(o.layers)],
-    [a('feed_forward_length'), u32(o.ff)],
+    [a('feed_forward_length'), deci !== undefined ? u32s(deci.ff) : u32(o.ff)],
     [a('attention.head_count'), u32(o.heads)],
-    [a('attention.head_count_kv'), u32(o.heads)],
+    [a('attention.head_count_kv'), deci !== undefined ? u32s(deci.kvHeads) : u32(o.heads)],
     [a('attention.layer_norm_rms_epsilon'), { type: ValueType.FLOAT32, value: 1e-5 }],
     [a('rope.dimension_count'), u32(headDim)],
     [a('vocab_size'), u32(vocab.length)],
@@ -317,10 +336,14 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
   ones('output_norm.weight', o.embd)
   for (let layer = 0; layer < o.layers; layer++) {
     const p = `blk.${layer}.`
+    const kvWidth = (deci?.kvHeads[layer] ?? o.heads) * headDim
+    const ff = deci?.ff[layer] ?? o.ff
     ones(`${p}attn_norm.weight`, o.embd)
-    random(`${p}attn_q.weight`, [o.embd, o.embd])
-    random(`${p}attn_k.weight`, [o.embd, o.embd])
-    random(`${p}attn_v.weight`, [o.embd, o.embd])
+    if (kvWidth > 0) {
+      random(`${p}attn_q.weight`, [o.embd, o.embd])
+      random(`${p}attn_k.weight`, [o.embd, kvWidth])
+      random(`${p}attn_v.weight`, [o.embd, kvWidth])
+    }
     if (arch === 'qwen2') for (const t of ['q', 'k', 'v']) random(`${p}attn_${t}.bias`, [o.embd], TensorType.F32)
     if (arch === 'qwen3' || arch === 'qwen3moe' || arch === 'gemma3') {
       ones(`${p}attn_q_norm.weight`, headDim)
@@ -336,9 +359,9 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
       random(`${p}ffn_up_exps.weight`, [o.embd, expertFf, TEST_MOE.experts])
       random(`${p}ffn_down_exps.weight`, [expertFf, o.embd, TEST_MOE.experts])
     } else {
-      random(`${p}ffn_gate.weight`, [o.embd, o.ff])
-      random(`${p}ffn_up.weight`, [o.embd, o.ff])
-      random(`${p}ffn_down.weight`, [o.ff, o.embd])
+      random(`${p}ffn_gate.weight`, [o.embd, ff])
+      random(`${p}ffn_up.weight`, [o.embd, ff])
+      random(`${p}ffn_down.weight`, [ff, o.embd])
     }
     if (arch === 'gemma3') ones(`${p}post_ffw_norm.weight`, o.embd)
   }

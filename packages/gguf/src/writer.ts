@@ -35,7 +35,7 @@ export type MetadataEntry =
     }
   | {
       readonly type: ValueType.ARRAY
-      readonly itemType: ValueType.INT32 | ValueType.FLOAT32 | ValueType.STRING
+      readonly itemType: ValueType.UINT32 | ValueType.INT32 | ValueType.FLOAT32 | ValueType.STRING
       readonly value: ReadonlyArray<number | string>
     }
 

@@ -94,14 +94,15 @@ test('llamaServerArgs puts --rpc first and keeps the split and layers explicit',
   assert.deepEqual(args.slice(-2), ['--device', 'RPC0'])
 })
 
-test('llamaServerArgs passes KV cache types, with flash attention on for a quantized V cache', () => {
+test('llamaServerArgs passes KV cache types, and flash attention always on (what the planner prices)', () => {
   const base = { binary: 'x', model: 'm.gguf', rpc: [], port: 8080 }
   const at = (args: string[], flag: string): string | undefined => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined)
   const keys = llamaServerArgs({ ...base, cacheTypes: { k: 'q8_0', v: 'f16' } })
-  assert.deepEqual([at(keys, '--cache-type-k'), at(keys, '--cache-type-v'), at(keys, '--flash-attn')], ['q8_0', 'f16', undefined])
+  assert.deepEqual([at(keys, '--cache-type-k'), at(keys, '--cache-type-v'), at(keys, '--flash-attn')], ['q8_0', 'f16', 'on'])
   const both = llamaServerArgs({ ...base, cacheTypes: { k: 'q4_0', v: 'q4_0' } })
   assert.deepEqual([at(both, '--cache-type-k'), at(both, '--cache-type-v'), at(both, '--flash-attn')], ['q4_0', 'q4_0', 'on'])
   assert.equal(at(llamaServerArgs(base), '--cache-type-k'), undefined, "llama-server's default when none is given")
+  assert.equal(at(llamaServerArgs(base), '--flash-attn'), 'on')
 })
 
 test('loading progress follows the stages of the log and only moves forward', () => {

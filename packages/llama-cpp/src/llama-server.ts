@@ -10,7 +10,7 @@ import { silentLogger, type Logger } from './log.js'
 import { isPortInUse } from './net-util.js'
 import { PortInUseError, ProcessStartError } from './rpc-server.js'
 import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
-import { needsFlashAttention, type KvCacheTypes } from '@sollol/core'
+import { type KvCacheTypes } from '@sollol/core'
 
 export interface LlamaServerOptions {
   readonly binary: string
@@ -76,10 +76,12 @@ export function llamaServerArgs(o: LlamaServerOptions): string[] {
   if (o.devices !== undefined && o.devices.length > 0) args.push('--device', o.devices.join(','))
   if (o.tensorSplit !== undefined && o.tensorSplit.length > 0) args.push('--tensor-split', o.tensorSplit.map(formatShare).join(','))
   if (o.contextSize !== undefined) args.push('--ctx-size', String(o.contextSize))
-  if (o.cacheTypes !== undefined) {
-    args.push('--cache-type-k', o.cacheTypes.k, '--cache-type-v', o.cacheTypes.v)
-    if (needsFlashAttention(o.cacheTypes)) args.push('--flash-attn', 'on')
-  }
+  if (o.cacheTypes !== undefined) args.push('--cache-type-k', o.cacheTypes.k, '--cache-type-v', o.cacheTypes.v)
+  // Flash attention always on: the planner prices its compute buffers (computeHeadroomBytes). Without it
+  // every head's attention scores are materialized (3-5x the buffers at 4096 cells), and llama.cpp's `auto`
+  // is not a choice we could plan for: over RPC it turns on today only because RPC devices claim every op.
+  // A quantized V cache needs it anyway (llama.cpp refuses to start without it).
+  args.push('--flash-attn', 'on')
   if (o.threads !== undefined) args.push('--threads', String(o.threads))
   if (o.parallel !== undefined) args.push('--parallel', String(o.parallel))
   // the API key goes through the environment (LLAMA_API_KEY, see start()): argv is readable by every user in /proc

@@ -23,10 +23,10 @@ export function registerModelInfo(program: Command): void {
           `model:        ${info.name ?? '(unnamed)'} (${info.architecture})`,
           `layers:       ${info.layerCount}, ${min === max ? formatBytes(min) : `${formatBytes(min)}-${formatBytes(max)}`} each`,
           `context:      ${info.contextLength} tokens (trained)`,
-          `heads:        ${info.headCount} (kv ${info.headCountKv}), embedding ${info.embeddingLength}`,
+          `heads:        ${info.headCount} (kv ${info.headCountKvPerLayer !== null ? `${Math.min(...info.headCountKvPerLayer)}-${info.headCountKv} by layer` : info.headCountKv}), embedding ${info.embeddingLength}`,
           `embeddings:   ${formatBytes(info.embeddingBytes)}; output ${formatBytes(info.outputBytes)}${info.tiedOutput ? ' (tied to the embeddings)' : ''}`,
           `weights:      ${formatBytes(info.totalWeightBytes)} in all`,
-          `KV cache:     ${info.kvBytesPerTokenPerLayer} bytes per token per layer (f16)` +
+          `KV cache:     ${info.kvBytesPerTokenPerLayer} bytes per token per layer (f16${info.headCountKvPerLayer !== null ? ', the most of any layer' : ''})` +
             (info.slidingWindow !== null
               ? `; ${info.slidingWindow.layers.filter(Boolean).length} of ${info.layerCount} layers attend to a window of ${info.slidingWindow.window} tokens (a smaller cache)`
               : '')

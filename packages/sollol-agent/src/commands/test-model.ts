@@ -8,7 +8,7 @@ export function registerTestModel(program: Command): void {
   program
     .command('test-model')
     .description(
-      'write a small GGUF (llama, qwen2, qwen3, gemma3 or qwen3moe) with deterministic random weights (for tests and smoke tests)'
+      'write a small GGUF (llama, qwen2, qwen3, gemma3, qwen3moe or deci) with deterministic random weights (for tests and smoke tests)'
     )
     .requiredOption('--out <file>', 'where to write the model')
     .option('--arch <name>', `architecture: ${TEST_ARCHITECTURES.join(', ')}`, oneOf('--arch', TEST_ARCHITECTURES), 'llama')
