@@ -241,7 +241,17 @@ export const announcementSchema = z
          */
         load: loadSchema.nullable().optional(),
         /** The rpc-server's tensor cache: its size, its cap, and whether this agent's model file is seeded into it. */
-        cache: cacheSchema.nullable().optional()
+        cache: cacheSchema.nullable().optional(),
+        /**
+         * The last abort of one of the rpc-server's compute backends (a graph that device cannot run, such
+         * as a weight type it has no kernel for), with ggml's line. The coordinator whose plan was running
+         * leaves the devices of that kind out of its plans for its model. Null or absent: none.
+         */
+        abort: z
+          .object({ at: z.string().max(40), kind: z.enum(DEVICE_KINDS), line: z.string().max(300) })
+          .loose()
+          .nullable()
+          .optional()
       })
       .loose(),
     devices: z.array(deviceSchema).max(64),

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   allocationFailures,
+  backendAbort,
   classifyExit,
   layerEndpoints,
   layerRanges,
@@ -221,4 +222,25 @@ test('llamaServerArgs names the RPC devices after --rpc (a GPU of the host is no
   })
   assert.ok(args.indexOf('--device') > args.indexOf('--rpc'))
   assert.equal(args[args.indexOf('--device') + 1], 'RPC0,RPC1,RPC2')
+})
+
+test('backendAbort reads which compute backend aborted an rpc-server, and nothing from other crashes', () => {
+  // what ggml-rpc-server (node-llama-cpp's Vulkan backend on lavapipe) printed for a TQ1_0 model
+  const vulkan = [
+    'Accepted client connection',
+    '/home/runner/work/node-llama-cpp/node-llama-cpp/llama/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp:9709: GGML_ASSERT(dmmv != nullptr) failed',
+    '#3  0x00007f9c89a3a65e in ggml_vk_mul_mat(ggml_backend_vk_context*, ...) () from /tmp/fa/vk/libggml-vulkan.so'
+  ]
+  assert.deepEqual(backendAbort(vulkan), { kind: 'vulkan', line: 'ggml-vulkan.cpp:9709: GGML_ASSERT(dmmv != nullptr) failed' })
+  assert.deepEqual(backendAbort(['/src/ggml/src/ggml-cuda/ggml-cuda.cu:88: CUDA error']), {
+    kind: 'cuda',
+    line: 'ggml-cuda.cu:88: CUDA error'
+  })
+  assert.equal(backendAbort(['corrupted double-linked list', 'Aborted']), undefined, 'glibc: no backend')
+  assert.equal(
+    backendAbort(['/src/ggml/src/ggml-rpc/ggml-rpc.cpp:566: GGML_ASSERT(x) failed']),
+    undefined,
+    'the RPC layer is no compute backend'
+  )
+  assert.equal(backendAbort(['/src/ggml/src/ggml.c:1720: GGML_ASSERT(view_src == NULL) failed']), undefined, "ggml's core")
 })

@@ -210,6 +210,33 @@ export function unloadableModel(output: readonly string[]): string | undefined {
   return undefined
 }
 
+/** A compute backend's abort, read from an rpc-server's output: which backend, and its line. */
+export interface BackendAbort {
+  /** The device kind whose backend aborted (`vulkan`, `cuda`, `rocm`, `metal`, `cpu`...). */
+  readonly kind: string
+  /** The abort as ggml printed it, from the source file's name on: `ggml-vulkan.cpp:9709: GGML_ASSERT(dmmv != nullptr) failed`. */
+  readonly line: string
+}
+
+/** ggml's backend folders by the device kind agents announce. */
+const BACKEND_KINDS: Readonly<Record<string, string>> = { vulkan: 'vulkan', cuda: 'cuda', hip: 'rocm', metal: 'metal', cpu: 'cpu' }
+
+/**
+ * The abort of a compute backend in an rpc-server's output (`.../ggml/src/ggml-vulkan/ggml-vulkan.cpp:9709:
+ * GGML_ASSERT(dmmv != nullptr) failed`): a graph the backend cannot run, such as a weight type it has no
+ * kernel for (Vulkan and TQ1_0). Aborts of the RPC layer itself, of glibc or of ggml's core name no
+ * backend: undefined (a crash like any other). The last one wins. Pure.
+ */
+export function backendAbort(output: readonly string[]): BackendAbort | undefined {
+  let found: BackendAbort | undefined
+  for (const line of output) {
+    const m = /ggml-([a-z]+)\/(ggml-[\w.-]+:\d+: .*(?:GGML_ASSERT|GGML_ABORT|fatal error|error).*)$/i.exec(line)
+    const kind = m === null ? undefined : BACKEND_KINDS[m[1]!.toLowerCase()]
+    if (m !== null && kind !== undefined) found = { kind, line: m[2]!.trim().slice(0, 300) }
+  }
+  return found
+}
+
 export type LlamaServerExitKind = 'stopped' | 'rpc-peer-lost' | 'model-load-failed' | 'port-in-use' | 'crashed'
 
 /**

@@ -396,7 +396,8 @@ export class Agent {
         servingTerm: this.rpc.supervised ? (this.coordination?.servingTerm ?? 0) : (this.coordination?.election.currentTerm ?? 0),
         access: this.rpcAccess,
         load: this.relayLoads.current,
-        cache: this.cache?.view ?? null
+        cache: this.cache?.view ?? null,
+        abort: this.rpc.abort
       },
       devices: this.rpc.devices,
       memoryBudget: this.memoryBudget,

@@ -136,6 +136,10 @@ export class Coordination {
   /** Nodes where llama-server could not allocate what a plan gave them: planned smaller since (per incarnation). */
   /** Budgets lowered after failed allocations, per peer (`peerId`) or per device of one (`peerId/device`). */
   private readonly budgetCuts = new Map<string, { peerId: string; incarnation: number; budget: number; reason: string }>()
+  /** Backend aborts already weighed: peer id -> the abort's time as announced. */
+  private readonly seenAborts = new Map<string, string>()
+  /** The peers of the last plan this coordinator started (kept after it ends: an abort is announced after). */
+  private lastStartedPeers: ReadonlySet<string> = new Set()
   private loggedProblem: string | null = null
   private lastPlan: { key: string; plan: Plan } | undefined
   /** Tunnel entries to workers' protected rpc-servers, by peer. */
@@ -427,6 +431,34 @@ export class Coordination {
   }
 
   /** What a node (or one device of it) is planned with: its offer, or less after llama-server could not allocate there. */
+  /**
+   * An rpc-server of the last plan this coordinator started aborted in a compute backend (a graph that
+   * device cannot run: ggml's Vulkan backend has no kernel for TQ1_0 weights in this release, and over RPC
+   * llama.cpp cannot know, as an RPC device claims every op): its devices of that kind get no budget for
+   * this model from now on (a budget cut to 0, shown with ggml's line). The node keeps serving with its
+   * other devices. Each abort is weighed once; one from before this coordinator's plan is not its to
+   * weigh (it learns the same way if it happens again); a restarted agent (new incarnation, perhaps a new
+   * llama.cpp) is tried again.
+   */
+  private noteBackendAborts(live: readonly Announcement[]): void {
+    for (const a of live) {
+      const abort = a.rpc.abort
+      if (abort === null || abort === undefined || this.seenAborts.get(a.peerId) === abort.at) continue
+      this.seenAborts.set(a.peerId, abort.at)
+      if (!this.lastStartedPeers.has(a.peerId)) continue
+      const ofKind = planDevicesOf(a.devices) !== undefined ? a.devices.filter((d) => d.kind === abort.kind) : []
+      const perDevice = ofKind.length > 0 && ofKind.length < a.devices.length
+      const where = perDevice ? ofKind.map((d) => d.name).join(', ') : 'its rpc-server'
+      const reason = `${where} aborted running this model (${abort.line}); left out of plans for it`
+      for (const key of perDevice ? ofKind.map((d) => `${a.peerId}/${d.name}`) : [a.peerId])
+        this.budgetCuts.set(key, { peerId: a.peerId, incarnation: a.incarnation, budget: 0, reason })
+      this.o.logger.warn(
+        { peerId: a.peerId, backend: abort.kind, line: abort.line },
+        `${where} cannot run this model: left out of its plans`
+      )
+    }
+  }
+
   private budgetOf(a: Announcement, offer = a.memoryBudget, device: string | null = null): number {
     const cut = this.budgetCuts.get(device === null ? a.peerId : `${a.peerId}/${device}`)
     // a restarted agent (new incarnation) starts afresh: its memory may have been freed
@@ -489,6 +521,7 @@ export class Coordination {
     const info = this.modelInfo
     const self = this.o.mesh.announcement()
     if (info === undefined) throw new PlanError('model not read yet', [])
+    if (!dryRun) this.noteBackendAborts(live)
     const nodes: PlanNode[] = []
     const excluded: Array<{ peerId: string; reason: string }> = []
     for (const a of live) {
@@ -660,6 +693,7 @@ export class Coordination {
       logger: log
     })
     const running: Running = { startedAt: this.o.now(), signature, plan: desired, llama }
+    this.lastStartedPeers = new Set(desired.nodes.map((n) => n.peerId))
     this.running = running
     llama.on('exit', (kind) => {
       if (this.running !== running) return

@@ -7,6 +7,7 @@ import { freemem } from 'node:os'
 import { join } from 'node:path'
 import { readFile, writeFile } from 'node:fs/promises'
 import {
+  backendAbort,
   calibrateRpcServer,
   CALIBRATION_METHOD,
   defaultCacheRoot,
@@ -21,12 +22,14 @@ import {
   type RpcDeviceMemory,
   type RpcServerState
 } from '@sollol/llama-cpp'
-import type { Announcement, Device } from '@sollol/core'
+import { DEVICE_KINDS, type Announcement, type Device } from '@sollol/core'
 import type { SelfDescription } from '@sollol/mesh'
 import { announcedDevices, detectDevices, deviceBudgets } from './capacity.js'
 
 export type RpcAnnounceState = SelfDescription['rpc']['state']
 export type Speed = NonNullable<Announcement['speed']>
+export type BackendAbortView = NonNullable<Announcement['rpc']['abort']>
+type DeviceKind = (typeof DEVICE_KINDS)[number]
 
 export interface LocalRpcOptions {
   readonly binaries: LlamaBinaries
@@ -80,6 +83,7 @@ export class LocalRpc {
   private measuredSpeed: Speed | null = null
   private rpcProtocol: string | null = null
   private rpcState: RpcAnnounceState = 'starting'
+  private lastAbort: BackendAbortView | null = null
   /** False until the server is started and measured: it is announced as `starting` until then. */
   private measured = false
   private stopped = false
@@ -113,6 +117,11 @@ export class LocalRpc {
     return this.measuredSpeed
   }
 
+  /** The last abort of a compute backend of the rpc-server (announced as `rpc.abort`); null: none. */
+  get abort(): BackendAbortView | null {
+    return this.lastAbort
+  }
+
   get restartCount(): number {
     return this.supervisor?.restartCount ?? 0
   }
@@ -139,7 +148,26 @@ export class LocalRpc {
       if (frozen && this.rpcState === 'ready') this.setState('frozen')
       else if (!frozen && this.rpcState === 'frozen' && rpc.state.kind === 'ready') this.setState('ready')
     }, this.o.frozenCheckMs ?? 1000)
+    // A compute backend's abort (a graph the device cannot run) is read from the output of the run that
+    // ended, and announced: the coordinator leaves that device out for its model.
+    let run: string[] = []
+    rpc.on('line', (line) => {
+      run.push(line)
+      if (run.length > 200) run = run.slice(-100)
+    })
     rpc.on('state', (state) => {
+      if (state.kind === 'ready') run = []
+      if (state.kind === 'restarting') {
+        const abort = backendAbort(run)
+        if (abort !== undefined && DEVICE_KINDS.includes(abort.kind as DeviceKind)) {
+          this.lastAbort = { at: new Date().toISOString(), kind: abort.kind as DeviceKind, line: abort.line }
+          this.o.logger.warn(
+            { backend: abort.kind, line: abort.line },
+            'the rpc-server aborted in a compute backend (a graph it cannot run)'
+          )
+          this.o.onChange()
+        }
+      }
       this.setState(announceState(state))
     })
     await rpc.start()

@@ -173,7 +173,7 @@ export function formatStatus(view: ClusterView): string {
     }
     for (const x of plan.budgetCuts ?? []) {
       const node = view.nodes.find((n) => n.peerId === x.peerId)
-      lines.push(`planned smaller: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
+      lines.push(`${x.budget === 0 ? 'left out' : 'planned smaller'}: ${node?.hostname ?? ''} ${shortId(x.peerId)}: ${x.reason}`)
     }
   }
   for (const p of view.incompatible ?? []) {
