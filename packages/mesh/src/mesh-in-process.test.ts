@@ -84,11 +84,12 @@ test(`${N} meshes in one process: one ring, four watchers each; a member that ca
   // A member whose heartbeats do not go out (its gossip still does): its watchers report it, the others
   // take their word, and it refutes with a newer announcement, so nobody drops it.
   const deaf = meshes[3]!
-  const sendBeat = (deaf as unknown as { sendBeat: unknown }).sendBeat
-  ;(deaf as unknown as { sendBeat: () => void }).sendBeat = () => {}
+  const beats = (deaf as unknown as { heartbeats: { send: unknown } }).heartbeats
+  const sendBeat = beats.send
+  beats.send = () => {}
   await until('the deaf member refuted a report', () => ((deaf.counters.refutations ?? 0) > 0 ? true : undefined), 20_000)
   const taken = meshes.reduce((sum, m) => sum + m.counters.livenessReportsTaken, 0)
-  ;(deaf as unknown as { sendBeat: unknown }).sendBeat = sendBeat
+  beats.send = sendBeat
   for (const m of meshes) if (m !== deaf) assert.ok(listed(m).includes(deaf.peerId), 'still listed everywhere: it refuted')
   await until(
     'the deaf member alive again everywhere',

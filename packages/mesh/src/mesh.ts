@@ -1,14 +1,14 @@
 /**
  * The agent's place in the mesh: gossips this agent's announcement, beats its ring neighbours, keeps the
- * membership view, reports and refutes liveness, and answers the hello and state protocols. Its parts:
- * `dialer.ts` (one connection to every peer it knows of), `tunnel-service.ts` (TCP over the mesh),
- * `node.ts` (the libp2p node). Membership rules live in @sollol/core; this class only feeds them facts.
+ * membership view, reports and refutes liveness. Its parts: `dialer.ts` (one connection to every peer it
+ * knows of), `heartbeat-service.ts` (the beat streams), `hello-service.ts` (hello and state: an announcement
+ * or the view asked of a peer), `tunnel-service.ts` (TCP over the mesh), `node.ts` (the libp2p node).
+ * Membership rules live in @sollol/core; this class only feeds them facts and decides what to send.
  */
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Connection } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
 import {
   ANNOUNCEMENT_VERSION,
   clusterView,
@@ -17,7 +17,6 @@ import {
   Membership,
   parseLivenessReport,
   RING_PER_SIDE,
-  MAX_ANNOUNCEMENT_BYTES,
   parseAnnouncement,
   type Announcement,
   type ClusterView,
@@ -29,10 +28,12 @@ import {
   WIRE_RANGE
 } from '@sollol/core'
 import { Dialer } from './dialer.js'
-import { BEAT_BYTES, decodeBeat, encodeBeat } from './heartbeat.js'
+import { encodeBeat } from './heartbeat.js'
+import { HeartbeatService } from './heartbeat-service.js'
+import { HelloService } from './hello-service.js'
 import { createMeshNode, type MeshNode } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
-import { announceTopic, heartbeatProtocol, helloProtocol, livenessTopic, MAX_STATE_BYTES, stateProtocol } from './protocols.js'
+import { announceTopic, helloProtocol, livenessTopic } from './protocols.js'
 import { TunnelService, type TunnelTap } from './tunnel-service.js'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -117,12 +118,6 @@ export interface MeshEvents {
 /** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
 export type CoordinationView = Parameters<typeof clusterView>[5]
 
-/** Our outbound heartbeat stream to one member. */
-interface BeatStream {
-  readonly stream: Stream
-  readonly write: (bytes: Uint8Array) => Promise<void>
-}
-
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
 export class Mesh extends EventEmitter<MeshEvents> {
@@ -135,12 +130,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private publishedAt = 0
   /** A member joined since the last announcement: gossip ours again, so peers it reaches learn of us. */
   private joinedSinceAnnounce = false
-  /** Our outbound heartbeat stream per member ('opening' while it is being opened). */
-  private readonly beats = new Map<string, BeatStream | 'opening'>()
-  /** When our last heartbeat to each member was sent (a beat answered early is not sent again on the timer). */
-  private readonly beatSentAt = new Map<string, number>()
-  /** Members whose newer announcement is being fetched (a heartbeat said we are behind). */
-  private readonly fetching = new Set<string>()
   private timers: NodeJS.Timeout[] = []
   private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
   /** Peers of this cluster whose announcements this release cannot read (another major version), by peer id. */
@@ -162,6 +151,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
     refutations: 0
   }
   private readonly dialer: Dialer
+  private readonly heartbeats: HeartbeatService
+  private readonly hello: HelloService
   private readonly tunnels: TunnelService
   readonly peerId: string
 
@@ -179,6 +170,34 @@ export class Mesh extends EventEmitter<MeshEvents> {
       redialIntervalMs: options.timings.redialIntervalMs,
       now: this.now,
       logger: options.logger
+    })
+    this.heartbeats = new HeartbeatService({
+      cluster: options.cluster,
+      node,
+      intervalMs: options.timings.announceIntervalMs,
+      now: this.now,
+      counters: this.counters,
+      logger: options.logger,
+      ourBeat: () => (this.latest === undefined ? undefined : encodeBeat(this.incarnation, this.latest.seq)),
+      onBeat: (peer, beat) => {
+        const id = peer.toString()
+        const { behind, events } = this.membership.onHeartbeat(id, beat, this.now())
+        // heard from: its addresses stay worth redialling (announcements alone now come only on change)
+        this.dialer.heard(id)
+        this.emitEvents(events)
+        if (behind) this.hello.fetch(peer)
+      }
+    })
+    this.hello = new HelloService({
+      cluster: options.cluster,
+      node,
+      counters: this.counters,
+      logger: options.logger,
+      announcement: () => encodeAnnouncement(this.announcement()),
+      state: () => new TextEncoder().encode(JSON.stringify(this.view())),
+      received: (data, from) => this.receive(data, from),
+      stillWanted: (peer) =>
+        this.membership.get(peer.toString()) === undefined && (this.node?.getConnections(peer).some((c) => c.status === 'open') ?? false)
     })
     this.tunnels = new TunnelService({ cluster: options.cluster, node, counters: this.counters, logger: options.logger })
   }
@@ -232,15 +251,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       }
     })
 
-    await node.handle(helloProtocol(o.cluster), async (stream) => {
-      await this.reply(stream, encodeAnnouncement(this.announcement()))
-    })
-    await node.handle(heartbeatProtocol(o.cluster), async (stream, connection) => {
-      await this.readBeats(stream, connection.remotePeer)
-    })
-    await node.handle(stateProtocol(o.cluster), async (stream) => {
-      await this.reply(stream, new TextEncoder().encode(JSON.stringify(this.view())))
-    })
+    await this.hello.serve()
+    await this.heartbeats.serve()
 
     const pubsub = node.services.pubsub
     pubsub.subscribe(announceTopic(o.cluster))
@@ -423,126 +435,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   /**
-   * A heartbeat to every connected member, on one long-lived stream each (opened here when missing, dropped
-   * when a write fails: the next beat opens another). Sent without waiting: a frozen peer's stream only
-   * queues 18 bytes a beat until its connection goes.
+   * A heartbeat to the members we watch (liveness.ts), and to peers heard from in this run that are connected
+   * again but are not members (a peer back from a freeze was dropped by every side; its beat is what makes
+   * the other side fetch its announcement at once).
    */
   private beat(): void {
-    const node = this.node
-    if (node === undefined) return
-    // The members we watch (liveness.ts), and peers heard from in this run that are connected again but are
-    // not members (a peer back from a freeze was dropped by every side; its beat is what makes the other
-    // side fetch its announcement at once).
     const targets = new Set(this.membership.watched())
     for (const id of this.dialer.knownIds()) if (this.membership.get(id) === undefined) targets.add(id)
     targets.delete(this.peerId)
-    for (const [id, entry] of this.beats) {
-      // no longer a neighbour: its beats stop, and it stops hearing ours (the ring moved over a join)
-      if (targets.has(id)) continue
-      this.beats.delete(id)
-      this.beatSentAt.delete(id)
-      if (entry !== 'opening') void entry.stream.close().catch(() => {})
-    }
-    for (const id of targets) {
-      const peer = peerIdFromString(id)
-      if (node.getConnections(peer).length === 0) continue
-      const entry = this.beats.get(id)
-      if (entry === 'opening') continue
-      if (entry === undefined) {
-        this.beats.set(id, 'opening')
-        node.dialProtocol(peer, heartbeatProtocol(this.options.cluster), { signal: AbortSignal.timeout(5000) }).then(
-          (stream) => {
-            if (this.node === undefined || this.beats.get(id) !== 'opening') {
-              stream.abort(new Error('no longer wanted'))
-              return
-            }
-            const lp = lpStream(stream, { maxDataLength: BEAT_BYTES })
-            const opened = { stream, write: async (bytes: Uint8Array) => await lp.write(bytes) }
-            this.beats.set(id, opened)
-            this.sendBeat(id, opened)
-          },
-          (err: Error) => {
-            this.beats.delete(id)
-            this.options.logger.debug({ peer: id, err: err.message }, 'heartbeat stream not opened')
-          }
-        )
-        continue
-      }
-      this.sendBeat(id, entry, 'when due')
-    }
-  }
-
-  /**
-   * Sends our heartbeat to one member; 'when due': only if the last one went half a period ago or more.
-   * Every beat we receive is answered this way, so the two beats of a pair go out together, each riding with
-   * the window update of the other's frame (one TCP segment each way instead of two), and the timer finds
-   * most members already beaten. Each side still beats at least once per period.
-   */
-  private sendBeat(id: string, entry: BeatStream, when: 'now' | 'when due' = 'now'): void {
-    const latest = this.latest
-    if (latest === undefined) return
-    const now = this.now()
-    if (when === 'when due' && now - (this.beatSentAt.get(id) ?? -Infinity) < this.options.timings.announceIntervalMs / 2) return
-    this.beatSentAt.set(id, now)
-    entry.write(encodeBeat(this.incarnation, latest.seq)).then(
-      () => {
-        this.counters.heartbeatsOut++
-      },
-      (err: Error) => {
-        if (this.beats.get(id) === entry) this.beats.delete(id)
-        entry.stream.abort(err)
-      }
-    )
-  }
-
-  /** Reads a peer's heartbeats until its stream ends; each one is a sign of life for the announcement it names. */
-  private async readBeats(stream: Stream, peer: PeerId): Promise<void> {
-    const id = peer.toString()
-    const lp = lpStream(stream, { maxDataLength: BEAT_BYTES })
-    try {
-      for (;;) {
-        const beat = decodeBeat((await lp.read()).subarray())
-        if (beat === undefined) throw new Error('malformed heartbeat')
-        this.counters.heartbeatsIn++
-        const { behind, events } = this.membership.onHeartbeat(id, beat, this.now())
-        // heard from: its addresses stay worth redialling (announcements alone now come only on change)
-        this.dialer.heard(id)
-        this.emitEvents(events)
-        if (behind) this.fetchAnnouncement(peer)
-        const ours = this.beats.get(id)
-        if (ours !== undefined && ours !== 'opening') this.sendBeat(id, ours, 'when due')
-      }
-    } catch (err) {
-      stream.abort(err as Error)
-    }
-  }
-
-  /**
-   * Asks a peer for its announcement (hello): on a new connection, or when a heartbeat named one we have not
-   * received. One at a time per peer; a failed one is asked again `retries` times, 100 ms later, while the
-   * peer is still connected and still unknown (a peer without our protocols, `sollol-agent status`, is not).
-   */
-  private fetchAnnouncement(peer: PeerId, retries = 0): void {
-    const id = peer.toString()
-    if (this.fetching.has(id)) return
-    this.fetching.add(id)
-    this.request(peer, helloProtocol(this.options.cluster), MAX_ANNOUNCEMENT_BYTES)
-      .then(
-        (data) => {
-          this.counters.announcementsFetched++
-          this.receive(data, id)
-        },
-        (err: Error) => {
-          this.options.logger.debug({ peer: id, err: err.message }, 'hello failed')
-          if (retries === 0) return
-          setTimeout(() => {
-            const node = this.node
-            if (node !== undefined && this.membership.get(id) === undefined && node.getConnections(peer).some((c) => c.status === 'open'))
-              this.fetchAnnouncement(peer, retries - 1)
-          }, 100)
-        }
-      )
-      .finally(() => this.fetching.delete(id))
+    this.heartbeats.beat(targets)
   }
 
   private drop(reason: string, from: string | undefined): void {
@@ -651,26 +552,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.emitEvents(events)
   }
 
-  private async reply(stream: Stream, payload: Uint8Array): Promise<void> {
-    try {
-      const lp = lpStream(stream, { maxDataLength: MAX_STATE_BYTES })
-      await lp.write(payload, { signal: AbortSignal.timeout(5000) })
-      await stream.close()
-    } catch (err) {
-      stream.abort(err as Error)
-    }
-  }
-
-  private async request(peer: PeerId, protocol: string, maxBytes: number): Promise<Uint8Array> {
-    const node = this.node
-    if (node === undefined) throw new Error('mesh not running')
-    const stream = await node.dialProtocol(peer, protocol, { signal: AbortSignal.timeout(5000) })
-    const lp = lpStream(stream, { maxDataLength: maxBytes })
-    const data = await lp.read({ signal: AbortSignal.timeout(5000) })
-    await stream.close().catch(() => {})
-    return data.subarray()
-  }
-
   private onConnectionOpen(connection: Connection): void {
     this.counters.connectionsOpened++
     const peer = connection.remotePeer
@@ -679,7 +560,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.emitEvents(this.membership.onConnected(id, this.now()))
     // Ask the new peer for its announcement directly: no waiting for the next gossip round. Once more if
     // that fails: most often this connection was a duplicate being closed (both sides dialled at once).
-    this.fetchAnnouncement(peer, 1)
+    this.hello.fetch(peer, 1)
   }
 
   private onConnectionClose(connection: Connection): void {
@@ -691,10 +572,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       return
     }
     const id = peer.toString()
-    const beat = this.beats.get(id)
-    this.beats.delete(id)
-    this.beatSentAt.delete(id)
-    if (beat !== undefined && beat !== 'opening') beat.stream.abort(new Error('disconnected'))
+    this.heartbeats.forget(id)
     this.emitEvents(this.membership.onDisconnected(id, this.now()))
   }
 

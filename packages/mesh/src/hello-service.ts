@@ -1,0 +1,88 @@
+/**
+ * The mesh's request-answer protocols, one length-prefixed message on a stream of its own: hello (a peer's
+ * announcement, asked of its owner on a new connection or when a beat names one we lack) and state (the
+ * cluster view, for `sollol-agent status` and any peer). What they carry is the mesh's; this moves it.
+ */
+import type { PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import { MAX_ANNOUNCEMENT_BYTES } from '@sollol/core'
+import type { MeshNode } from './node.js'
+import { helloProtocol, MAX_STATE_BYTES, stateProtocol } from './protocols.js'
+
+export interface HelloServiceOptions {
+  readonly cluster: string
+  readonly node: () => MeshNode | undefined
+  readonly counters: { announcementsFetched: number }
+  readonly logger: { debug: (fields: Record<string, unknown>, message: string) => void }
+  /** Our announcement, encoded, as hello answers it. */
+  readonly announcement: () => Uint8Array
+  /** The cluster view, encoded, as state answers it. */
+  readonly state: () => Uint8Array
+  /** A peer's announcement as its owner answered it (validated by the mesh like any other). */
+  readonly received: (data: Uint8Array, from: string) => void
+  /** Whether a failed hello is worth asking again: the peer still connected and still unknown. */
+  readonly stillWanted: (peer: PeerId) => boolean
+}
+
+export class HelloService {
+  /** Peers whose announcement is being asked for (one request at a time per peer). */
+  private readonly fetching = new Set<string>()
+
+  constructor(private readonly o: HelloServiceOptions) {}
+
+  async serve(): Promise<void> {
+    const node = this.o.node()
+    if (node === undefined) throw new Error('mesh not running')
+    await node.handle(helloProtocol(this.o.cluster), async (stream) => {
+      await this.reply(stream, this.o.announcement())
+    })
+    await node.handle(stateProtocol(this.o.cluster), async (stream) => {
+      await this.reply(stream, this.o.state())
+    })
+  }
+
+  /**
+   * Asks a peer for its announcement. A failed request is made again `retries` times, 100 ms later, while
+   * the peer is still wanted (a peer without our protocols, such as `sollol-agent status`, is not).
+   */
+  fetch(peer: PeerId, retries = 0): void {
+    const id = peer.toString()
+    if (this.fetching.has(id)) return
+    this.fetching.add(id)
+    this.request(peer, helloProtocol(this.o.cluster), MAX_ANNOUNCEMENT_BYTES)
+      .then(
+        (data) => {
+          this.o.counters.announcementsFetched++
+          this.o.received(data, id)
+        },
+        (err: Error) => {
+          this.o.logger.debug({ peer: id, err: err.message }, 'hello failed')
+          if (retries === 0) return
+          setTimeout(() => {
+            if (this.o.node() !== undefined && this.o.stillWanted(peer)) this.fetch(peer, retries - 1)
+          }, 100)
+        }
+      )
+      .finally(() => this.fetching.delete(id))
+  }
+
+  private async reply(stream: Stream, payload: Uint8Array): Promise<void> {
+    try {
+      const lp = lpStream(stream, { maxDataLength: MAX_STATE_BYTES })
+      await lp.write(payload, { signal: AbortSignal.timeout(5000) })
+      await stream.close()
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+
+  private async request(peer: PeerId, protocol: string, maxBytes: number): Promise<Uint8Array> {
+    const node = this.o.node()
+    if (node === undefined) throw new Error('mesh not running')
+    const stream = await node.dialProtocol(peer, protocol, { signal: AbortSignal.timeout(5000) })
+    const lp = lpStream(stream, { maxDataLength: maxBytes })
+    const data = await lp.read({ signal: AbortSignal.timeout(5000) })
+    await stream.close().catch(() => {})
+    return data.subarray()
+  }
+}
