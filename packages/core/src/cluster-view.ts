@@ -185,3 +185,31 @@ export function clusterView(
     generatedAt: new Date(wallNow).toISOString()
   }
 }
+
+/** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
+export interface CoordinationPart {
+  readonly coordinator: ClusterView['coordinator']
+  readonly plan: PlanView | null
+  readonly problem: string | null
+}
+
+/** What the mesh knows at one moment (Mesh.snapshot()): the facts the cluster view is made of. */
+export interface MeshSnapshot {
+  readonly self: Announcement
+  readonly members: ReadonlyArray<Member & { status: MemberStatus }>
+  readonly discovery: DiscoveryView
+  readonly incompatible: NonNullable<ClusterView['incompatible']>
+  readonly counters: NonNullable<ClusterView['counters']>
+  /** The membership clock (may be monotonic) and the wall clock, at the snapshot. */
+  readonly now: number
+  readonly wallNow: number
+}
+
+/**
+ * The cluster view, built in one place: from the mesh's snapshot and what coordination adds. The HTTP API,
+ * `status`, the dashboard, the metrics and the mesh's state protocol all serve this. Pure.
+ */
+export function clusterViewOf(snapshot: MeshSnapshot, coordination?: CoordinationPart): ClusterView {
+  const view = clusterView(snapshot.self, snapshot.members, snapshot.discovery, snapshot.now, snapshot.wallNow, coordination)
+  return { ...view, incompatible: snapshot.incompatible, counters: snapshot.counters }
+}

@@ -9,14 +9,14 @@
  * const { key } = await loadOrCreateIdentity('/var/lib/sollol')
  * const mesh = new Mesh({ cluster: 'default', privateKey: key, port: 7490, timings: LAN_MESH_TIMINGS, logger, describeSelf })
  * await mesh.start()
- * mesh.view() // { cluster, self, nodes: [...], coordinator: null, plan: null }
+ * clusterViewOf(mesh.snapshot()) // @sollol/core: { cluster, self, nodes: [...], coordinator: null, plan: null }
  * ```
  */
 // First: libp2p 3 needs Promise.withResolvers, which Node 20 lacks.
 import './polyfill.js'
 
 export { dropKind, Mesh } from './mesh.js'
-export type { CoordinationView, MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
+export type { MeshCounters, MeshEvents, MeshLogger, MeshOptions, SelfDescription } from './mesh.js'
 export { loadOrCreateIdentity, IDENTITY_FILE, INCARNATION_FILE, nextIncarnation, nextPersistedIncarnation } from './identity.js'
 export { ClusterKeyError, clusterKeyFingerprint, generateClusterKey, parseClusterKey, readClusterKey } from './cluster-key.js'
 export { hasMulticastRoute, lanAddresses, mdnsAvailability } from './network-environment.js'

@@ -72,7 +72,7 @@ test(`${N} meshes in one process: one ring, four watchers each; a member that ca
   const joinedMs = Date.now() - started
 
   const ringOk = (live: Mesh[]): true | undefined => {
-    const watching = new Map(live.map((m) => [m.peerId, m.view().discovery.watching ?? []]))
+    const watching = new Map(live.map((m) => [m.peerId, m.snapshot().discovery.watching ?? []]))
     for (const [id, peers] of watching) {
       if (peers.length !== 4) return undefined
       for (const peer of peers) if (!watching.get(peer)?.includes(id)) return undefined

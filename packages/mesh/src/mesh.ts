@@ -11,7 +11,7 @@ import type { Connection } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import {
   ANNOUNCEMENT_VERSION,
-  clusterView,
+  clusterViewOf,
   encodeAnnouncement,
   encodeLivenessReport,
   Membership,
@@ -19,11 +19,11 @@ import {
   RING_PER_SIDE,
   parseAnnouncement,
   type Announcement,
-  type ClusterView,
   type DiscoveryView,
   type IncompatiblePeer,
   type MeshTimings,
   type MembershipEvent,
+  type MeshSnapshot,
   type LivenessReport,
   WIRE_RANGE
 } from '@sollol/core'
@@ -76,8 +76,11 @@ export interface MeshOptions {
   readonly timings: MeshTimings
   readonly logger: MeshLogger
   readonly describeSelf: () => SelfDescription
-  /** Coordinator and plan for the view (from the coordination layer); none by default. */
-  readonly coordination?: () => CoordinationView
+  /**
+   * The bytes the state protocol serves (the agent's cluster view, JSON): the mesh moves them and never
+   * reads them. Absent: the view of the mesh alone (clusterViewOf without coordination).
+   */
+  readonly state?: () => Uint8Array
   /** Monotonic clock for membership (ms). Injected so tests can drive it. */
   readonly now?: () => number
 }
@@ -114,9 +117,6 @@ export interface MeshEvents {
    */
   tick: []
 }
-
-/** What the coordination layer adds to the view: coordinator, plan, and why the cluster does not serve. */
-export type CoordinationView = Parameters<typeof clusterView>[5]
 
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
@@ -194,7 +194,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       counters: this.counters,
       logger: options.logger,
       announcement: () => encodeAnnouncement(this.announcement()),
-      state: () => new TextEncoder().encode(JSON.stringify(this.view())),
+      state: () => options.state?.() ?? new TextEncoder().encode(JSON.stringify(clusterViewOf(this.snapshot()))),
       received: (data, from) => this.receive(data, from),
       stillWanted: (peer) =>
         this.membership.get(peer.toString()) === undefined && (this.node?.getConnections(peer).some((c) => c.status === 'open') ?? false)
@@ -319,25 +319,25 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.publish()
   }
 
-  view(): ClusterView {
+  /** What the mesh knows now, for the cluster view (clusterViewOf in @sollol/core builds it). */
+  snapshot(): MeshSnapshot {
     const connections = this.node?.getConnections() ?? []
-    const discovery = {
-      ...this.discovery,
-      closed: this.options.clusterKey !== undefined,
-      connections: connections.length,
-      connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size,
-      watching: this.membership.watched()
+    const now = this.now()
+    return {
+      self: this.announcement(),
+      members: this.membership.list(now),
+      discovery: {
+        ...this.discovery,
+        closed: this.options.clusterKey !== undefined,
+        connections: connections.length,
+        connectedPeers: new Set(connections.map((c) => c.remotePeer.toString())).size,
+        watching: this.membership.watched()
+      },
+      incompatible: [...this.incompatible.values()].map(({ heardAt: _, ...peer }) => ({ ...peer, reason: 'incompatible: upgrade' })),
+      counters: { ...this.counters, dropReasons: { ...this.counters.dropReasons } },
+      now,
+      wallNow: Date.now()
     }
-    const view = clusterView(
-      this.announcement(),
-      this.membership.list(this.now()),
-      discovery,
-      this.now(),
-      Date.now(),
-      this.options.coordination?.()
-    )
-    const incompatible = [...this.incompatible.values()].map(({ heardAt: _, ...peer }) => ({ ...peer, reason: 'incompatible: upgrade' }))
-    return { ...view, incompatible, counters: { ...this.counters, dropReasons: { ...this.counters.dropReasons } } }
   }
 
   /**

@@ -6,19 +6,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { listCache, type Logger } from '@sollol/llama-cpp'
-import type { CoordinationView } from '@sollol/mesh'
+import type { CoordinationPart } from '@sollol/core'
 import { OpenAiUpstream } from './openai-upstream.js'
 import { StaticBackendProbe } from './static-backend-probe.js'
 import { TensorCacheKeeper } from './tensor-cache-keeper.js'
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet } as unknown as Logger
 
-const serving = (coordinator: string, state = 'ready'): CoordinationView =>
+const serving = (coordinator: string, state = 'ready'): CoordinationPart =>
   ({
     coordinator: { peerId: coordinator },
     plan: { server: { state, detail: null } },
     problem: null
-  }) as unknown as CoordinationView
+  }) as unknown as CoordinationPart
 
 test('the OpenAI upstream: why not, this machine, or one tunnel to the coordinator, replaced when it changes', async () => {
   const opened: string[] = []
@@ -32,10 +32,10 @@ test('the OpenAI upstream: why not, this machine, or one tunnel to the coordinat
       return { port: entry, close: async () => void closed.push(`${peerId}:${entry}`) }
     }
   }
-  let view: CoordinationView | undefined
+  let view: CoordinationPart | undefined
   const upstream = new OpenAiUpstream({ mesh, coordination: () => view, serverPort: 8080 })
   assert.deepEqual(await upstream.resolve(), { unavailable: 'no coordinator elected yet' })
-  view = { coordinator: { peerId: 'a' }, plan: null, problem: 'the model does not fit' } as unknown as CoordinationView
+  view = { coordinator: { peerId: 'a' }, plan: null, problem: 'the model does not fit' } as unknown as CoordinationPart
   assert.deepEqual(await upstream.resolve(), { unavailable: 'the model does not fit' })
   view = serving('a', 'loading')
   assert.deepEqual(await upstream.resolve(), { unavailable: 'the llama-server is loading' })

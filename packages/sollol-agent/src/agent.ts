@@ -12,6 +12,7 @@ import { LAN_TIMINGS, rpcCacheDir, touchCacheFile, type LlamaBinaries, type Logg
 import { readModelInfo } from '@sollol/gguf'
 import {
   clusterEvents,
+  clusterViewOf,
   EventLog,
   LAN_ELECTION_TIMINGS,
   LAN_MESH_TIMINGS,
@@ -215,10 +216,7 @@ export class Agent {
       timings: this.o.timings ?? LAN_MESH_TIMINGS,
       logger: log,
       describeSelf: () => this.describeSelf(),
-      coordination: () => {
-        const view = this.coordination?.view() ?? { coordinator: null, plan: null, problem: null }
-        return this.problem !== null && view.plan === null ? { ...view, problem: this.problem } : view
-      },
+      state: () => new TextEncoder().encode(JSON.stringify(this.view())),
       now: monotonic
     })
     this.mesh = mesh
@@ -283,18 +281,18 @@ export class Agent {
     // about once a second, on the mesh's clock (no wake-up of its own)
     let ticks = 0
     mesh.on('tick', () => {
-      if (++ticks % 4 === 0 && !this.stopping) this.recordEvents(mesh.view())
+      if (++ticks % 4 === 0 && !this.stopping) this.recordEvents(this.view())
     })
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
       host: this.o.apiHost,
       port: this.o.apiPort,
-      view: () => mesh.view(),
+      view: () => this.view(),
       events: (after) => this.events.since(after),
       plan: async () => await coordination.dryRun(),
       upstream: async () => await upstream.resolve(),
       metrics: new AgentMetrics({
-        view: () => mesh.view(),
+        view: () => this.view(),
         rpcRestarts: () => this.rpc.restartCount,
         relayed: () => ({
           totalBytes: this.relayLoads.weightBytesTotal,
@@ -379,6 +377,17 @@ export class Agent {
     }
     this.o.logger.info({ term }, 'fencing: restarting the rpc-server for the new term (it is open to the LAN)')
     await this.rpc.restart()
+  }
+
+  /**
+   * The cluster view this agent serves (HTTP API, status, dashboard, metrics, the mesh's state protocol):
+   * the mesh's facts and the coordination's part, put together in one place (clusterViewOf).
+   */
+  view(): ClusterView {
+    const mesh = this.mesh
+    if (mesh === undefined) throw new Error('agent not started')
+    const part = this.coordination?.view() ?? { coordinator: null, plan: null, problem: null }
+    return clusterViewOf(mesh.snapshot(), this.problem !== null && part.plan === null ? { ...part, problem: this.problem } : part)
   }
 
   private describeSelf(): SelfDescription {

@@ -91,8 +91,7 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
       apiPort: null,
       speed: { secondsPerGiB: 1, measuredAt: new Date(0).toISOString(), method: 'given' },
       ...(late.coordination?.belief() ?? { coordinator: null, plan: null })
-    }),
-    coordination: () => late.coordination?.view() ?? { coordinator: null, plan: null, problem: null }
+    })
   })
   const coordination = new Coordination({
     mesh,

@@ -52,10 +52,11 @@ import {
   type PlanView,
   type ReconcileState,
   type Role,
+  type CoordinationPart,
   type ServingPlan,
   type Waiting
 } from '@sollol/core'
-import type { CoordinationView, Mesh } from '@sollol/mesh'
+import type { Mesh } from '@sollol/mesh'
 import { formatBytes } from './options.js'
 
 export interface CoordinationTimings {
@@ -236,7 +237,7 @@ export class Coordination {
     return { ...view, server: { ...view.server, detail: `${stage}, ${seconds} s`, progress: fraction } }
   }
 
-  view(): CoordinationView {
+  view(): CoordinationPart {
     const coordinator = this.election.coordinator
     const term = this.election.currentTerm
     // A suspect coordinator (slow to answer under load) still coordinates; only a gone one does not.

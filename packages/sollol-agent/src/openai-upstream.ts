@@ -2,13 +2,14 @@
  * Where this agent forwards OpenAI requests: the coordinator's llama-server, on this machine or through
  * a mesh tunnel to the coordinator (one tunnel, replaced when the coordinator changes).
  */
-import type { CoordinationView, Mesh } from '@sollol/mesh'
+import type { CoordinationPart } from '@sollol/core'
+import type { Mesh } from '@sollol/mesh'
 import type { Upstream } from './http-api.js'
 
 export interface OpenAiUpstreamOptions {
   readonly mesh: Pick<Mesh, 'peerId' | 'openTunnel'>
   /** The coordination as this agent sees it now. */
-  readonly coordination: () => CoordinationView | undefined
+  readonly coordination: () => CoordinationPart | undefined
   /** This machine's llama-server port (when it coordinates). */
   readonly serverPort: number
 }
