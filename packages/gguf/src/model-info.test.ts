@@ -89,46 +89,34 @@ test('sliding-window layers as llama.cpp decides them: the file pattern, else th
   assert.equal(slidingWindowOf('llama', {}, 4), null)
 })
 
-test('KV heads given per layer are read per layer; the largest stands for the model', () => {
-  const header = {
+/** A header with no tensors: 3 layers, 64 wide, architecture `x`, and the given metadata on top. */
+const bareHeader = (extra: Record<string, unknown>): GgufHeader =>
+  ({
     version: 3,
     metadata: {
       'general.architecture': 'x',
       'x.block_count': 3,
       'x.embedding_length': 64,
       'x.context_length': 128,
-      'x.attention.head_count': [4, 4, 4],
-      'x.attention.head_count_kv': [2, 0, 4]
+      'x.attention.head_count': 4,
+      ...extra
     },
     tensors: [],
     dataOffset: 0,
     fileSize: 0
-  } as unknown as GgufHeader
-  const info = describeModel(header)
+  }) as unknown as GgufHeader
+
+test('KV heads given per layer are read per layer; the largest stands for the model', () => {
+  const info = describeModel(bareHeader({ 'x.attention.head_count': [4, 4, 4], 'x.attention.head_count_kv': [2, 0, 4] }))
   assert.deepEqual([info.headCount, info.headCountKv, info.headCountKvPerLayer], [4, 4, [2, 0, 4]])
 })
 
 test('the widest feed-forward activation: the largest per-layer width, or the used experts (and a shared one)', () => {
-  const header = (extra: Record<string, unknown>): GgufHeader =>
-    ({
-      version: 3,
-      metadata: {
-        'general.architecture': 'x',
-        'x.block_count': 3,
-        'x.embedding_length': 64,
-        'x.context_length': 128,
-        'x.attention.head_count': 4,
-        ...extra
-      },
-      tensors: [],
-      dataOffset: 0,
-      fileSize: 0
-    }) as unknown as GgufHeader
-  assert.equal(describeModel(header({ 'x.feed_forward_length': 256 })).feedForwardWidth, 256)
-  assert.equal(describeModel(header({ 'x.feed_forward_length': [128, 0, 512] })).feedForwardWidth, 512)
+  assert.equal(describeModel(bareHeader({ 'x.feed_forward_length': 256 })).feedForwardWidth, 256)
+  assert.equal(describeModel(bareHeader({ 'x.feed_forward_length': [128, 0, 512] })).feedForwardWidth, 512)
   const moe = { 'x.expert_feed_forward_length': 96, 'x.expert_used_count': 8, 'x.expert_count': 128 }
-  assert.equal(describeModel(header(moe)).feedForwardWidth, 768)
-  assert.equal(describeModel(header({ ...moe, 'x.expert_shared_feed_forward_length': 512 })).feedForwardWidth, 1280)
-  assert.equal(describeModel(header({ ...moe, 'x.feed_forward_length': 2048 })).feedForwardWidth, 2048, 'dense layers wider')
-  assert.equal(describeModel(header({})).feedForwardWidth, undefined)
+  assert.equal(describeModel(bareHeader(moe)).feedForwardWidth, 768)
+  assert.equal(describeModel(bareHeader({ ...moe, 'x.expert_shared_feed_forward_length': 512 })).feedForwardWidth, 1280)
+  assert.equal(describeModel(bareHeader({ ...moe, 'x.feed_forward_length': 2048 })).feedForwardWidth, 2048, 'dense layers wider')
+  assert.equal(describeModel(bareHeader({})).feedForwardWidth, undefined)
 })
