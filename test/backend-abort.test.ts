@@ -15,13 +15,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DEFAULT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
-import { listRpcServerDevices } from '@sollol/llama-cpp'
 import { TestNetwork } from './helpers/netns.js'
 import { CLI, completeFrom, TestAgent } from './helpers/agents.js'
-import { binDirWithVulkan, llamaBinaries } from './helpers/llama.js'
+import { binDirWithVulkan, llamaBinaries, requireVulkan0, VULKAN_ENV } from './helpers/llama.js'
 import { waitFor } from './helpers/wait.js'
 
-const VULKAN_ENV = { GGML_VK_VISIBLE_DEVICES: '0' }
 const dir = mkdtempSync(join(tmpdir(), 'sollol-backend-abort-'))
 const f16 = join(dir, 'f16.gguf')
 const model = join(dir, 'tq1_0.gguf')
@@ -49,13 +47,7 @@ before(async () => {
   const binaries = await llamaBinaries()
   if (binaries.tools === undefined) throw new Error('no llama-quantize in the llama.cpp build: run `npx sollol-agent setup`')
   execFileSync(binaries.tools.quantize, [f16, model, 'TQ1_0', '2'], { stdio: 'pipe' })
-  const binary = vulkanBin !== undefined ? join(vulkanBin, 'ggml-rpc-server') : binaries.rpcServer
-  const devices = await listRpcServerDevices(binary, VULKAN_ENV)
-  assert.ok(
-    devices.some((d) => d.name === 'Vulkan0'),
-    `the rpc-server lists no Vulkan0 (it lists ${devices.map((d) => d.name).join(', ') || 'nothing'}): ` +
-      'install mesa-vulkan-drivers and libvulkan1, then run `npx sollol-agent setup`'
-  )
+  await requireVulkan0(vulkanBin)
 })
 
 after(async () => {

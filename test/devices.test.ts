@@ -14,15 +14,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
-import { listRpcServerDevices } from '@sollol/llama-cpp'
 import { TestNetwork } from './helpers/netns.js'
 import { CLI, completeFrom, TestAgent } from './helpers/agents.js'
-import { binDirWithVulkan, llamaBinaries } from './helpers/llama.js'
+import { binDirWithVulkan, requireVulkan0, VULKAN_ENV } from './helpers/llama.js'
 import { waitFor } from './helpers/wait.js'
 
 const MIB = 2 ** 20
-/** ggml lists CPU-type Vulkan devices (lavapipe) only when told to. */
-const VULKAN_ENV = { GGML_VK_VISIBLE_DEVICES: '0' }
 
 const dir = mkdtempSync(join(tmpdir(), 'sollol-devices-'))
 const model = join(dir, 'model.gguf')
@@ -45,13 +42,7 @@ const worker = new TestAgent(h1, dir, [...common, '--max-memory', '30MiB'])
 const agents = [holder, worker]
 
 before(async () => {
-  const binary = vulkanBin !== undefined ? join(vulkanBin, 'ggml-rpc-server') : (await llamaBinaries()).rpcServer
-  const devices = await listRpcServerDevices(binary, VULKAN_ENV)
-  assert.ok(
-    devices.some((d) => d.name === 'Vulkan0'),
-    `the rpc-server lists no Vulkan0 (it lists ${devices.map((d) => d.name).join(', ') || 'nothing'}): ` +
-      'install mesa-vulkan-drivers and libvulkan1, then run `npx sollol-agent setup` (it fetches the prebuilt Vulkan backend)'
-  )
+  await requireVulkan0(vulkanBin)
 })
 
 after(async () => {

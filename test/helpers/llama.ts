@@ -12,6 +12,7 @@ import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOption
 import {
   FAST_TEST_TIMINGS,
   freePort,
+  listRpcServerDevices,
   LlamaServerSupervisor,
   OPTIONAL_MODULES_DIR,
   resolveBinaries,
@@ -49,6 +50,20 @@ export async function binDirWithVulkan(into: string): Promise<string | undefined
   })
   await cp(setAside, join(dir, 'libggml-vulkan.so'))
   return dir
+}
+
+/** ggml lists CPU-type Vulkan devices (lavapipe) only when told to. */
+export const VULKAN_ENV = { GGML_VK_VISIBLE_DEVICES: '0' }
+
+/** Fails with what to install when the rpc-server of `vulkanBin` (else of the build) lists no Vulkan0. */
+export async function requireVulkan0(vulkanBin: string | undefined): Promise<void> {
+  const binary = vulkanBin !== undefined ? join(vulkanBin, 'ggml-rpc-server') : (await llamaBinaries()).rpcServer
+  const devices = await listRpcServerDevices(binary, VULKAN_ENV)
+  assert.ok(
+    devices.some((d) => d.name === 'Vulkan0'),
+    `the rpc-server lists no Vulkan0 (it lists ${devices.map((d) => d.name).join(', ') || 'nothing'}): ` +
+      'install mesa-vulkan-drivers and libvulkan1, then run `npx sollol-agent setup` (it fetches the prebuilt Vulkan backend)'
+  )
 }
 
 export interface Scratch {
