@@ -160,11 +160,12 @@ const UBATCH = 512
  * are a margin on top. Without flash attention the scores of every head would be materialized (3-5x more
  * at 4096 cells), which is why it is never turned off.
  */
-export function computeHeadroomBytes(model: PlanModel, contextSize: number, slots: number = DEFAULT_PARALLEL_SLOTS): number {
+export function computeHeadroomBytes(model: PlanModel, contextSize: number): number {
   const width = model.embeddingLength + (model.feedForwardWidth ?? 4 * model.embeddingLength)
   const activations = 16 * UBATCH * width
   const logits = 8 * UBATCH * model.vocabSize
-  const cells = kvCellsPerLayer(model.layerWeightBytes.length, contextSize, model.slidingWindow, slots)
+  // a sliding-window cache as the coordinator runs llama-server (its automatic slots)
+  const cells = kvCellsPerLayer(model.layerWeightBytes.length, contextSize, model.slidingWindow, DEFAULT_PARALLEL_SLOTS)
   const windowed = model.slidingWindow?.layers ?? []
   const maskCells = (cells.some((_, il) => windowed[il] !== true) ? contextSize : 0) + (cells.find((_, il) => windowed[il] === true) ?? 0)
   return activations + logits + 8 * UBATCH * maskCells + 2 * 2 ** 20

@@ -134,8 +134,11 @@ export class Coordination {
   private failures = 0
   private readonly rttInFlight = new Set<string>()
   private readonly rtts = new Map<string, { ms: number; at: number }>()
-  /** Nodes where llama-server could not allocate what a plan gave them: planned smaller since (per incarnation). */
-  /** Budgets lowered after failed allocations, per peer (`peerId`) or per device of one (`peerId/device`). */
+  /**
+   * Budgets lowered, per peer (`peerId`) or per device of one (`peerId/device`), per incarnation of that
+   * agent: after llama-server could not allocate there (planned smaller), or to 0 after the device aborted
+   * running the model (left out).
+   */
   private readonly budgetCuts = new Map<string, { peerId: string; incarnation: number; budget: number; reason: string }>()
   /** Backend aborts already weighed: peer id -> the abort's time as announced. */
   private readonly seenAborts = new Map<string, string>()
@@ -431,7 +434,6 @@ export class Coordination {
     return endpoint
   }
 
-  /** What a node (or one device of it) is planned with: its offer, or less after llama-server could not allocate there. */
   /**
    * An rpc-server of the last plan this coordinator started aborted in a compute backend (a graph that
    * device cannot run: ggml's Vulkan backend has no kernel for TQ1_0 weights in this release, and over RPC
@@ -460,6 +462,7 @@ export class Coordination {
     }
   }
 
+  /** What a node (or one device of it) is planned with: its offer, or less after llama-server could not allocate there. */
   private budgetOf(a: Announcement, offer = a.memoryBudget, device: string | null = null): number {
     const cut = this.budgetCuts.get(device === null ? a.peerId : `${a.peerId}/${device}`)
     // a restarted agent (new incarnation) starts afresh: its memory may have been freed
