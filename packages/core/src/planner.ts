@@ -38,7 +38,7 @@ export interface PlanModel {
   readonly kvBytesPerTokenByLayer?: readonly number[] | undefined
   /** Sliding-window layers keep a smaller KV cache (kv-cache.ts); absent or null: every layer the whole context. */
   readonly slidingWindow?: SlidingWindow | null
-  /** Attention heads (query). */
+  /** Attention heads (query). Not in the compute headroom: with flash attention the buffers do not grow with them. */
   readonly headCount: number
   /** The widest feed-forward activation per token (model-info's feedForwardWidth); undefined: 4 x embeddingLength. */
   readonly feedForwardWidth?: number | undefined

@@ -2,7 +2,9 @@
  * Reads what llama-server really did from its log (needs `-lv 5` for the per-layer lines). Pure: feed
  * it lines. With `--fit` llama.cpp loads twice (a dry run, then the real load), so later lines win.
  */
-import type { LayerDevice } from '@sollol/core'
+import type { Device, LayerDevice } from '@sollol/core'
+
+type DeviceKind = Device['kind']
 
 export interface LoadReport {
   /** Device name (RPC0, CPU, CUDA0...) to endpoint, for RPC devices. */
@@ -212,14 +214,14 @@ export function unloadableModel(output: readonly string[]): string | undefined {
 
 /** A compute backend's abort, read from an rpc-server's output: which backend, and its line. */
 export interface BackendAbort {
-  /** The device kind whose backend aborted (`vulkan`, `cuda`, `rocm`, `metal`, `cpu`...). */
-  readonly kind: string
+  /** The device kind whose backend aborted. */
+  readonly kind: DeviceKind
   /** The abort as ggml printed it, from the source file's name on: `ggml-vulkan.cpp:9709: GGML_ASSERT(dmmv != nullptr) failed`. */
   readonly line: string
 }
 
 /** ggml's backend folders by the device kind agents announce. */
-const BACKEND_KINDS: Readonly<Record<string, string>> = { vulkan: 'vulkan', cuda: 'cuda', hip: 'rocm', metal: 'metal', cpu: 'cpu' }
+const BACKEND_KINDS: Readonly<Record<string, DeviceKind>> = { vulkan: 'vulkan', cuda: 'cuda', hip: 'rocm', metal: 'metal', cpu: 'cpu' }
 
 /**
  * The abort of a compute backend in an rpc-server's output (`.../ggml/src/ggml-vulkan/ggml-vulkan.cpp:9709:

@@ -87,6 +87,8 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
   private readonly timings: SupervisorTimings
   private readonly log: Logger
   private readonly output = new OutputRing()
+  /** The output of the current (or last ended) run only: what explains why that run ended. */
+  private runOutput = new OutputRing()
   private child: Child | undefined
   private stateValue: RpcServerState = { kind: 'stopped' }
   private wanted = false
@@ -121,6 +123,11 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
    */
   isFrozen(): boolean {
     return isProcessFrozen(this.child?.pid)
+  }
+
+  /** The output of the current run, or of the run that just ended (until the next one starts). */
+  lastRunOutput(): string[] {
+    return this.runOutput.tail()
   }
 
   recentOutput(lines?: number): string[] {
@@ -160,6 +167,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
   private async launch(attempt: number): Promise<void> {
     if (await isPortInUse(this.host, this.port)) throw new PortInUseError(this.host, this.port)
     this.setState({ kind: 'starting', attempt })
+    this.runOutput = new OutputRing()
     const args = rpcServerArgs(this.options)
     this.log.debug({ binary: this.options.binary, args }, 'starting rpc-server')
     const child = spawnChild(
@@ -167,6 +175,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
       args,
       (line) => {
         this.output.push(line)
+        this.runOutput.push(line)
         this.emit('line', line)
       },
       this.options.env

@@ -22,14 +22,13 @@ import {
   type RpcDeviceMemory,
   type RpcServerState
 } from '@sollol/llama-cpp'
-import { DEVICE_KINDS, type Announcement, type Device } from '@sollol/core'
+import type { Announcement, Device } from '@sollol/core'
 import type { SelfDescription } from '@sollol/mesh'
 import { announcedDevices, detectDevices, deviceBudgets } from './capacity.js'
 
 export type RpcAnnounceState = SelfDescription['rpc']['state']
 export type Speed = NonNullable<Announcement['speed']>
 export type BackendAbortView = NonNullable<Announcement['rpc']['abort']>
-type DeviceKind = (typeof DEVICE_KINDS)[number]
 
 export interface LocalRpcOptions {
   readonly binaries: LlamaBinaries
@@ -148,19 +147,13 @@ export class LocalRpc {
       if (frozen && this.rpcState === 'ready') this.setState('frozen')
       else if (!frozen && this.rpcState === 'frozen' && rpc.state.kind === 'ready') this.setState('ready')
     }, this.o.frozenCheckMs ?? 1000)
-    // A compute backend's abort (a graph the device cannot run) is read from the output of the run that
-    // ended, and announced: the coordinator leaves that device out for its model.
-    let run: string[] = []
-    rpc.on('line', (line) => {
-      run.push(line)
-      if (run.length > 200) run = run.slice(-100)
-    })
     rpc.on('state', (state) => {
-      if (state.kind === 'ready') run = []
+      // A compute backend's abort (a graph the device cannot run) is read from the output of the run that
+      // ended, and announced: the coordinator leaves that device out for its model.
       if (state.kind === 'restarting') {
-        const abort = backendAbort(run)
-        if (abort !== undefined && DEVICE_KINDS.includes(abort.kind as DeviceKind)) {
-          this.lastAbort = { at: new Date().toISOString(), kind: abort.kind as DeviceKind, line: abort.line }
+        const abort = backendAbort(rpc.lastRunOutput())
+        if (abort !== undefined) {
+          this.lastAbort = { at: new Date().toISOString(), kind: abort.kind, line: abort.line }
           this.o.logger.warn(
             { backend: abort.kind, line: abort.line },
             'the rpc-server aborted in a compute backend (a graph it cannot run)'
