@@ -1,5 +1,5 @@
 /**
- * Real meshes, eight of them, in one process over loopback TCP (no mDNS, no root, no network namespaces):
+ * Real meshes, eight of them, in one process over libp2p's in-memory transport (no mDNS, no root, no network namespaces):
  * the liveness ring end to end in seconds. The network-namespace suite still tests agents as processes;
  * this one runs the Mesh class itself, so its rules can be exercised where a process cannot be frozen.
  * Waits are for conditions with a deadline (these are libp2p nodes, not pure logic).
@@ -51,9 +51,8 @@ test(`${N} meshes in one process: one ring, four watchers each; a member that ca
     const mesh = new Mesh({
       cluster: 'inproc',
       privateKey: await generateKeyPair('Ed25519'),
-      listenHost: '127.0.0.1',
+      transport: 'memory',
       port: 0,
-      announceLoopback: true,
       mdns: false,
       bootstrap,
       timings: TIMINGS,

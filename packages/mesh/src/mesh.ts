@@ -31,7 +31,7 @@ import { Dialer } from './dialer.js'
 import { encodeBeat } from './heartbeat.js'
 import { HeartbeatService } from './heartbeat-service.js'
 import { HelloService } from './hello-service.js'
-import { createMeshNode, type MeshNode } from './node.js'
+import { createMeshNode, type MeshNode, type MeshTransport } from './node.js'
 import { mdnsAvailability } from './network-environment.js'
 import { announceTopic, helloProtocol, livenessTopic } from './protocols.js'
 import { TunnelService, type TunnelTap } from './tunnel-service.js'
@@ -64,6 +64,8 @@ export interface MeshOptions {
   readonly privateKey: PrivateKey
   /** Orders this run's announcements after the previous run's (persisted: see nextPersistedIncarnation); default the clock. */
   readonly incarnation?: number
+  /** `tcp` (default): the LAN; `memory`: nodes of this process only (in-process tests). */
+  readonly transport?: MeshTransport
   readonly listenHost?: string
   readonly port: number
   /** Multiaddrs (with /p2p/ id or without) dialled at start and whenever not connected. */
@@ -209,11 +211,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
   async start(): Promise<void> {
     if (this.node !== undefined) return
     const o = this.options
-    const wantMdns = o.mdns !== false
+    // mDNS finds hosts on the LAN: nothing to find for in-memory nodes
+    const wantMdns = o.mdns !== false && o.transport !== 'memory'
     const availability = wantMdns ? mdnsAvailability() : undefined
     const node = await createMeshNode({
       privateKey: o.privateKey,
       cluster: o.cluster,
+      transport: o.transport ?? 'tcp',
       listenHost: o.listenHost ?? '0.0.0.0',
       port: o.port,
       mdns: wantMdns,
@@ -404,7 +408,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       incarnation: this.incarnation,
       seq: this.seq,
       hostname: self.hostname ?? hostname(),
-      addresses: this.node?.getMultiaddrs().map((ma) => ma.decapsulate('/p2p').toString()) ?? [],
+      // without our own /p2p/ suffix (TCP listen addresses carry it, in-memory ones do not)
+      addresses: this.node?.getMultiaddrs().map((ma) => ma.toString().replace(/\/p2p\/[^/]+$/, '')) ?? [],
       heartbeats: { ring: RING_PER_SIDE }
     }
     if (!bump && this.latest !== undefined && JSON.stringify(next) === JSON.stringify(this.latest)) return false

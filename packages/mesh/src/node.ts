@@ -1,10 +1,14 @@
-/** The libp2p node: TCP + Noise + yamux, identify, ping, gossipsub and (unless disabled) mDNS. */
+/**
+ * The libp2p node: TCP + Noise + yamux, identify, ping, gossipsub and (unless disabled) mDNS. In-process
+ * tests run the same node over libp2p's in-memory transport instead of TCP (`transport: 'memory'`).
+ */
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
+import { memory } from '@libp2p/memory'
 import { tcp } from '@libp2p/tcp'
 import type { PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
@@ -14,9 +18,16 @@ import { clusterKeyFingerprint } from './cluster-key.js'
 import { privateNetwork } from './private-network.js'
 import { coalescingConnections } from './coalescing-connection.js'
 
+/**
+ * `tcp`: the LAN. `memory`: libp2p's in-process transport (nodes of one process only; addresses
+ * `/memory/<name>`), for tests of whole agents and clusters that need no network namespaces.
+ */
+export type MeshTransport = 'tcp' | 'memory'
+
 export interface NodeOptions {
   readonly privateKey: PrivateKey
   readonly cluster: string
+  readonly transport: MeshTransport
   readonly listenHost: string
   readonly port: number
   readonly mdns: boolean
@@ -38,11 +49,12 @@ export async function createMeshNode(o: NodeOptions) {
   return await createLibp2p({
     privateKey: o.privateKey,
     addresses: {
-      listen: [`/ip4/${o.listenHost}/tcp/${o.port}`],
+      // an in-memory listener is named after the node (one per process and peer id)
+      listen: [o.transport === 'memory' ? `/memory/${o.privateKey.publicKey.toString()}` : `/ip4/${o.listenHost}/tcp/${o.port}`],
       // Peers on other hosts that dial an advertised loopback address reach themselves.
       announceFilter: (addrs) => (o.announceLoopback ? addrs : addrs.filter((a) => !isLoopback(a)))
     },
-    transports: [tcp()],
+    transports: [o.transport === 'memory' ? memory() : tcp()],
     // the protector is libp2p's one hook on the raw connection: both join the writes of a task into one
     // segment (coalescing-connection.ts); the cluster key's also encrypts
     connectionProtector: o.clusterKey !== undefined ? privateNetwork({ psk: o.clusterKey }) : coalescingConnections(),

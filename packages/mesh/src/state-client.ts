@@ -14,6 +14,7 @@ async function ephemeralNode(cluster: string, mdns: boolean, clusterKey?: Uint8A
   return await createMeshNode({
     privateKey: await generateKeyPair('Ed25519'),
     cluster,
+    transport: 'tcp',
     listenHost: '0.0.0.0',
     port: 0,
     mdns,

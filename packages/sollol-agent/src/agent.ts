@@ -17,13 +17,14 @@ import {
   LAN_ELECTION_TIMINGS,
   LAN_MESH_TIMINGS,
   type ClusterView,
+  type ElectionTimings,
   type MeshTimings,
   type ModelRef,
   type KvCacheTypes
 } from '@sollol/core'
-import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type SelfDescription } from '@sollol/mesh'
+import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type MeshTransport, type SelfDescription } from '@sollol/mesh'
 import { defaultMemoryBudget, modelRef } from './capacity.js'
-import { Coordination, LAN_COORDINATION_TIMINGS } from './coordinator.js'
+import { Coordination, LAN_COORDINATION_TIMINGS, type CoordinationTimings } from './coordinator.js'
 import { startHttpApi } from './http-api.js'
 import { calibrateSpeed, LocalRpc } from './local-rpc.js'
 import { AgentMetrics } from './metrics.js'
@@ -83,7 +84,12 @@ export interface AgentOptions {
   readonly mdns: boolean
   readonly clusterKey?: Uint8Array
   readonly binaries: LlamaBinaries
+  /** Default `tcp` (the LAN); `memory` runs whole agents in one process (tests: agent-in-process.test.ts). */
+  readonly p2pTransport?: MeshTransport
+  /** Timings: LAN presets unless given (tests pass their fast presets). */
   readonly timings?: MeshTimings
+  readonly electionTimings?: ElectionTimings
+  readonly coordinationTimings?: CoordinationTimings
   readonly logger: Logger
 }
 
@@ -208,6 +214,7 @@ export class Agent {
       cluster: this.o.cluster,
       privateKey: key,
       incarnation: await nextPersistedIncarnation(this.o.dataDir),
+      ...(this.o.p2pTransport !== undefined ? { transport: this.o.p2pTransport } : {}),
       port: this.o.p2pPort,
       ...(this.o.p2pHost !== undefined ? { listenHost: this.o.p2pHost, announceLoopback: isLoopback(this.o.p2pHost) } : {}),
       bootstrap: this.o.bootstrap,
@@ -232,8 +239,8 @@ export class Agent {
       contextSize: this.o.contextSize,
       ...(this.o.cacheTypes !== undefined ? { cacheTypes: this.o.cacheTypes } : {}),
       threads: this.o.rpcThreads,
-      electionTimings: LAN_ELECTION_TIMINGS,
-      timings: LAN_COORDINATION_TIMINGS,
+      electionTimings: this.o.electionTimings ?? LAN_ELECTION_TIMINGS,
+      timings: this.o.coordinationTimings ?? LAN_COORDINATION_TIMINGS,
       // Loading a big model over the LAN takes minutes; a 1-token liveness check should take milliseconds
       // (it gets a slot of its own), so 6 s without an answer means a frozen or lost rpc-server.
       supervisorTimings: { ...LAN_TIMINGS, readyTimeoutMs: 10 * 60_000, livenessTimeoutMs: 6000 },

@@ -1,5 +1,5 @@
 /**
- * The coordination layer over real meshes, three of them in one process over loopback TCP (no root, no
+ * The coordination layer over real meshes, three of them in one process over libp2p's in-memory transport (no root, no
  * network namespaces, no llama.cpp): election, fencing and take-over, end to end in seconds. Two agents hold
  * the model; none has a llama-server binary, so a coordinator's starts fail and back off, which is all this
  * test needs: it checks who coordinates, in which term, and who is fenced for it. The network-namespace
@@ -64,9 +64,8 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
   const mesh: Mesh = new Mesh({
     cluster: 'inproc-coordination',
     privateKey: await generateKeyPair('Ed25519'),
-    listenHost: '127.0.0.1',
+    transport: 'memory',
     port: 0,
-    announceLoopback: true,
     mdns: false,
     bootstrap,
     timings: TIMINGS,

@@ -77,6 +77,14 @@ export const LAN_COORDINATION_TIMINGS: CoordinationTimings = {
   restartBackoffMs: 1000
 }
 
+/** Tests of agents in one process: a debounce that still joins a burst of starts, shorter waits. */
+export const FAST_COORDINATION_TIMINGS: CoordinationTimings = {
+  replanDebounceMs: 500,
+  idleWaitMs: 5000,
+  livenessIntervalMs: 2000,
+  restartBackoffMs: 500
+}
+
 export interface CoordinationOptions {
   readonly mesh: Mesh
   readonly binaries: LlamaBinaries
