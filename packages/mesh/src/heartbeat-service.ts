@@ -6,9 +6,9 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { BEAT_BYTES, decodeBeat } from './heartbeat.js'
+import { decodeBeat } from './heartbeat.js'
 import type { MeshNode } from './node.js'
-import { heartbeatProtocol } from './protocols.js'
+import { heartbeatProtocol, WIRE } from './protocols.js'
 
 export type Beat = NonNullable<ReturnType<typeof decodeBeat>>
 
@@ -91,7 +91,7 @@ export class HeartbeatService {
           stream.abort(new Error('no longer wanted'))
           return
         }
-        const lp = lpStream(stream, { maxDataLength: BEAT_BYTES })
+        const lp = lpStream(stream, { maxDataLength: WIRE.heartbeat.maxBytes })
         const opened = { stream, write: async (bytes: Uint8Array) => await lp.write(bytes) }
         this.streams.set(id, opened)
         this.send(id, opened)
@@ -129,7 +129,7 @@ export class HeartbeatService {
   /** Reads a peer's beats until its stream ends, answering each with ours when due. */
   private async read(stream: Stream, peer: PeerId): Promise<void> {
     const id = peer.toString()
-    const lp = lpStream(stream, { maxDataLength: BEAT_BYTES })
+    const lp = lpStream(stream, { maxDataLength: WIRE.heartbeat.maxBytes })
     try {
       for (;;) {
         const beat = decodeBeat((await lp.read()).subarray())

@@ -5,9 +5,8 @@
  */
 import type { PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import { MAX_ANNOUNCEMENT_BYTES } from '@sollol/core'
 import type { MeshNode } from './node.js'
-import { helloProtocol, MAX_STATE_BYTES, stateProtocol } from './protocols.js'
+import { helloProtocol, stateProtocol, WIRE } from './protocols.js'
 
 export interface HelloServiceOptions {
   readonly cluster: string
@@ -49,7 +48,7 @@ export class HelloService {
     const id = peer.toString()
     if (this.fetching.has(id)) return
     this.fetching.add(id)
-    this.request(peer, helloProtocol(this.o.cluster), MAX_ANNOUNCEMENT_BYTES)
+    this.request(peer, helloProtocol(this.o.cluster), WIRE.hello.maxBytes)
       .then(
         (data) => {
           this.o.counters.announcementsFetched++
@@ -68,7 +67,7 @@ export class HelloService {
 
   private async reply(stream: Stream, payload: Uint8Array): Promise<void> {
     try {
-      const lp = lpStream(stream, { maxDataLength: MAX_STATE_BYTES })
+      const lp = lpStream(stream, { maxDataLength: WIRE.state.maxBytes })
       await lp.write(payload, { signal: AbortSignal.timeout(5000) })
       await stream.close()
     } catch (err) {

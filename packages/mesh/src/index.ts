@@ -21,7 +21,16 @@ export { loadOrCreateIdentity, IDENTITY_FILE, INCARNATION_FILE, nextIncarnation,
 export { ClusterKeyError, clusterKeyFingerprint, generateClusterKey, parseClusterKey, readClusterKey } from './cluster-key.js'
 export { hasMulticastRoute, lanAddresses, mdnsAvailability } from './network-environment.js'
 export type { LanAddress, MdnsAvailability } from './network-environment.js'
-export { announceTopic, heartbeatProtocol, helloProtocol, livenessTopic, mdnsServiceTag, stateProtocol } from './protocols.js'
+export {
+  announceTopic,
+  heartbeatProtocol,
+  helloProtocol,
+  livenessTopic,
+  mdnsServiceTag,
+  stateProtocol,
+  WIRE,
+  type WireEntry
+} from './protocols.js'
 export { BEAT_BYTES, decodeBeat, encodeBeat } from './heartbeat.js'
 export { fetchClusterState, discoverAndFetchState } from './state-client.js'
 export { createMeshNode } from './node.js'
