@@ -16,7 +16,7 @@
  *    failed checks stop it, checks run beside the loop). A stop here forgets the desired plan, so the next
  *    start waits out the debounce from now.
  */
-import { fenceAction, livenessAction, servingAction, type ServingPlan } from './serving.js'
+import { fenceAction, livenessAction, servingAction, type ServingInput, type ServingPlan } from './serving.js'
 
 export interface ReconcileTimings {
   /** A start waits until the desired plan has been the same this long. */
@@ -64,6 +64,8 @@ export interface Observed {
   readonly stillThere: ReadonlySet<string>
   /** How long the last load took (ms); undefined before the first. */
   readonly lastLoadMs: number | undefined
+  /** After a change of coordinator, what a take-over waits for (servingAction: `takeOver`). */
+  readonly takeOver?: ServingInput['takeOver']
 }
 
 export type CoordinatorAction =
@@ -128,7 +130,8 @@ export function nextActions(
     debounceMs: timings.replanDebounceMs,
     nextStartAt: next.nextStartAt,
     busy: observed.busy,
-    lastLoadMs: observed.lastLoadMs
+    lastLoadMs: observed.lastLoadMs,
+    takeOver: observed.takeOver
   })
   if (serving.kind === 'start') {
     actions.push({ kind: 'start-server', why: serving.why })

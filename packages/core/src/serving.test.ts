@@ -47,6 +47,56 @@ test('serving decisions, table-tested in virtual time', () => {
       'it pays, but wait for the cluster to be still',
       { desired: plan('a+b+c', 0.05, ['a', 'b', 'c']), desiredSince: 9900 },
       { kind: 'wait', why: 'debounce' }
+    ],
+    // a take-over: the old coordinator x has left; a and b of its plan have not (c is there, unfenced)
+    [
+      'a take-over: every node of the previous plan has left or is usable: no debounce',
+      {
+        running: undefined,
+        desiredSince: 9900,
+        takeOver: { previousPlanNodes: new Set(['x', 'a', 'b']), present: new Set(['a', 'b', 'c']) }
+      },
+      { kind: 'start', why: 'no server' }
+    ],
+    [
+      'a take-over: usable but left out of the new plan still counts as settled',
+      {
+        running: undefined,
+        desiredSince: 9900,
+        desired: plan('a', 0.2, ['a']),
+        takeOver: { previousPlanNodes: new Set(['x', 'a', 'b']), present: new Set(['a', 'b']) }
+      },
+      { kind: 'start', why: 'no server' }
+    ],
+    [
+      'a take-over: a node of the previous plan is there but not yet fenced (not usable): debounce',
+      {
+        running: undefined,
+        desiredSince: 9900,
+        stillThere: new Set(['a']),
+        takeOver: { previousPlanNodes: new Set(['x', 'a', 'b']), present: new Set(['a', 'b']) }
+      },
+      { kind: 'wait', why: 'debounce' }
+    ],
+    [
+      'a take-over waits out a backoff all the same',
+      {
+        running: undefined,
+        desiredSince: 9900,
+        nextStartAt: 12_000,
+        takeOver: { previousPlanNodes: new Set(['a']), present: new Set(['a']) }
+      },
+      { kind: 'wait', why: 'backoff' }
+    ],
+    [
+      'a re-plan while a server runs is debounced, take-over or not',
+      {
+        desired: plan('a', 0.2, ['a']),
+        stillThere: new Set(['a']),
+        desiredSince: 9900,
+        takeOver: { previousPlanNodes: new Set(['a']), present: new Set(['a']) }
+      },
+      { kind: 'wait', why: 'debounce' }
     ]
   ]
   for (const [what, over, expected] of cases) assert.deepEqual(servingAction({ ...base, ...over }), expected, what)

@@ -7,7 +7,11 @@
  *   measurement noise, restarts llama-server only when the faster plan answers 10 % more tokens over the
  *   next ten minutes after loading for as long as the last load took;
  * - a start waits until the cluster has been still for `debounceMs` (one restart per burst of changes)
- *   and until the backoff after failed starts has passed; one start at a time.
+ *   and until the backoff after failed starts has passed; one start at a time;
+ * - except a take-over: no server runs, and every node of the plan the cluster served under the previous
+ *   coordinator has left or is usable in this term (fenced for it). Nothing is still arriving then, so
+ *   waiting would only add to the outage. At a cold start (no previous plan) nodes finish measuring one
+ *   by one, and starting with the first would keep a smaller plan (hysteresis).
  */
 import { reloadPays } from './cost-model.js'
 
@@ -33,7 +37,18 @@ export interface ServingInput {
   readonly busy: boolean
   /** How long the last load took (ms); undefined before the first. */
   readonly lastLoadMs: number | undefined
+  /**
+   * After a change of coordinator: the nodes of the plan the cluster served under the previous one, and
+   * the nodes that have not left (whatever their state). Undefined: no earlier plan was seen.
+   */
+  readonly takeOver?: { readonly previousPlanNodes: ReadonlySet<string>; readonly present: ReadonlySet<string> } | undefined
 }
+
+/** A take-over with nothing left to wait for: every node of the previous plan has left or is usable now. */
+const takeOverSettled = (i: ServingInput): boolean =>
+  i.running === undefined &&
+  i.takeOver !== undefined &&
+  [...i.takeOver.previousPlanNodes].every((n) => !i.takeOver!.present.has(n) || i.stillThere.has(n))
 
 export type ServingAction =
   | { readonly kind: 'keep' }
@@ -55,7 +70,7 @@ export function servingAction(i: ServingInput): ServingAction {
     why = 'pays'
   else return { kind: 'keep' }
   if (i.busy) return { kind: 'wait', why: 'busy' }
-  if (i.now - i.desiredSince < i.debounceMs) return { kind: 'wait', why: 'debounce' }
+  if (i.now - i.desiredSince < i.debounceMs && !takeOverSettled(i)) return { kind: 'wait', why: 'debounce' }
   if (i.now < i.nextStartAt) return { kind: 'wait', why: 'backoff' }
   return { kind: 'start', why }
 }

@@ -160,6 +160,11 @@ export class Coordination {
   private readonly announcedEndpoint = new Map<string, string>()
   /** How long the last llama-server load took: what a re-plan costs (servingAction, via nextActions in core). */
   private lastLoadMs: number | undefined
+  /**
+   * The nodes of the last serving plan another coordinator announced, and its term: when this agent takes
+   * over, a plan that has all of them that are still there starts at once (servingAction in core).
+   */
+  private seenPlan: { term: number; generation: number; nodes: ReadonlySet<string> } | undefined
   /** Live nodes left out of the last plan computed, with the reason. */
   private excluded: Array<{ peerId: string; reason: string }> = []
   private ticking = false
@@ -323,6 +328,7 @@ export class Coordination {
     }
     const term = this.election.currentTerm
     const isCoordinator = this.role === 'coordinator'
+    this.noteServingPlan(members)
     // The plan is made only where it may be used: making it opens tunnels to the nodes it names.
     const desired = isCoordinator && this.servingTermValue === term ? await this.desiredPlan(live, term) : undefined
     const running = this.running
@@ -346,7 +352,8 @@ export class Coordination {
               },
         busy: this.restarting !== undefined,
         stillThere: desired?.stillThere ?? new Set(),
-        lastLoadMs: this.lastLoadMs
+        lastLoadMs: this.lastLoadMs,
+        takeOver: this.seenPlan !== undefined && this.seenPlan.term < term ? { previousPlanNodes: this.seenPlan.nodes, present } : undefined
       },
       this.rs,
       now,
@@ -355,6 +362,21 @@ export class Coordination {
     this.rs = result.state
     this.explainWaiting(result.waiting, model !== undefined, term)
     for (const action of result.actions) await this.execute(action, desired?.plan, term)
+  }
+
+  /** Remembers the nodes of the plan another coordinator serves (its announcement goes when it does). */
+  private noteServingPlan(members: ReturnType<Mesh['members']>): void {
+    for (const { announcement: a } of members) {
+      const plan = a.plan
+      if (plan === null || plan.server.state !== 'ready' || a.coordinator?.peerId !== a.peerId) continue
+      const seen = this.seenPlan
+      if (seen !== undefined && (seen.term > plan.term || (seen.term === plan.term && seen.generation === plan.generation))) continue
+      this.seenPlan = {
+        term: plan.term,
+        generation: plan.generation,
+        nodes: new Set(plan.assignments.filter((x) => x.layers !== null).map((x) => x.peerId))
+      }
+    }
   }
 
   private explainWaiting(waiting: Waiting, modelKnown: boolean, term: number): void {
