@@ -158,11 +158,7 @@ export function clusterView(
   now: number,
   /** Wall-clock time for the ISO strings; the membership clock may be monotonic. */
   wallNow: number = now,
-  coordination: { coordinator: ClusterView['coordinator']; plan: PlanView | null; problem: string | null } = {
-    coordinator: null,
-    plan: null,
-    problem: null
-  }
+  coordination: CoordinationPart = NO_COORDINATION
 ): ClusterView {
   const { plan } = coordination
   const toWall = (t: number): number => wallNow - (now - t)
@@ -192,6 +188,9 @@ export interface CoordinationPart {
   readonly plan: PlanView | null
   readonly problem: string | null
 }
+
+/** Before coordination says anything (or without it: the mesh's own view). */
+export const NO_COORDINATION: CoordinationPart = { coordinator: null, plan: null, problem: null }
 
 /** What the mesh knows at one moment (Mesh.snapshot()): the facts the cluster view is made of. */
 export interface MeshSnapshot {

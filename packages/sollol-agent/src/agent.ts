@@ -16,6 +16,7 @@ import {
   EventLog,
   LAN_ELECTION_TIMINGS,
   LAN_MESH_TIMINGS,
+  NO_COORDINATION,
   type ClusterView,
   type ElectionTimings,
   type MeshTimings,
@@ -393,7 +394,7 @@ export class Agent {
   view(): ClusterView {
     const mesh = this.mesh
     if (mesh === undefined) throw new Error('agent not started')
-    const part = this.coordination?.view() ?? { coordinator: null, plan: null, problem: null }
+    const part = this.coordination?.view() ?? NO_COORDINATION
     return clusterViewOf(mesh.snapshot(), this.problem !== null && part.plan === null ? { ...part, problem: this.problem } : part)
   }
 
