@@ -90,6 +90,44 @@ test('a crashed rpc-server is restarted with backoff and serves again', async ()
   }
 })
 
+test('whenReady waits for the restart of a server that just died, before its exit is even seen', async () => {
+  const { rpcServer } = await llamaBinaries()
+  const server = new RpcServerSupervisor({ binary: rpcServer, port: await freePort(), threads: 1, timings: FAST_TEST_TIMINGS })
+  await server.start()
+  try {
+    assert.equal(await server.whenReady(1000), true)
+    const first = server.pid ?? -1
+    process.kill(first, 'SIGKILL')
+    // dead (a zombie: its socket is closed) but not reaped, so the supervisor still says ready: this is
+    // how a device's measurement finds a server that the measurement before it crashed
+    const spinUntil = Date.now() + 5000
+    while (!['Z', ''].includes(processState(first))) {
+      // spin without yielding, so that Node cannot reap it first
+      if (Date.now() > spinUntil) assert.fail(`rpc-server ${first} still runs 5 s after SIGKILL`)
+    }
+    assert.equal(processState(first), 'Z')
+    assert.equal(server.state.kind, 'ready')
+    assert.equal(await server.whenReady(10_000), true)
+    assert.notEqual(server.pid, first)
+    assert.equal((await probeRpcServer('127.0.0.1', server.port)).version.major, 6)
+    await server.stop()
+    assert.equal(await server.whenReady(1000), false)
+  } finally {
+    await server.stop()
+  }
+})
+
+/** The state letter of /proc/<pid>/stat (R, S, Z ...), or '' once it is gone. */
+function processState(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /s, '')
+      .charAt(0)
+  } catch {
+    return ''
+  }
+}
+
 test('rpc-server dies with its agent, also when the agent is SIGKILLed', async () => {
   const { rpcServer } = await llamaBinaries()
   const port = await freePort()

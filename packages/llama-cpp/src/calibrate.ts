@@ -14,9 +14,22 @@ import { freePort } from './net-util.js'
 import { silentLogger, type Logger } from './log.js'
 import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
 
-/** 8 layers x 256 dims, f32: ~27 MB, big enough that compute outweighs the per-token round trip. */
-export const CALIBRATION_MODEL: TestModelOptions = { ...DEFAULT_TEST_MODEL, layers: 8, embd: 256, ff: 768, heads: 8, seed: 7 }
-export const CALIBRATION_METHOD = 'llama-server decode of a generated 8x256 f32 model over the rpc-server, best of 3 runs of 24 tokens'
+/**
+ * Attention head sizes every ggml backend has flash-attention kernels for. llama-server always runs with
+ * flash attention (llama-server.ts), and over RPC it cannot fall back: the op goes to the remote device,
+ * and ggml-cuda aborts the rpc-server on a head size it has no kernel for (`fattn.cu: fatal error`, seen
+ * on an H200 with 32-wide heads: CUDA has 40, 64, 72, 80, 96, 112, 128, 256 and a few wider pairs).
+ */
+export const PORTABLE_HEAD_SIZES: readonly number[] = [64, 128]
+
+/**
+ * 8 layers x 256 dims, f32: ~27 MB, big enough that compute outweighs the per-token round trip; 4 heads of
+ * 64 so that every backend can run it (v1 had 8 heads of 32: a CUDA rpc-server aborted, and the GPU went
+ * unmeasured and was planned as slow).
+ */
+export const CALIBRATION_MODEL: TestModelOptions = { ...DEFAULT_TEST_MODEL, layers: 8, embd: 256, ff: 768, heads: 4, seed: 7 }
+export const CALIBRATION_METHOD =
+  'llama-server decode of a generated 8x256 f32 model (heads of 64) over the rpc-server, best of 3 runs of 24 tokens'
 
 export interface CalibrationResult {
   readonly secondsPerGiB: number
@@ -38,7 +51,7 @@ export interface CalibrationOptions {
 }
 
 async function calibrationModel(cacheDir: string): Promise<string> {
-  const path = join(cacheDir, 'calibration-8x256-f32-v1.gguf')
+  const path = join(cacheDir, 'calibration-8x256-f32-v2.gguf')
   if (!existsSync(path)) {
     await mkdir(cacheDir, { recursive: true })
     const partial = `${path}.${process.pid}.tmp`

@@ -149,6 +149,29 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
     }
   }
 
+  /**
+   * Resolves once it accepts connections again (at once when it does), false after `timeoutMs` or when it
+   * stopped or failed: a client that made it crash waits here for the restart before the next client.
+   */
+  async whenReady(timeoutMs: number): Promise<boolean> {
+    // ready and answering; a process that just died may not have been reaped yet (still `ready`)
+    if (this.stateValue.kind === 'ready' && (await canConnect(connectHost(this.host), this.port, 1000))) return true
+    if (!this.wanted) return false
+    return await new Promise((resolve) => {
+      const done = (ready: boolean): void => {
+        clearTimeout(timer)
+        this.off('state', onState)
+        resolve(ready)
+      }
+      const onState = (state: RpcServerState): void => {
+        if (state.kind === 'ready') done(true)
+        else if (state.kind === 'stopped' || state.kind === 'failed') done(false)
+      }
+      const timer = setTimeout(() => done(false), timeoutMs)
+      this.on('state', onState)
+    })
+  }
+
   /** Stops it (SIGTERM, then SIGKILL after the grace period). Idempotent. */
   async stop(): Promise<void> {
     this.wanted = false

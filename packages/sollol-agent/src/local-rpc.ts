@@ -73,6 +73,9 @@ export async function calibrateSpeed(binaries: LlamaBinaries, endpoint: string, 
   return { secondsPerGiB: result.secondsPerGiB, measuredAt: result.measuredAt, method: result.method }
 }
 
+/** How long a device's measurement waits for an rpc-server that a measurement before it crashed. */
+const READY_AFTER_CRASH_MS = 30_000
+
 export class LocalRpc {
   /** The supervised process (undefined for an external server). */
   private supervisor: RpcServerSupervisor | undefined
@@ -277,6 +280,12 @@ export class LocalRpc {
     }
     const endpoint = `${this.o.bind}:${this.o.port}`
     const measure = async (tensorSplit: number[] | undefined, what: string): Promise<Speed | null> => {
+      // a device that aborted the server while measured (a graph its backend cannot run) leaves it
+      // restarting: the next device waits for it instead of failing to connect
+      if (this.supervisor !== undefined && !(await this.supervisor.whenReady(READY_AFTER_CRASH_MS))) {
+        log.warn({ what }, 'the rpc-server is not running: its speed is not measured; the planner will assume it is slow')
+        return null
+      }
       try {
         const started = Date.now()
         const speed = await calibrateSpeed(this.o.binaries, endpoint, log, tensorSplit)
