@@ -10,6 +10,8 @@
 //   cpu-only  the same agent with --rpc-device CPU;
 //   default   llama.cpp by hand: the same rpc-server and llama-server without --tensor-split (its default
 //             split follows each device's free memory).
+// --gpu-share takes a list (0.5,1.2): one mesh run per share, e.g. one where the model needs the CPU too and one
+// where the device could hold it alone (the planner then leaves the CPU out when it only slows the cluster).
 // Prints one JSON line per measurement and a table. Exit 2 when DEVICE is not there. Everything listens on
 // 127.0.0.1; the agent's mDNS is off.
 // Tried here with lavapipe as the device (the build copied with optional/libggml-vulkan.so beside it):
@@ -30,6 +32,8 @@ const { values: o } = parseArgs({
     embd: { type: 'string', default: '1024' },
     'gpu-share': { type: 'string', default: '0.5' },
     tokens: { type: 'string', default: '64' },
+    /** which measurements: mesh, cpu-only, default (all by default) */
+    runs: { type: 'string', default: 'mesh,cpu-only,default' },
     /** llama.cpp binaries to use instead of setup's (e.g. a copy with the Vulkan backend for a software device) */
     'bin-dir': { type: 'string' }
   }
@@ -149,6 +153,7 @@ async function agentRun(name, extra) {
         .map((a) => `${a.device ?? 'all'} ${a.layers ? a.layers.join('-') : '-'}${a.output ? '+out' : ''}`)
         .join(', '),
       mismatch: view.plan.mismatch,
+      excluded: (view.plan.excluded ?? []).map((u) => `${u.device ?? u.peerId.slice(-6)}: ${u.reason}`),
       devices: self.devices.map((d) => `${d.name} ${d.speed ? d.speed.secondsPerGiB.toFixed(4) + ' s/GiB' : ''}`).join(', ')
     }
   } finally {
@@ -185,10 +190,12 @@ run([
 ])
 const modelBytes = statSync(model).size
 // the device gets about gpu-share of the weights (plus its compute buffers); the CPU the rest
-const gpuBudget = Math.round((modelBytes * Number(o['gpu-share'])) / MIB) + 256
+const shares = o['gpu-share'].split(',').map(Number)
+if (shares.some((s) => !(s > 0))) throw new Error(`--gpu-share: expected shares above 0 such as 0.5,1.2, got ${o['gpu-share']}`)
+const gpuBudget = (share) => Math.round((modelBytes * share) / MIB) + 256
 const cpuBudget = Math.round((modelBytes * 1.5) / MIB) + 512
 say(
-  `model: ${o.layers} layers x ${o.embd}, f16, ${(modelBytes / 1e6).toFixed(0)} MB; budgets ${o.device}=${gpuBudget}MiB, CPU=${cpuBudget}MiB`
+  `model: ${o.layers} layers x ${o.embd}, f16, ${(modelBytes / 1e6).toFixed(0)} MB; budgets ${o.device}=${shares.map(gpuBudget).join(' or ')}MiB, CPU=${cpuBudget}MiB`
 )
 
 const results = []
@@ -196,54 +203,73 @@ const record = (r) => {
   results.push(r)
   process.stdout.write(JSON.stringify(r) + '\n')
 }
-record(await agentRun('mesh', ['--rpc-device', `${o.device},CPU`, '--max-memory', `${o.device}=${gpuBudget}MiB,CPU=${cpuBudget}MiB`]))
-record(await agentRun('cpu-only', ['--rpc-device', 'CPU', '--max-memory', `${cpuBudget}MiB`]))
+const runs = o.runs.split(',')
+for (const share of runs.includes('mesh') ? shares : []) {
+  const name = shares.length === 1 ? 'mesh' : `mesh-${Math.round(share * 100)}`
+  record(
+    await agentRun(name, ['--rpc-device', `${o.device},CPU`, '--max-memory', `${o.device}=${gpuBudget(share)}MiB,CPU=${cpuBudget}MiB`])
+  )
+}
+if (runs.includes('cpu-only')) record(await agentRun('cpu-only', ['--rpc-device', 'CPU', '--max-memory', `${cpuBudget}MiB`]))
 
-// llama.cpp's default split by hand: the same devices, no --tensor-split
-const rpcPort = 7590
-const rpc = spawnLogged(
-  join(dirname(setup.rpcServer), 'ggml-rpc-server'),
-  ['-H', '127.0.0.1', '-p', String(rpcPort), '-d', `${o.device},CPU`],
-  'rpc-server'
-)
-await sleep(2000)
-const llama = spawnLogged(
-  setup.llamaServer,
-  [
-    '--rpc',
-    `127.0.0.1:${rpcPort}`,
-    '--device',
-    'RPC0,RPC1',
-    '-m',
-    model,
-    '-ngl',
-    'all',
-    '-c',
-    '512',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '7599',
-    '--no-warmup'
-  ],
-  'llama-server'
-)
-await until(
-  'llama-server (default split)',
-  async () => ((await fetch('http://127.0.0.1:7599/health')).status === 200 ? true : undefined),
-  300_000
-)
-record({ name: 'default', tokensPerSecond: await decode('http://127.0.0.1:7599'), split: "llama.cpp's default (by free memory)" })
-await stop(llama)
-await stop(rpc)
+if (runs.includes('default')) await defaultSplit()
+
+/** llama.cpp's default split by hand: the same devices, no --tensor-split */
+async function defaultSplit() {
+  const rpcPort = 7590
+  const rpc = spawnLogged(
+    join(dirname(setup.rpcServer), 'ggml-rpc-server'),
+    ['-H', '127.0.0.1', '-p', String(rpcPort), '-d', `${o.device},CPU`],
+    'rpc-server'
+  )
+  await sleep(2000)
+  const llama = spawnLogged(
+    setup.llamaServer,
+    [
+      '--rpc',
+      `127.0.0.1:${rpcPort}`,
+      '--device',
+      'RPC0,RPC1',
+      '-m',
+      model,
+      '-ngl',
+      'all',
+      '-c',
+      '512',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '7599',
+      '--no-warmup'
+    ],
+    'llama-server'
+  )
+  await until(
+    'llama-server (default split)',
+    async () => ((await fetch('http://127.0.0.1:7599/health')).status === 200 ? true : undefined),
+    300_000
+  )
+  record({ name: 'default', tokensPerSecond: await decode('http://127.0.0.1:7599'), split: "llama.cpp's default (by free memory)" })
+  await stop(llama)
+  await stop(rpc)
+}
 
 const by = (name) => results.find((r) => r.name === name)?.tokensPerSecond ?? 0
+const meshes = results.filter((r) => r.name.startsWith('mesh'))
 process.stdout.write(
   `\n| run | decode tok/s | predicted | split |\n|---|---|---|---|\n` +
     results
       .map((r) => `| ${r.name} | ${r.tokensPerSecond.toFixed(1)} | ${r.predictedTokensPerSecond?.toFixed(1) ?? '-'} | ${r.split} |`)
       .join('\n') +
-    `\n\nmesh / cpu-only = ${(by('mesh') / by('cpu-only')).toFixed(2)}, mesh / default = ${(by('mesh') / by('default')).toFixed(2)}; ` +
+    '\n\n' +
+    meshes
+      .map(
+        (r) =>
+          `${r.name} / cpu-only = ${(r.tokensPerSecond / by('cpu-only')).toFixed(2)}, ${r.name} / default = ${(r.tokensPerSecond / by('default')).toFixed(2)}; `
+      )
+      .join('') +
     `${((Date.now() - started) / 1000).toFixed(0)} s in all\n`
 )
-rmSync(work, { recursive: true, force: true })
+// the agents' logs and data dirs stay (what explains a device that was not measured); the model goes
+rmSync(model, { force: true })
+say(`logs: ${work}`)
