@@ -154,7 +154,12 @@ async function agentRun(name, extra) {
         .join(', '),
       mismatch: view.plan.mismatch,
       excluded: (view.plan.excluded ?? []).map((u) => `${u.device ?? u.peerId.slice(-6)}: ${u.reason}`),
-      devices: self.devices.map((d) => `${d.name} ${d.speed ? d.speed.secondsPerGiB.toFixed(4) + ' s/GiB' : ''}`).join(', ')
+      devices: self.devices
+        .map(
+          (d) =>
+            `${d.name} ${d.speed ? `${d.speed.secondsPerGiB.toFixed(4)} s/GiB + ${((d.speed.fixedSecondsPerToken ?? 0) * 1000).toFixed(2)} ms` : 'unmeasured'}`
+        )
+        .join(', ')
     }
   } finally {
     await stop(agent)

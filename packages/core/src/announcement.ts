@@ -34,6 +34,12 @@ const speedSchema = z
   .object({
     /** Seconds one token takes per GiB of layer weights on this rpc-server. */
     secondsPerGiB: z.number().positive().max(1e6),
+    /**
+     * Seconds every token costs on it whatever it holds (llama-server's step, the round trip, launching the
+     * graph: what dominates a GPU on a small model), fitted beside secondsPerGiB from two model sizes.
+     * Absent: older agents and given speeds (then secondsPerGiB carries it all).
+     */
+    fixedSecondsPerToken: z.number().min(0).max(60).optional(),
     measuredAt: z.string().max(40),
     method: z.string().max(256)
   })

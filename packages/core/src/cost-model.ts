@@ -4,6 +4,8 @@
  * coordinator and by `sollol-agent plan`, so a dry run prices a cluster the way the coordinator does.
  */
 
+const GIB = 2 ** 30
+
 /** llama-server's own rpc-server: a loopback round trip per token. */
 export const LOCAL_HOP_SECONDS = 0.0002
 /** Fixed cost of a LAN hop besides its round trip (serialising the graph inputs and outputs). */
@@ -30,6 +32,42 @@ export const LAN_BYTES_PER_SECOND = 125e6
  */
 export function logitsSeconds(isHost: boolean, vocabSize: number): number {
   return isHost ? 0 : (vocabSize * 4) / LAN_BYTES_PER_SECOND
+}
+
+/** How far apart two best-of-3 decode times must be to count as a difference (their run-to-run spread). */
+export const FIT_RESOLUTION = 0.05
+
+/** One calibration measurement: the layer bytes a model put on the device and its decode time per token. */
+export interface DecodeSample {
+  readonly layerBytes: number
+  readonly secondsPerToken: number
+}
+
+export interface TokenCost {
+  /** The per-byte cost: what one more GiB of layers adds to a token. */
+  readonly secondsPerGiB: number
+  /** What every token costs whatever the device holds. */
+  readonly fixedSecondsPerToken: number
+}
+
+/**
+ * Splits a device's decode time into a fixed and a per-byte part from two model sizes (t = a + b x bytes).
+ * One size alone folds the fixed part into the per-byte price: on a GPU, where a small model's token is
+ * mostly launch and round-trip time, that priced an H200 like a CPU (0.07 s/GiB, where its memory moves a
+ * GiB in 0.2 ms). A difference below FIT_RESOLUTION of the small model's time is noise: the per-byte cost
+ * is then taken as that bound (a GPU: under what two sizes can tell apart, so priced as fast as they can
+ * show). A negative fixed part (the small model sat in a CPU cache and ran faster per byte than a large
+ * one will) falls back to the larger model's average, no fixed part: the price a large model will see. Pure.
+ */
+export function fitTokenCost(small: DecodeSample, large: DecodeSample): TokenCost {
+  const average = { secondsPerGiB: (large.secondsPerToken / large.layerBytes) * GIB, fixedSecondsPerToken: 0 }
+  const extraBytes = large.layerBytes - small.layerBytes
+  if (!(extraBytes > 0)) return average
+  const resolution = (FIT_RESOLUTION * small.secondsPerToken) / extraBytes
+  const perByte = Math.max((large.secondsPerToken - small.secondsPerToken) / extraBytes, resolution)
+  const fixed = small.secondsPerToken - perByte * small.layerBytes
+  if (!(fixed >= 0)) return average
+  return { secondsPerGiB: perByte * GIB, fixedSecondsPerToken: fixed }
 }
 
 export interface ReloadCase {

@@ -380,13 +380,20 @@ test('per-layer KV heads: each layer is planned with its own cache', () => {
 })
 
 test("planDevicesOf: an rpc-server's announced devices in its order, with budgets (cut where told) and speeds", () => {
-  const cpu = { kind: 'cpu', name: 'CPU', type: 'cpu', rpcIndex: 1, budget: 8 * GIB, speed: { secondsPerGiB: 2 } }
+  const cpu = {
+    kind: 'cpu',
+    name: 'CPU',
+    type: 'cpu',
+    rpcIndex: 1,
+    budget: 8 * GIB,
+    speed: { secondsPerGiB: 2, fixedSecondsPerToken: 0.001 }
+  }
   const gpu = { kind: 'cuda', name: 'CUDA0', type: 'gpu', rpcIndex: 0, budget: 20 * GIB, speed: null }
   assert.deepEqual(
     planDevicesOf([cpu, gpu], (name, offer) => (name === 'CUDA0' ? offer / 2 : offer)),
     [
       { name: 'CUDA0', memoryBudget: 10 * GIB, secondsPerGiB: undefined, hostMemory: false },
-      { name: 'CPU', memoryBudget: 8 * GIB, secondsPerGiB: 2, hostMemory: true }
+      { name: 'CPU', memoryBudget: 8 * GIB, secondsPerGiB: 2, fixedSecondsPerToken: 0.001, hostMemory: true }
     ]
   )
   assert.equal(planDevicesOf([cpu]), undefined, 'one device: planned as the node')
@@ -398,4 +405,28 @@ test("planDevicesOf: an rpc-server's announced devices in its order, with budget
     undefined,
     'an older agent lists no rpc devices'
   )
+})
+
+test('a GPU priced by its fitted cost holds the model it fits; the CPU of its server is left out, the fixed part counted', () => {
+  // an H200 as two calibration sizes price it (the GPU at the fit's resolution + 1 ms a token) beside its CPU
+  const box = node('box', 0, undefined, {
+    isHost: true,
+    devices: [
+      { name: 'CUDA0', memoryBudget: 2000 * MIB, secondsPerGiB: 0.001, fixedSecondsPerToken: 0.001 },
+      { name: 'CPU', memoryBudget: 4000 * MIB, secondsPerGiB: 0.1, fixedSecondsPerToken: 0.0005, hostMemory: true }
+    ]
+  })
+  const p = plan({ model: model(16, 50), nodes: [box] })
+  assert.deepEqual(deviceCounts(p), ['box/CUDA0:16'])
+  assert.match(p.unused.map((u) => `${u.device}: ${u.why}`).join('; '), /CPU: left out: slower than it helps/)
+  const gpu = p.nodes[0]
+  assert.ok(gpu !== undefined && gpu.secondsPerToken >= 0.001 - 0.0002, String(gpu?.secondsPerToken))
+  assert.match(gpu.why, /0\.001 s\/GiB \+ 0\.80 ms a token/)
+  // without the fixed parts (older agents' speeds) the same devices plan the same way, a token cheaper
+  const old = plan({
+    model: model(16, 50),
+    nodes: [{ ...box, devices: box.devices?.map(({ fixedSecondsPerToken: _, ...d }) => d) }]
+  })
+  assert.deepEqual(deviceCounts(old), ['box/CUDA0:16'])
+  assert.ok((old.nodes[0]?.secondsPerToken ?? 0) < gpu.secondsPerToken)
 })

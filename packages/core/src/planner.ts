@@ -21,7 +21,7 @@
  */
 import { tensorSplitForLayerCounts } from './layer-split.js'
 import { ExitCode, SollolError } from './errors.js'
-import { logitsSeconds } from './cost-model.js'
+import { LOCAL_HOP_SECONDS, logitsSeconds } from './cost-model.js'
 import { DEFAULT_PARALLEL_SLOTS, kvCellsPerLayer, type SlidingWindow } from './kv-cache.js'
 
 const GIB = 2 ** 30
@@ -53,6 +53,8 @@ export interface PlanDevice {
   readonly memoryBudget: number
   /** Measured; undefined = not measured (then assumed slower than every measured device). */
   readonly secondsPerGiB: number | undefined
+  /** Measured beside it: what every token costs on it whatever it holds (cost-model.ts, fitTokenCost). */
+  readonly fixedSecondsPerToken?: number | undefined
   /** Holds llama-server's own memory when the node is the host (the input embeddings): its CPU. */
   readonly hostMemory?: boolean
 }
@@ -65,6 +67,8 @@ export interface PlanNode {
   readonly memoryBudget: number
   /** Measured; undefined = not measured (then assumed slower than every measured node). */
   readonly secondsPerGiB: number | undefined
+  /** Measured beside it: what every token costs on it whatever it holds (not the round trip). */
+  readonly fixedSecondsPerToken?: number | undefined
   /** Per-token cost of using this node at all (round trips). */
   readonly hopSeconds: number
   /** Runs llama-server: keeps the input embeddings. */
@@ -196,17 +200,37 @@ interface Stage {
   readonly index: number
   readonly memoryBudget: number
   readonly secondsPerGiB: number | undefined
+  readonly fixedSeconds: number
   /** Keeps the input embeddings (the host's CPU). */
   readonly isHost: boolean
   /** The server's device count (for the tensor split's zero entries). */
   readonly deviceCount: number
 }
 
+/**
+ * A device's fixed per-token cost as the plan prices it: the calibration's, less the loopback round trip
+ * it included (the plan prices each hop itself). The calibration's fixed part also holds llama-server's
+ * own step, which a cluster pays once however many devices it uses: charging it per device slightly
+ * favours fewer devices, which a small model (where it matters) gains from anyway.
+ */
+function fixedPart(measured: number | undefined): number {
+  return Math.max(0, (measured ?? 0) - LOCAL_HOP_SECONDS)
+}
+
 /** A node's stages in its rpc-server's order. Pure. */
 function stagesOf(n: PlanNode): Stage[] {
   if (n.devices === undefined || n.devices.length === 0) {
     return [
-      { node: n, device: null, index: 0, memoryBudget: n.memoryBudget, secondsPerGiB: n.secondsPerGiB, isHost: n.isHost, deviceCount: 1 }
+      {
+        node: n,
+        device: null,
+        index: 0,
+        memoryBudget: n.memoryBudget,
+        secondsPerGiB: n.secondsPerGiB,
+        fixedSeconds: fixedPart(n.fixedSecondsPerToken),
+        isHost: n.isHost,
+        deviceCount: 1
+      }
     ]
   }
   const devices = n.devices
@@ -220,6 +244,7 @@ function stagesOf(n: PlanNode): Stage[] {
     index,
     memoryBudget: d.memoryBudget,
     secondsPerGiB: d.secondsPerGiB,
+    fixedSeconds: fixedPart(d.fixedSecondsPerToken),
     isHost: n.isHost && index === embeddingsAt,
     deviceCount: devices.length
   }))
@@ -341,7 +366,7 @@ export function plan(input: PlanInput): Plan {
     let first = 0
     const cost = order.reduce((sum, s) => {
       const count = counts.get(s) ?? 0
-      const seconds = layerGiB(first, count) * speedOf(s) + s.node.hopSeconds
+      const seconds = layerGiB(first, count) * speedOf(s) + s.fixedSeconds + s.node.hopSeconds
       first += count
       return sum + seconds
     }, outputSeconds(last))
@@ -417,7 +442,10 @@ export function plan(input: PlanInput): Plan {
     }
     // the note only: no further layer of the smallest size would have fitted
     const full = count < layerCount && memory.total + Math.min(...model.layerWeightBytes) + Math.min(...kvOf) > s.memoryBudget
-    const speedNote = s.secondsPerGiB === undefined ? 'speed not measured (assumed slow)' : `${s.secondsPerGiB.toFixed(3)} s/GiB`
+    const speedNote =
+      s.secondsPerGiB === undefined
+        ? 'speed not measured (assumed slow)'
+        : `${s.secondsPerGiB.toFixed(3)} s/GiB${s.fixedSeconds > 0 ? ` + ${(s.fixedSeconds * 1000).toFixed(2)} ms a token` : ''}`
     const why = full
       ? `${speedNote}; filled to its memory (${formatGiB(memory.total)} of ${formatGiB(s.memoryBudget)})`
       : `${speedNote}; ${count === layerCount ? 'holds the whole model' : 'takes the remaining layers'}`
@@ -433,7 +461,7 @@ export function plan(input: PlanInput): Plan {
       memory,
       secondsPerGiB: speedOf(s),
       speedMeasured: s.secondsPerGiB !== undefined,
-      secondsPerToken: (weights / GIB) * speedOf(s) + n.hopSeconds + (output ? outputSeconds(s) : 0),
+      secondsPerToken: (weights / GIB) * speedOf(s) + s.fixedSeconds + n.hopSeconds + (output ? outputSeconds(s) : 0),
       why: output ? `${why}; holds the output layer` : why
     }
   })
@@ -502,7 +530,7 @@ export function planDevicesOf(
     readonly type?: string
     readonly rpcIndex?: number
     readonly budget?: number
-    readonly speed?: { readonly secondsPerGiB: number } | null
+    readonly speed?: { readonly secondsPerGiB: number; readonly fixedSecondsPerToken?: number | undefined } | null
   }>,
   budget: (name: string, offer: number) => number = (_, offer) => offer
 ): PlanDevice[] | undefined {
@@ -514,6 +542,7 @@ export function planDevicesOf(
       name: d.name,
       memoryBudget: budget(d.name, d.budget ?? 0),
       secondsPerGiB: d.speed?.secondsPerGiB,
+      ...(d.speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: d.speed.fixedSecondsPerToken } : {}),
       hostMemory: d.type === 'cpu'
     }))
 }

@@ -1,13 +1,15 @@
 /**
  * Measures how fast an rpc-server decodes, with llama.cpp itself: a llama-server on this machine runs a
- * generated model entirely on that rpc-server and reports its decode time per token. Divided by the
- * model's layer weights, that is seconds per token per GiB of layers: the planner multiplies it by a
- * real model's layer size. Run while the rpc-server is idle (before the agent announces it); the
- * agent caches the result.
+ * generated model entirely on that rpc-server and reports its decode time per token, for two models of
+ * the same layers (8 and 24 of them). The difference prices each GiB of layers, the rest is what a token
+ * costs there whatever it holds (cost-model.ts, fitTokenCost): the planner multiplies the first by a real
+ * model's layer size and adds the second per device. Run while the rpc-server is idle (before the agent
+ * announces it); the agent caches the result.
  */
 import { existsSync } from 'node:fs'
 import { mkdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fitTokenCost } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
 import { LlamaServerSupervisor, rpcDeviceNames } from './llama-server.js'
 import { freePort } from './net-util.js'
@@ -23,16 +25,36 @@ import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
 export const PORTABLE_HEAD_SIZES: readonly number[] = [64, 128]
 
 /**
- * 8 layers x 256 dims, f32: ~27 MB, big enough that compute outweighs the per-token round trip; 4 heads of
- * 64 so that every backend can run it (v1 had 8 heads of 32: a CUDA rpc-server aborted, and the GPU went
- * unmeasured and was planned as slow).
+ * 8 layers x 256 dims, f32: ~27 MB, big enough that compute outweighs the per-token round trip on a CPU;
+ * 4 heads of 64 so that every backend can run it (v1 had 8 heads of 32: a CUDA rpc-server aborted, and the
+ * GPU went unmeasured and was planned as slow).
  */
 export const CALIBRATION_MODEL: TestModelOptions = { ...DEFAULT_TEST_MODEL, layers: 8, embd: 256, ff: 768, heads: 4, seed: 7 }
+/**
+ * The same layers, three times as many (~81 MB): the second size that separates what a token costs on a
+ * device whatever it holds from what each byte of layers adds (cost-model.ts, fitTokenCost).
+ */
+export const CALIBRATION_MODEL_LARGE: TestModelOptions = { ...CALIBRATION_MODEL, layers: 24 }
 export const CALIBRATION_METHOD =
-  'llama-server decode of a generated 8x256 f32 model (heads of 64) over the rpc-server, best of 3 runs of 24 tokens'
+  'llama-server decode of generated 8- and 24-layer 256-wide f32 models (heads of 64) over the rpc-server, best of 3 runs each; fixed + per-GiB fit (one size above 50 ms a token)'
+
+/** Tokens per run of the small model; the large one's runs are shortened on a slow device (at least 4). */
+const SMALL_RUN_TOKENS = 24
+/** About how long the large model's three runs may take together. */
+const LARGE_RUNS_SECONDS = 1.5
+/**
+ * A device slower than this per token of the small model is priced from that model alone: next to its
+ * per-byte cost a fixed part cannot matter, and the second load is what costs there (lavapipe, a software
+ * GPU at 0.3 s a token: 35 s more, most of it compiling shaders again).
+ */
+const TWO_SIZES_BELOW_SECONDS = 0.05
 
 export interface CalibrationResult {
+  /** What one more GiB of layers adds to a token (the fitted per-byte cost). */
   readonly secondsPerGiB: number
+  /** What a token costs on the device whatever it holds (0 when the fit could not tell). */
+  readonly fixedSecondsPerToken: number
+  /** Of the small calibration model. */
   readonly tokensPerSecond: number
   readonly measuredAt: string
   readonly method: string
@@ -50,21 +72,19 @@ export interface CalibrationOptions {
   readonly logger?: Logger
 }
 
-async function calibrationModel(cacheDir: string): Promise<string> {
-  const path = join(cacheDir, 'calibration-8x256-f32-v2.gguf')
+async function calibrationModel(cacheDir: string, options: TestModelOptions): Promise<string> {
+  const path = join(cacheDir, `calibration-${options.layers}x${options.embd}-f32-v2.gguf`)
   if (!existsSync(path)) {
     await mkdir(cacheDir, { recursive: true })
     const partial = `${path}.${process.pid}.tmp`
-    writeTestModel(partial, CALIBRATION_MODEL)
+    writeTestModel(partial, options)
     await rename(partial, path)
   }
   return path
 }
 
-export async function calibrateRpcServer(o: CalibrationOptions): Promise<CalibrationResult> {
-  const model = await calibrationModel(o.cacheDir)
-  const info = await readModelInfo(model)
-  const layerGiB = info.layerWeightBytes.reduce((a, b) => a + b, 0) / 2 ** 30
+/** Best (lowest) seconds per token llama-server reports over `runs` runs of `tokens`, the model on the rpc-server. */
+async function decodeSecondsPerToken(o: CalibrationOptions, model: string, tokens: number, runs: number): Promise<number> {
   const server = new LlamaServerSupervisor({
     binary: o.llamaServer,
     model,
@@ -82,11 +102,11 @@ export async function calibrateRpcServer(o: CalibrationOptions): Promise<Calibra
   await server.start()
   try {
     let best = Infinity
-    for (let run = 0; run < 3; run++) {
+    for (let run = 0; run < runs; run++) {
       const response = await fetch(`${server.url}/completion`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: 'the river', n_predict: 24, temperature: 0, cache_prompt: false }),
+        body: JSON.stringify({ prompt: 'the river', n_predict: tokens, temperature: 0, cache_prompt: false }),
         signal: AbortSignal.timeout(60_000)
       })
       const body = (await response.json()) as { timings?: { predicted_per_token_ms?: number } }
@@ -94,13 +114,32 @@ export async function calibrateRpcServer(o: CalibrationOptions): Promise<Calibra
       if (typeof ms === 'number' && ms > 0) best = Math.min(best, ms)
     }
     if (!Number.isFinite(best)) throw new Error(`calibration of ${o.endpoint}: llama-server reported no decode timings`)
-    return {
-      secondsPerGiB: best / 1000 / layerGiB,
-      tokensPerSecond: 1000 / best,
-      measuredAt: new Date().toISOString(),
-      method: CALIBRATION_METHOD
-    }
+    return best / 1000
   } finally {
     await server.stop()
+  }
+}
+
+const layerBytesOf = async (model: string): Promise<number> => (await readModelInfo(model)).layerWeightBytes.reduce((a, b) => a + b, 0)
+
+export async function calibrateRpcServer(o: CalibrationOptions): Promise<CalibrationResult> {
+  const small = await calibrationModel(o.cacheDir, CALIBRATION_MODEL)
+  const smallSample = { layerBytes: await layerBytesOf(small), secondsPerToken: await decodeSecondsPerToken(o, small, SMALL_RUN_TOKENS, 3) }
+  let fit = { secondsPerGiB: (smallSample.secondsPerToken / smallSample.layerBytes) * 2 ** 30, fixedSecondsPerToken: 0 }
+  if (smallSample.secondsPerToken < TWO_SIZES_BELOW_SECONDS) {
+    const large = await calibrationModel(o.cacheDir, CALIBRATION_MODEL_LARGE)
+    // the large model's token takes up to three times as long: fewer tokens on a slower device
+    const largeTokens = Math.max(4, Math.min(SMALL_RUN_TOKENS, Math.round(LARGE_RUNS_SECONDS / (9 * smallSample.secondsPerToken))))
+    fit = fitTokenCost(smallSample, {
+      layerBytes: await layerBytesOf(large),
+      secondsPerToken: await decodeSecondsPerToken(o, large, largeTokens, 3)
+    })
+  }
+  return {
+    secondsPerGiB: fit.secondsPerGiB,
+    fixedSecondsPerToken: fit.fixedSecondsPerToken,
+    tokensPerSecond: 1 / smallSample.secondsPerToken,
+    measuredAt: new Date().toISOString(),
+    method: CALIBRATION_METHOD
   }
 }

@@ -570,6 +570,7 @@ export class Coordination {
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: this.budgetOf(a),
         secondsPerGiB: a.speed?.secondsPerGiB,
+        ...(a.speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: a.speed.fixedSecondsPerToken } : {}),
         devices: planDevicesOf(a.devices, (device, offer) => this.budgetOf(a, offer, device)),
         hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId

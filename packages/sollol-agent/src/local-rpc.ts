@@ -70,7 +70,12 @@ export async function calibrateSpeed(binaries: LlamaBinaries, endpoint: string, 
     ...(tensorSplit !== undefined ? { tensorSplit } : {}),
     logger
   })
-  return { secondsPerGiB: result.secondsPerGiB, measuredAt: result.measuredAt, method: result.method }
+  return {
+    secondsPerGiB: result.secondsPerGiB,
+    fixedSecondsPerToken: result.fixedSecondsPerToken,
+    measuredAt: result.measuredAt,
+    method: result.method
+  }
 }
 
 /** How long a device's measurement waits for an rpc-server that a measurement before it crashed. */
@@ -289,7 +294,15 @@ export class LocalRpc {
       try {
         const started = Date.now()
         const speed = await calibrateSpeed(this.o.binaries, endpoint, log, tensorSplit)
-        log.info({ what, secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)), ms: Date.now() - started }, 'rpc-server speed measured')
+        log.info(
+          {
+            what,
+            secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)),
+            fixedMsPerToken: Number(((speed.fixedSecondsPerToken ?? 0) * 1000).toFixed(3)),
+            ms: Date.now() - started
+          },
+          'rpc-server speed measured'
+        )
         return speed
       } catch (err) {
         log.warn({ what, err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')

@@ -45,6 +45,11 @@ test('formatStatus shows one row per node with human units', () => {
   const text = formatStatus(view)
   assert.match(text, /cluster default: 1 node, answered by …123456/)
   assert.match(text, /box1\s+…123456\s+self\s+10\.0\.0\.2:50052\s+ready v6\.0\.0\s+cpu 24\.0 GiB\s+8\.0 GiB\s+-\s+0-7\+out\s+worker/)
+  // a measured speed: the price per GiB of layers and what every token costs there
+  const speed = { secondsPerGiB: 0.1084, fixedSecondsPerToken: 0.00057, measuredAt: '', method: '' }
+  assert.match(formatStatus({ ...view, nodes: [{ ...node, speed }] }), /8\.0 GiB\s+0\.108 s\/GiB \+0\.6 ms\s+0-7\+out/)
+  const older = { secondsPerGiB: 0.1084, measuredAt: '', method: '' }
+  assert.match(formatStatus({ ...view, nodes: [{ ...node, speed: older }] }), /8\.0 GiB\s+0\.108 s\/GiB\s+0-7\+out/)
 })
 
 test('parseNvidiaSmi reads name, total and free MiB per GPU', () => {

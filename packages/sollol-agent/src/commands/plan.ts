@@ -58,6 +58,7 @@ export async function planFromFile(
         rpc: `${n.rpc.host}:${n.rpc.port}`,
         memoryBudget: n.memoryBudget,
         secondsPerGiB: n.speed?.secondsPerGiB,
+        ...(n.speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: n.speed.fixedSecondsPerToken } : {}),
         // the coordinator's own cost model; RTTs are its measurements, here the LAN default
         hopSeconds: hopSeconds(n.peerId === view.self, undefined),
         isHost: n.peerId === view.self,

@@ -140,7 +140,9 @@ export function formatStatus(view: ClusterView): string {
       `${node.rpc.state}${node.rpc.protocol !== null ? ` v${node.rpc.protocol}` : ''}`,
       devicesText(node),
       formatBytes(node.memoryBudget),
-      node.speed === null || node.speed === undefined ? '-' : `${node.speed.secondsPerGiB.toFixed(3)} s/GiB`,
+      node.speed === null || node.speed === undefined
+        ? '-'
+        : `${node.speed.secondsPerGiB.toFixed(3)} s/GiB${node.speed.fixedSecondsPerToken ? ` +${(node.speed.fixedSecondsPerToken * 1000).toFixed(1)} ms` : ''}`,
       layersText(node),
       role
     ])
