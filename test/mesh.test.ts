@@ -65,6 +65,14 @@ test('four agents with no configuration find each other; status on every host li
   await allSee(everyone, 'a full view on every agent', 15_000)
   timings.launchToFullView = Date.now() - launched
   timings.lastAnswerToFullView = Date.now() - lastStart
+  // an rpc-server is announced `starting` until its devices are measured (two calibration models each,
+  // four agents on two cores): status is read once every agent sees every rpc-server ready
+  await waitFor(
+    'every rpc-server measured and ready in every view',
+    () => agents.every((a) => a.view()?.nodes.length === 4 && a.view()?.nodes.every((n) => n.rpc.state === 'ready')),
+    { timeoutMs: 60_000 }
+  )
+  timings.launchToAllReady = Date.now() - launched
 
   for (const agent of agents) {
     const view = await agent.statusJson()
