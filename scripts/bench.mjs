@@ -82,7 +82,18 @@ const check = (section, what, value, op, target) => {
 }
 check('placement', 'placement: mesh / llama.cpp default split', s.placement?.placement?.meshOverDefault, '>=', 1.3)
 check('placement', 'placement: mesh / best contiguous split', s.placement?.placement?.meshOverBest, '>=', 0.95)
+check(
+  'placement',
+  'placement: mesh / default split, slow node in its worst position',
+  s.placement?.placement?.worstMeshOverDefault,
+  '>=',
+  1.3
+)
+check('placement', 'placement, identical nodes: mesh / llama.cpp default split', s.placement?.identical?.meshOverDefault, '>=', 0.97)
 check('placement', 'orchestration: mesh-started / by hand', s.placement?.overhead?.ratio, '>=', 0.97)
+// the planner's predicted tok/s within +-20 % of what its plan measured
+check('placement', 'placement: predicted / measured tok/s (not above)', s.placement?.prediction?.ratio, '<=', 1.2)
+check('placement', 'placement: predicted / measured tok/s (not below)', s.placement?.prediction?.ratio, '>=', 0.8)
 check('protection', 'rpc protection: gated / open', s.protection?.gatedOverOpen, '>=', 0.9)
 check('convergence', 'convergence, 5 agents (s)', s.convergence?.agents5?.seconds?.median, '<=', 3)
 check('convergence', 'convergence, 20 agents (s)', s.convergence?.agents20?.seconds?.median, '<=', 5)

@@ -1,5 +1,6 @@
-// Placement quality and orchestration overhead, on three test hosts of unequal speed (CPU quotas: a core,
-// a core, a quarter core) with memory offers that force a split over all three.
+// Placement quality and orchestration overhead, in two scenarios of three test hosts with memory offers that
+// force a split over all three: unlike speeds (CPU quotas: a core, a core, a quarter core) and identical nodes
+// (a core each). Identical nodes check that the planner loses nothing where there is nothing to gain.
 //
 // Round by round, alternately:
 //   mesh phase:    the agents start (rpc-access open, so that the by-hand runs below can use the same
@@ -8,7 +9,12 @@
 //   by-hand phase: the same rpc-server command lines are started by hand in the same hosts and quotas, and
 //                  llama-server by hand with the mesh's exact command line ("mesh plan by hand", the overhead
 //                  reference), without --tensor-split (llama.cpp's default split), and with the best split
-//                  of an exhaustive sweep (round 1 sweeps every contiguous split the memory limits allow).
+//                  of an exhaustive sweep (round 1 sweeps every contiguous split the memory limits allow);
+//                  in the unlike scenario llama.cpp's default split runs with the slow node first, in the
+//                  middle and last in the --rpc order (its output layer goes to the last server), since the
+//                  default's loss depends on where the slow node sits. CPU rpc-servers on one machine report
+//                  the same free memory, so the default split is equal thirds here: the case where it follows a
+//                  big slow device's memory needs a GPU (scripts/gpu-check.mjs).
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -58,6 +64,13 @@ export function contiguousSplits(capacities, total) {
   return out
 }
 
+/** The same llama-server arguments with the --rpc servers in another order. */
+const withRpcOrder = (argv, order) => {
+  const args = [...argv]
+  args[args.indexOf('--rpc') + 1] = order.join(',')
+  return args
+}
+
 const withSplit = (argv, split) => {
   const args = [...argv]
   const at = args.indexOf('--tensor-split')
@@ -67,6 +80,25 @@ const withSplit = (argv, split) => {
 }
 
 export async function benchPlacement({ quick, log }) {
+  log('scenario: unlike speeds (CPU quotas 1, 1, 0.25)')
+  const unlike = await placementScenario({ quick, log, cores: [1, 1, 0.25], sweepSplits: true, slowPositions: true })
+  log('scenario: identical nodes (CPU quotas 1, 1, 1)')
+  const identical = await placementScenario({ quick, log, cores: [1, 1, 1], sweepSplits: false, slowPositions: false })
+  return {
+    ...unlike,
+    identical: {
+      cores: identical.cores,
+      meshPlan: identical.meshPlan,
+      meshOverDefault: identical.placement.meshOverDefault,
+      meshPlanTokensPerSecond: identical.placement.meshPlanTokensPerSecond,
+      defaultSplitTokensPerSecond: identical.placement.defaultSplitTokensPerSecond,
+      prediction: identical.prediction,
+      target: 0.97
+    }
+  }
+}
+
+async function placementScenario({ quick, log, cores, sweepSplits, slowPositions }) {
   const rounds = quick ? 3 : 4
   const runs = quick ? 4 : 6
   const tokens = 48
@@ -84,7 +116,6 @@ export async function benchPlacement({ quick, log }) {
   while (layerCapacity(planModel, { isHost: true, memoryBudget: offer }, true, CONTEXT) < MAX_LAYERS_PER_NODE) offer += 256 * 1024
   if (layerCapacity(planModel, { isHost: false, memoryBudget: offer }, false, CONTEXT) !== MAX_LAYERS_PER_NODE)
     throw new Error('the memory offer does not give every node the same capacity')
-  const cores = [1, 1, 0.25]
   const groups = cores.map((c, i) => new CpuGroup(`sollol-bench-${process.pid}-h${i + 1}`, c))
   const network = TestNetwork.create([{}, {}, {}])
   const hosts = network.hosts.map((h, i) => quotaHost(h, groups[i]))
@@ -105,7 +136,7 @@ export async function benchPlacement({ quick, log }) {
     tokens
   }
   const mesh = []
-  const byHand = { mesh: [], default: [], best: [] }
+  const byHand = { mesh: [], default: [], best: [], 'default, slow first': [], 'default, slow middle': [], 'default, slow last': [] }
   let recorded
   let sweep
   let best
@@ -170,8 +201,8 @@ export async function benchPlacement({ quick, log }) {
         }
         const order = recorded.order
         const nodeOf = (endpoint) => network.hosts.findIndex((h) => endpoint.startsWith(h.address + ':'))
-        const run = async (name, split, n, reps) => {
-          const args = withSplit(recorded.llama.slice(1), split)
+        const run = async (name, split, n, reps) => await runArgs(name, withSplit(recorded.llama.slice(1), split), n, reps)
+        const runArgs = async (name, args, n = tokens, reps = runs) => {
           const server = hosts[0].run(recorded.llama[0], args, { stdin: 'ignore' })
           try {
             const ready = await runScript(client, READY, [recorded.url, 120_000])
@@ -183,38 +214,59 @@ export async function benchPlacement({ quick, log }) {
             await server
           }
         }
-        if (sweep === undefined) {
-          const capacities = order.map((endpoint, i) =>
-            layerCapacity(planModel, { isHost: nodeOf(endpoint) === 0, memoryBudget: offer }, i === order.length - 1, CONTEXT)
-          )
-          const splits = contiguousSplits(capacities, info.layerCount)
-          log(`exhaustive sweep: ${splits.length} contiguous splits within the memory limits (capacities ${capacities.join(', ')})`)
+        // the slowest host (by its quota) first, in the middle, last; the others in the mesh's order
+        const slow = order.find((endpoint) => nodeOf(endpoint) === cores.indexOf(Math.min(...cores)))
+        const others = order.filter((endpoint) => endpoint !== slow)
+        const positions = { first: [slow, ...others], middle: [others[0], slow, others[1]], last: [...others, slow] }
+        /** llama-server's arguments for a split of the layers over the servers in `rpcOrder`. */
+        const argsFor = (rpcOrder, counts) => withRpcOrder(withSplit(recorded.llama.slice(1), tensorSplitForLayerCounts(counts)), rpcOrder)
+        if (sweepSplits && sweep === undefined) {
+          // every contiguous split in the mesh's order and with the slow node in each position (subsets are
+          // the splits that give a node no layer)
+          const orders = [order, ...Object.values(positions).filter((o) => o.join() !== order.join())]
           sweep = []
-          for (const counts of splits) {
-            const tps = await run(`sweep ${counts}`, tensorSplitForLayerCounts(counts), sweepTokens, sweepRuns)
-            sweep.push({ counts, tokensPerSecond: median(tps), samples: tps })
+          for (const rpcOrder of orders) {
+            const capacities = rpcOrder.map((endpoint, i) =>
+              layerCapacity(planModel, { isHost: nodeOf(endpoint) === 0, memoryBudget: offer }, i === rpcOrder.length - 1, CONTEXT)
+            )
+            const splits = contiguousSplits(capacities, info.layerCount)
+            log(
+              `exhaustive sweep, order ${rpcOrder.join(',')}: ${splits.length} contiguous splits within the memory limits (capacities ${capacities.join(', ')})`
+            )
+            for (const counts of splits) {
+              const tps = await runArgs(`sweep ${counts}`, argsFor(rpcOrder, counts), sweepTokens, sweepRuns)
+              sweep.push({ order: rpcOrder, counts, tokensPerSecond: median(tps), samples: tps })
+            }
           }
           sweep.sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)
           // Single samples are noisy: the three leaders are measured again, and the best median wins.
           const finalists = []
           for (const candidate of sweep.slice(0, 3)) {
-            const tps = await run(`finalist ${candidate.counts}`, tensorSplitForLayerCounts(candidate.counts), sweepTokens, runs)
-            finalists.push({ counts: candidate.counts, tokensPerSecond: median(tps), samples: tps })
+            const tps = await runArgs(`finalist ${candidate.counts}`, argsFor(candidate.order, candidate.counts), sweepTokens, runs)
+            const label = `${candidate.counts.join('/')} on ${candidate.order.map((e) => `h${nodeOf(e) + 1}`).join(',')}`
+            finalists.push({ order: candidate.order, counts: candidate.counts, label, tokensPerSecond: median(tps), samples: tps })
           }
           finalists.sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)
           best = finalists[0]
           result.finalists = finalists
           log(
-            `best of the sweep, after measuring its top 3 again (${finalists.map((f) => `${f.counts.join('/')}: ${fmt(f.tokensPerSecond, 1)}`).join(', ')} tok/s): ${best.counts.join('/')}; mesh plan ${recorded.counts.join('/')}`
+            `best of the sweep, after measuring its top 3 again (${finalists.map((f) => `${f.label}: ${fmt(f.tokensPerSecond, 1)}`).join(', ')} tok/s): ${best.label}; mesh plan ${recorded.counts.join('/')} on ${order.map((e) => `h${nodeOf(e) + 1}`).join(',')}`
           )
-          result.sweep = { capacities, splits: sweep }
-          result.best = { layerCounts: best.counts }
+          result.sweep = { orders: orders.length, splits: sweep }
+          result.best = { order: best.order, layerCounts: best.counts }
         }
         const configs = [
           ['mesh', async () => await runExact(hosts[0], client, recorded, runs, tokens)],
-          ['default', async () => await run('default', null, tokens, runs)],
-          ['best', async () => await run('best', tensorSplitForLayerCounts(best.counts), tokens, runs)]
+          ['default', async () => await run('default', null, tokens, runs)]
         ]
+        if (sweepSplits) configs.push(['best', async () => await runArgs('best', argsFor(best.order, best.counts))])
+        if (slowPositions) {
+          for (const [where, rpcOrder] of Object.entries(positions))
+            configs.push([
+              `default, slow ${where}`,
+              async () => await runArgs(`default, slow ${where}`, withRpcOrder(withSplit(recorded.llama.slice(1), null), rpcOrder))
+            ])
+        }
         // The order turns round by round, so that no configuration always runs first (or last).
         const turn = (round - 1) % configs.length
         for (const [name, measure] of [...configs.slice(turn), ...configs.slice(0, turn)]) {
@@ -235,30 +287,55 @@ export async function benchPlacement({ quick, log }) {
   }
   const m = summary(byHand.mesh)
   const d = summary(byHand.default)
-  const b = summary(byHand.best)
+  const b = sweepSplits ? summary(byHand.best) : undefined
   const started = summary(mesh)
+  // a ratio of medians, and its spread: the slowest mesh sample over the fastest other, and the reverse
+  const ratio = (x, y) => ({ median: x.median / y.median, low: x.min / y.max, high: x.max / y.min })
+  const byPosition = slowPositions
+    ? Object.fromEntries(
+        ['first', 'middle', 'last'].map((where) => {
+          const dp = summary(byHand[`default, slow ${where}`])
+          return [where, { defaultSplitTokensPerSecond: dp, meshOverDefault: ratio(m, dp) }]
+        })
+      )
+    : undefined
   result.placement = {
     meshPlanTokensPerSecond: m,
     defaultSplitTokensPerSecond: d,
-    bestSplitTokensPerSecond: b,
+    ...(b !== undefined ? { bestSplitTokensPerSecond: b, meshOverBest: m.median / b.median, meshOverBestSpread: ratio(m, b) } : {}),
     meshOverDefault: m.median / d.median,
-    meshOverBest: m.median / b.median,
+    meshOverDefaultSpread: ratio(m, d),
+    ...(byPosition !== undefined
+      ? { slowPosition: byPosition, worstMeshOverDefault: Math.min(...Object.values(byPosition).map((p) => p.meshOverDefault.median)) }
+      : {}),
     targets: { meshOverDefault: 1.3, meshOverBest: 0.95 }
   }
   result.overhead = { meshStartedTokensPerSecond: started, byHandTokensPerSecond: m, ratio: started.median / m.median, target: 0.97 }
+  // the planner's own prediction against what its plan measured (the cost model, calibration included)
+  const predicted = result.meshPlan.predictedTokensPerSecond
+  result.prediction = { predictedTokensPerSecond: predicted, measuredTokensPerSecond: started, ratio: predicted / started.median }
+  const spread = (r) => `${fmt(r.median)} (${fmt(r.low)}-${fmt(r.high)})`
   log(
     '\n' +
       table([
         ['placement (decode tok/s)', 'median', 'min', 'max', 'n'],
         ...[
           ['mesh plan ' + recorded.counts.join('/'), m],
-          ['llama.cpp default split', d],
-          ['best of sweep ' + best.counts.join('/'), b],
+          ["llama.cpp default split, the mesh's order", d],
+          ...(slowPositions
+            ? ['first', 'middle', 'last'].map((w) => [`llama.cpp default split, slow ${w}`, summary(byHand[`default, slow ${w}`])])
+            : []),
+          ...(b !== undefined ? [['best of sweep ' + best.label, b]] : []),
           ['mesh-started llama-server', started]
         ].map(([label, s]) => [label, fmt(s.median, 1), fmt(s.min, 1), fmt(s.max, 1), s.n])
       ]) +
-      `\nmesh / default = ${fmt(result.placement.meshOverDefault)} (target >= 1.3)   mesh / best = ${fmt(result.placement.meshOverBest)} (target >= 0.95)` +
-      `\norchestration: mesh-started / by hand = ${fmt(result.overhead.ratio, 3)} (target >= 0.97)`
+      `\nmesh / default = ${spread(result.placement.meshOverDefaultSpread)} (target >= 1.3)` +
+      (byPosition !== undefined
+        ? `; slow node first / middle / last: ${['first', 'middle', 'last'].map((w) => spread(byPosition[w].meshOverDefault)).join(' / ')}`
+        : '') +
+      (b !== undefined ? `\nmesh / best = ${spread(result.placement.meshOverBestSpread)} (target >= 0.95)` : '') +
+      `\norchestration: mesh-started / by hand = ${fmt(result.overhead.ratio, 3)} (target >= 0.97)` +
+      `\nprediction: ${fmt(predicted, 1)} tok/s predicted / ${fmt(started.median, 1)} measured = ${fmt(result.prediction.ratio)} (target 0.8-1.2)`
   )
   return result
 }
