@@ -14,8 +14,12 @@
 // where the device could hold it alone (the planner then leaves the CPU out when it only slows the cluster).
 // Prints one JSON line per measurement and a table. Exit 2 when DEVICE is not there. Everything listens on
 // 127.0.0.1; the agent's mDNS is off.
+// --runs picks measurements (mesh,cpu-only,default); the agents' logs stay in the printed folder.
 // Tried here with lavapipe as the device (the build copied with optional/libggml-vulkan.so beside it):
 //   GGML_VK_VISIBLE_DEVICES=0 node scripts/gpu-check.mjs --device Vulkan0 --layers 8 --embd 256 --bin-dir DIR
+// Run on an H200 (docs/benchmarks.md) with --bin-dir at setup's loadable build plus a libggml-cuda.so built
+// there from the same release's ggml/ folder (cmake -DGGML_CUDA=ON -DGGML_BACKEND_DL=ON -DGGML_CPU=OFF).
+const RUNS = ['mesh', 'cpu-only', 'default']
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -39,6 +43,15 @@ const { values: o } = parseArgs({
   }
 })
 const MIB = 2 ** 20
+const runs = o.runs.split(',')
+/** A usage mistake: one line, exit 2. */
+const usage = (line) => {
+  process.stderr.write(`gpu-check: ${line}\n`)
+  process.exit(2)
+}
+if (runs.some((r) => !RUNS.includes(r))) usage(`--runs: expected some of ${RUNS.join(',')}, got ${o.runs}`)
+const shares = o['gpu-share'].split(',').map(Number)
+if (shares.some((s) => !(s > 0))) usage(`--gpu-share: expected shares above 0 such as 0.5,1.2, got ${o['gpu-share']}`)
 const started = Date.now()
 const say = (line) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${line}\n`)
 const work = mkdtempSync(join(tmpdir(), 'sollol-gpu-check-'))
@@ -195,8 +208,7 @@ run([
 ])
 const modelBytes = statSync(model).size
 // the device gets about gpu-share of the weights (plus its compute buffers); the CPU the rest
-const shares = o['gpu-share'].split(',').map(Number)
-if (shares.some((s) => !(s > 0))) throw new Error(`--gpu-share: expected shares above 0 such as 0.5,1.2, got ${o['gpu-share']}`)
+
 const gpuBudget = (share) => Math.round((modelBytes * share) / MIB) + 256
 const cpuBudget = Math.round((modelBytes * 1.5) / MIB) + 512
 say(
@@ -208,7 +220,6 @@ const record = (r) => {
   results.push(r)
   process.stdout.write(JSON.stringify(r) + '\n')
 }
-const runs = o.runs.split(',')
 for (const share of runs.includes('mesh') ? shares : []) {
   const name = shares.length === 1 ? 'mesh' : `mesh-${Math.round(share * 100)}`
   record(
