@@ -279,9 +279,11 @@ process.stdout.write(
       .join('\n') +
     '\n\n' +
     meshes
-      .map(
-        (r) =>
-          `${r.name} / cpu-only = ${(r.tokensPerSecond / by('cpu-only')).toFixed(2)}, ${r.name} / default = ${(r.tokensPerSecond / by('default')).toFixed(2)}; `
+      .map((r) =>
+        ['cpu-only', 'default']
+          .filter((other) => by(other) > 0)
+          .map((other) => `${r.name} / ${other} = ${(r.tokensPerSecond / by(other)).toFixed(2)}; `)
+          .join('')
       )
       .join('') +
     `${((Date.now() - started) / 1000).toFixed(0)} s in all\n`
