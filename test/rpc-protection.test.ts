@@ -25,9 +25,13 @@ const common = ['--rpc-threads', '1', '--ctx-size', '512']
 const TOKEN = 'correct-horse-battery-staple'
 const coordinator = new TestAgent(h1, dir, [...common, '--model', model, '--max-memory', '30MiB', '--api-token', TOKEN])
 const worker = new TestAgent(h2, dir, [...common, '--max-memory', '60MiB'])
-// Another member whose rpc-server is reachable only through the mesh tunnel.
-const member = new TestAgent(h3, dir, [...common, '--rpc-access', 'tunnel', '--max-memory', '20MiB'])
-const open = new TestAgent(h4, dir, [...common, '--rpc-access', 'open', '--max-memory', '20MiB'])
+// Another member whose rpc-server is reachable only through the mesh tunnel, and one open to the LAN. Both
+// are given a slow speed so that the plan is the holder and the worker (which hold the model): a server in
+// the plan has llama-server as its one client, and the direct probe of the open one below would find it busy.
+// Measured, four agents calibrating at once on two cores rank them by chance (CI once planned the open one).
+const notPlanned = ['--rpc-speed', '10']
+const member = new TestAgent(h3, dir, [...common, ...notPlanned, '--rpc-access', 'tunnel', '--max-memory', '20MiB'])
+const open = new TestAgent(h4, dir, [...common, ...notPlanned, '--rpc-access', 'open', '--max-memory', '20MiB'])
 const all = [coordinator, worker, member, open]
 
 after(async () => {
@@ -118,6 +122,7 @@ test('the worker rpc-server is used by the coordinator only: not from another ho
   // The opt-out: --rpc-open is reachable directly, and says so.
   const openNode = view.nodes.find((n) => n.peerId === open.view()?.self)
   assert.equal(openNode?.rpc.access, 'direct')
+  assert.ok(!view.plan!.assignments.some((a) => a.peerId === openNode.peerId), 'the open node is not in the plan (its one client)')
   const probe = await h3.run(process.execPath, [CLI, 'probe', `${h4.address}:50052`])
   assert.equal(probe.exitCode, 0, String(probe.stderr))
   assert.match(open.log(), /--rpc-access open: the rpc-server accepts anyone on the LAN/)
