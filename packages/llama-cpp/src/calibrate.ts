@@ -125,7 +125,8 @@ const layerBytesOf = async (model: string): Promise<number> => (await readModelI
 export async function calibrateRpcServer(o: CalibrationOptions): Promise<CalibrationResult> {
   const small = await calibrationModel(o.cacheDir, CALIBRATION_MODEL)
   const smallSample = { layerBytes: await layerBytesOf(small), secondsPerToken: await decodeSecondsPerToken(o, small, SMALL_RUN_TOKENS, 3) }
-  let fit = { secondsPerGiB: (smallSample.secondsPerToken / smallSample.layerBytes) * 2 ** 30, fixedSecondsPerToken: 0 }
+  // one size (the fit's own case of two equal samples): its average price, no fixed part
+  let fit = fitTokenCost(smallSample, smallSample)
   if (smallSample.secondsPerToken < TWO_SIZES_BELOW_SECONDS) {
     const large = await calibrationModel(o.cacheDir, CALIBRATION_MODEL_LARGE)
     // the large model's token takes up to three times as long: fewer tokens on a slower device
