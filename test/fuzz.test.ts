@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
 import { generateClusterKey } from '@sollol/mesh'
-import type { ClusterView } from '@sollol/core'
+import { MAX_INTRODUCTIONS, type ClusterView } from '@sollol/core'
 import { TestNetwork } from './helpers/netns.js'
 import { completeFrom, ROOT, TestAgent } from './helpers/agents.js'
 import { waitFor } from './helpers/wait.js'
@@ -109,6 +109,9 @@ test(`${MESSAGES} malformed messages from a rogue key holder change nothing and 
   }
   for (const a of agents) {
     const c = a.view()!.counters!
+    // the rogue introduced invented members: each dialled once (and failed), no more than an answer holds
+    const dials = c.introducedDials ?? 0
+    assert.ok(dials >= 1 && dials <= MAX_INTRODUCTIONS, `${a.host.name} dialled ${dials} introduced members, at most ${MAX_INTRODUCTIONS}`)
     assert.ok((c.livenessReportsIn ?? 0) > 0, `${a.host.name} received the rogue's liveness reports: ${JSON.stringify(c)}`)
     assert.equal(c.livenessReportsTaken ?? 0, 0, `${a.host.name} took none`)
   }

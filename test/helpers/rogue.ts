@@ -7,7 +7,9 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ANNOUNCEMENT_VERSION, encodeLivenessReport, type Announcement } from '@sollol/core'
+import { ANNOUNCEMENT_VERSION, encodeIntroductions, encodeLivenessReport, MAX_INTRODUCTIONS, type Announcement } from '@sollol/core'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
 import { seededRandom } from '@sollol/gguf'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -15,7 +17,16 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { announceTopic, heartbeatProtocol, livenessTopic, helloProtocol, privateNetwork, readClusterKey, stateProtocol } from '@sollol/mesh'
+import {
+  announceTopic,
+  heartbeatProtocol,
+  helloProtocol,
+  introductionsProtocol,
+  livenessTopic,
+  privateNetwork,
+  readClusterKey,
+  stateProtocol
+} from '@sollol/mesh'
 
 const [keyFile, countText, ...targets] = process.argv.slice(2)
 const count = Number(countText)
@@ -102,6 +113,18 @@ const summary = { gossip: 0, gossipFailed: 0, illegalClaims: 0, livenessReports:
 const topic = announceTopic('default')
 node.services.pubsub.subscribe(topic)
 node.services.pubsub.subscribe(livenessTopic('default'))
+// Asked on connecting which members it knows, it names as many as an answer may hold, all invented (at the
+// discard port of the agent's own loopback): each agent dials each once, and no more (introductions.ts).
+const invented = await Promise.all(
+  Array.from({ length: MAX_INTRODUCTIONS }, async () => ({
+    peerId: peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString(),
+    addresses: ['/ip4/127.0.0.1/tcp/9']
+  }))
+)
+await node.handle(introductionsProtocol('default'), async (stream) => {
+  await lpStream(stream).write(encodeIntroductions(invented))
+  await stream.close()
+})
 const peers: PeerId[] = []
 for (const target of targets) {
   const connection = await node.dial(multiaddr(target), { signal: AbortSignal.timeout(10_000) })
@@ -184,7 +207,13 @@ for (let i = 0; i < 400; i++) {
   const peer = peers[i % peers.length]
   if (peer === undefined) break
   const protocol =
-    [stateProtocol('default'), helloProtocol('default'), heartbeatProtocol('default'), '/sollol/default/nonsense/1.0.0'][i % 4] ?? ''
+    [
+      stateProtocol('default'),
+      helloProtocol('default'),
+      heartbeatProtocol('default'),
+      introductionsProtocol('default'),
+      '/sollol/default/nonsense/1.0.0'
+    ][i % 5] ?? ''
   try {
     const stream = await node.dialProtocol(peer, protocol, { signal: AbortSignal.timeout(3000) })
     stream.send(Uint8Array.from({ length: 1 + Math.floor(rand() * 4096) }, () => Math.floor(rand() * 256)))

@@ -37,6 +37,7 @@ import {
   decodeSwarmKey,
   heartbeatProtocol,
   helloProtocol,
+  introductionsProtocol,
   privateNetwork,
   readClusterKey,
   stateProtocol,
@@ -279,7 +280,13 @@ async function mutated(t: Target, key: Uint8Array | undefined): Promise<void> {
     const connection = await node.dial(address(t), { signal: AbortSignal.timeout(5000) })
     for (let i = 0; i < 20 && connection.status === 'open'; i++) {
       const protocol =
-        [stateProtocol(cluster), helloProtocol(cluster), heartbeatProtocol(cluster), `/sollol/${cluster}/tunnel/openai/1.0.0`][i % 4] ?? ''
+        [
+          stateProtocol(cluster),
+          helloProtocol(cluster),
+          heartbeatProtocol(cluster),
+          introductionsProtocol(cluster),
+          `/sollol/${cluster}/tunnel/openai/1.0.0`
+        ][i % 5] ?? ''
       try {
         const stream = await connection.newStream(protocol, { signal: AbortSignal.timeout(1000) })
         const data = randomBytes(sizeUpTo(32 * 1024))
@@ -318,7 +325,7 @@ async function oversized(t: Target, key: Uint8Array | undefined): Promise<void> 
       await node.services.pubsub.publish(topic, data).catch(() => {})
       bytes += data.length
     }
-    for (const protocol of [stateProtocol(cluster), helloProtocol(cluster), heartbeatProtocol(cluster)]) {
+    for (const protocol of [stateProtocol(cluster), helloProtocol(cluster), heartbeatProtocol(cluster), introductionsProtocol(cluster)]) {
       try {
         const stream = await node.dialProtocol(peerIdFromString(t.peerId), protocol, { signal: AbortSignal.timeout(2000) })
         // a length prefix that claims 1 GiB, then 1 MiB of it

@@ -91,6 +91,9 @@ export interface ClusterView {
     readonly heartbeatsOut?: number
     /** Announcements asked of their owner over hello (a new connection, or a heartbeat naming one this agent lacked). */
     readonly announcementsFetched?: number
+    /** Introductions asked of a new connection's peer, and strangers they named that this agent dialled. */
+    readonly introductionsFetched?: number
+    readonly introducedDials?: number
     /** Liveness reports about watched members sent, received, and acted on; reports about us refuted. */
     readonly livenessReportsOut?: number
     readonly livenessReportsIn?: number

@@ -1,17 +1,28 @@
 /**
  * Keeps one connection to every peer the mesh knows of: dials peers found by mDNS (with a growing delay
  * until they answer), peers heard from in this run (at their announced addresses, while they are heard
- * of) and the bootstrap addresses; closes this side's duplicate connections and makes gossipsub use the
+ * of), members another peer introduced (once) and the bootstrap addresses; closes this side's duplicate connections and makes gossipsub use the
  * one kept. Who is a member is not its business: the mesh tells it who was heard from.
  */
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { IntroducedDials } from '@sollol/core'
 import { surplusConnections } from './duplicate-connections.js'
 import type { MeshNode } from './node.js'
 
 /** How long a departed peer is redialled at its last announced addresses. */
 export const KNOWN_PEER_TTL_MS = 10 * 60_000
+
+function parseAddresses(addresses: readonly string[]): Multiaddr[] {
+  return addresses.flatMap((s) => {
+    try {
+      return [multiaddr(s)]
+    } catch {
+      return []
+    }
+  })
+}
 
 export interface DialerOptions {
   readonly selfId: string
@@ -30,6 +41,8 @@ export class Dialer {
   /** Peers found by mDNS and not connected yet, redialled with a growing delay (2 s doubling to 60 s) for 10 min. */
   private readonly discovered = new Map<string, { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number }>()
   private readonly dialing = new Set<string>()
+  /** Introduced members dialled: bounded, whatever peers say (introductions.ts). */
+  private readonly introducedDials = new IntroducedDials(KNOWN_PEER_TTL_MS)
 
   constructor(private readonly o: DialerOptions) {}
 
@@ -49,14 +62,29 @@ export class Dialer {
 
   /** A peer's own announcement named its addresses (ignoring the ones that do not parse). */
   learned(peerId: string, addresses: readonly string[]): void {
-    const parsed = addresses.flatMap((s) => {
-      try {
-        return [multiaddr(s)]
-      } catch {
-        return []
-      }
-    })
-    this.known.set(peerId, { addresses: parsed, heardAt: this.o.now() })
+    this.known.set(peerId, { addresses: parseAddresses(addresses), heardAt: this.o.now() })
+  }
+
+  /** Whether the peer's own word on its addresses is held (it is redialled while unconnected). */
+  isKnown(peerId: string): boolean {
+    return this.known.has(peerId)
+  }
+
+  /**
+   * Another peer named this one and its addresses (introductions.ts): one dial, with its peer id, so only
+   * that peer can answer; nothing is kept, so a wrong word costs one failed dial. Returns whether it dials.
+   */
+  introduced(peerId: string, addresses: readonly string[]): boolean {
+    let peer: PeerId
+    try {
+      peer = peerIdFromString(peerId)
+    } catch {
+      return false
+    }
+    const parsed = parseAddresses(addresses)
+    if (parsed.length === 0 || !this.introducedDials.take(peerId, this.o.now())) return false
+    void this.dialIfUnconnected(peer, parsed)
+    return true
   }
 
   /** A sign of life from a peer (or its watchers' word): its addresses stay worth redialling. */

@@ -25,6 +25,7 @@ export {
   announceTopic,
   heartbeatProtocol,
   helloProtocol,
+  introductionsProtocol,
   livenessTopic,
   mdnsServiceTag,
   stateProtocol,

@@ -43,24 +43,29 @@ async function until<T>(what: string, check: () => T | undefined, timeoutMs: num
   }
 }
 
+/** A mesh in `cluster` that joins through `seed` alone (no mDNS in memory). */
+async function startMesh(cluster: string, i: number, seed?: Mesh): Promise<Mesh> {
+  const mesh = new Mesh({
+    cluster,
+    privateKey: await generateKeyPair('Ed25519'),
+    transport: 'memory',
+    port: 0,
+    mdns: false,
+    bootstrap: seed === undefined ? [] : [`${seed.announcement().addresses[0]}/p2p/${seed.peerId}`],
+    timings: TIMINGS,
+    logger: quiet,
+    describeSelf: () => self(i)
+  })
+  await mesh.start()
+  meshes.push(mesh)
+  return mesh
+}
+
 const listed = (m: Mesh): string[] => m.members().map((x) => x.announcement.peerId)
 
 test(`${N} meshes in one process: one ring, four watchers each; a member that cannot beat is reported and refutes; a stopped one leaves every view`, async () => {
   for (let i = 0; i < N; i++) {
-    const bootstrap = i === 0 ? [] : [`${meshes[0]!.announcement().addresses[0]}/p2p/${meshes[0]!.peerId}`]
-    const mesh = new Mesh({
-      cluster: 'inproc',
-      privateKey: await generateKeyPair('Ed25519'),
-      transport: 'memory',
-      port: 0,
-      mdns: false,
-      bootstrap,
-      timings: TIMINGS,
-      logger: quiet,
-      describeSelf: () => self(i)
-    })
-    await mesh.start()
-    meshes.push(mesh)
+    await startMesh('inproc', i, i === 0 ? undefined : meshes[0])
   }
   const started = Date.now()
   await until(
@@ -113,5 +118,43 @@ test(`${N} meshes in one process: one ring, four watchers each; a member that ca
   await until('the ring closed over the gap', () => ringOk(live), 10_000)
   console.log(
     `in-process: ${N} meshes listed each other after ${joinedMs} ms; the deaf member refuted ${deaf.counters.refutations} report(s) (${taken} taken by others); a stopped one left every view after ${goneMs} ms`
+  )
+})
+
+test('a newcomer that knows only a seed is introduced to the members the seed knows: the seed`s loss leaves them connected', async () => {
+  const seed = await startMesh('inproc-introductions', 0)
+  const member = await startMesh('inproc-introductions', 1, seed)
+  await until(
+    'the seed and the member list each other',
+    () => (listed(seed).includes(member.peerId) && listed(member).includes(seed.peerId) ? true : undefined),
+    10_000
+  )
+  const newcomer = await startMesh('inproc-introductions', 2, seed)
+  const joined = Date.now()
+  // well before either announces again (on change or on the 10 s refresh): only the introduction connects them
+  await until(
+    'the newcomer connected to the member and both list each other',
+    () =>
+      newcomer.snapshot().discovery.connectedPeers === 2 &&
+      listed(newcomer).includes(member.peerId) &&
+      listed(member).includes(newcomer.peerId)
+        ? true
+        : undefined,
+    TIMINGS.announceRefreshMs / 2
+  )
+  const introducedMs = Date.now() - joined
+  assert.equal(newcomer.counters.introducedDials, 1, 'the seed named the member, and the newcomer dialled it')
+  assert.equal(seed.counters.introducedDials, 0, 'nobody new to the seed')
+
+  await seed.stop()
+  await until(
+    'the seed gone from both views',
+    () => (![newcomer, member].some((m) => listed(m).includes(seed.peerId)) ? true : undefined),
+    10_000
+  )
+  assert.deepEqual(listed(newcomer), [member.peerId])
+  assert.deepEqual(listed(member), [newcomer.peerId])
+  console.log(
+    `in-process introductions: a newcomer through the seed connected to the member after ${introducedMs} ms; they stay a pair without it`
   )
 })

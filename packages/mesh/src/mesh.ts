@@ -13,12 +13,16 @@ import {
   ANNOUNCEMENT_VERSION,
   clusterViewOf,
   encodeAnnouncement,
+  encodeIntroductions,
   encodeLivenessReport,
   Membership,
   parseLivenessReport,
   RING_PER_SIDE,
   parseAnnouncement,
+  parseIntroductions,
+  strangersToDial,
   type Announcement,
+  type Introduction,
   type DiscoveryView,
   type IncompatiblePeer,
   type MeshTimings,
@@ -101,6 +105,9 @@ export interface MeshCounters {
   heartbeatsOut: number
   /** Announcements asked of their owner over hello (a new connection, or a heartbeat naming one we lacked). */
   announcementsFetched: number
+  /** Introductions asked of a new connection's peer, and strangers they named that were dialled (once each). */
+  introductionsFetched: number
+  introducedDials: number
   /** Liveness reports sent about the members we watch, and received (taken: acted on) from their watchers. */
   livenessReportsOut: number
   livenessReportsIn: number
@@ -147,6 +154,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
     heartbeatsIn: 0,
     heartbeatsOut: 0,
     announcementsFetched: 0,
+    introductionsFetched: 0,
+    introducedDials: 0,
     livenessReportsOut: 0,
     livenessReportsIn: 0,
     livenessReportsTaken: 0,
@@ -198,6 +207,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       announcement: () => encodeAnnouncement(this.announcement()),
       state: () => options.state?.() ?? new TextEncoder().encode(JSON.stringify(clusterViewOf(this.snapshot()))),
       received: (data, from) => this.receive(data, from),
+      introductions: () => encodeIntroductions(this.introductions()),
+      introduced: (data, from) => this.receiveIntroductions(data, from),
       stillWanted: (peer) =>
         this.membership.get(peer.toString()) === undefined && (this.node?.getConnections(peer).some((c) => c.status === 'open') ?? false)
     })
@@ -566,6 +577,38 @@ export class Mesh extends EventEmitter<MeshEvents> {
     // Ask the new peer for its announcement directly: no waiting for the next gossip round. Once more if
     // that fails: most often this connection was a duplicate being closed (both sides dialled at once).
     this.hello.fetch(peer, 1)
+    // and which members it knows: gossip reaches a newcomer only when they next announce (introductions.ts)
+    this.hello.introduce(peer)
+  }
+
+  /** What introductions answers: the live members and the addresses each announced itself. */
+  private introductions(): Introduction[] {
+    return this.membership
+      .list(this.now())
+      .filter((m) => m.status !== 'suspect')
+      .map((m) => ({ peerId: m.announcement.peerId, addresses: m.announcement.addresses }))
+  }
+
+  /** A peer's introductions: each member new to us dialled once; what it then says itself is what we keep. */
+  private receiveIntroductions(data: Uint8Array, from: string): void {
+    const parsed = parseIntroductions(data)
+    if (!parsed.ok) {
+      this.drop(parsed.reason, from)
+      return
+    }
+    const node = this.node
+    if (node === undefined) return
+    const connected = new Set(node.getConnections().map((c) => c.remotePeer.toString()))
+    const strangers = strangersToDial(
+      parsed.value,
+      this.peerId,
+      (id) => connected.has(id) || this.membership.get(id) !== undefined || this.dialer.isKnown(id)
+    )
+    for (const stranger of strangers) {
+      if (!this.dialer.introduced(stranger.peerId, stranger.addresses)) continue
+      this.counters.introducedDials++
+      this.options.logger.debug({ peer: stranger.peerId, by: from }, 'dialling an introduced member')
+    }
   }
 
   private onConnectionClose(connection: Connection): void {

@@ -9,6 +9,7 @@ import {
   announceTopic,
   heartbeatProtocol,
   helloProtocol,
+  introductionsProtocol,
   livenessTopic,
   mdnsServiceTag,
   stateProtocol,
@@ -22,6 +23,7 @@ test('every topic and protocol keeps the name older releases use', () => {
   assert.equal(livenessTopic('c'), '/sollol/c/liveness/1')
   assert.equal(helloProtocol('c'), '/sollol/c/hello/1.0.0')
   assert.equal(stateProtocol('c'), '/sollol/c/state/1.0.0')
+  assert.equal(introductionsProtocol('c'), '/sollol/c/introductions/1.0.0')
   assert.equal(heartbeatProtocol('c'), '/sollol/c/heartbeat/1.0.0')
   assert.equal(tunnelProtocol('c', 'rpc'), '/sollol/c/tunnel/rpc/1.0.0')
   assert.equal(mdnsServiceTag('c'), '_sollol-c._udp.local')
@@ -29,7 +31,7 @@ test('every topic and protocol keeps the name older releases use', () => {
 })
 
 test('the table lists every entry with its limit: what is read is bounded, except a tunnel`s plain bytes', () => {
-  assert.deepEqual(Object.keys(WIRE).sort(), ['announce', 'heartbeat', 'hello', 'liveness', 'state', 'tunnel'])
+  assert.deepEqual(Object.keys(WIRE).sort(), ['announce', 'heartbeat', 'hello', 'introductions', 'liveness', 'state', 'tunnel'])
   for (const [name, entry] of Object.entries(WIRE)) {
     if (name === 'tunnel') assert.equal(entry.maxBytes, null)
     else assert.ok(entry.maxBytes !== null && entry.maxBytes > 0, `${name} has a size limit`)

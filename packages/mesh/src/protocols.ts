@@ -11,7 +11,7 @@
  * To add a protocol: a row here, its service beside the others (hello-service.ts, heartbeat-service.ts,
  * tunnel-service.ts) for its bytes, its decisions in mesh.ts.
  */
-import { MAX_ANNOUNCEMENT_BYTES, MAX_LIVENESS_REPORT_BYTES } from '@sollol/core'
+import { MAX_ANNOUNCEMENT_BYTES, MAX_INTRODUCTIONS_BYTES, MAX_LIVENESS_REPORT_BYTES } from '@sollol/core'
 import { BEAT_BYTES } from './heartbeat.js'
 
 export interface WireEntry {
@@ -42,6 +42,13 @@ export const WIRE = {
   },
   /** The agent's own latest announcement, asked of its owner, so a new connection joins at once. */
   hello: { kind: 'request', version: '1.0.0', maxBytes: MAX_ANNOUNCEMENT_BYTES, schema: 'as announce' },
+  /** The members a peer knows and their announced addresses, asked on a new connection (dialled once each). */
+  introductions: {
+    kind: 'request',
+    version: '1.0.0',
+    maxBytes: MAX_INTRODUCTIONS_BYTES,
+    schema: '@sollol/core introductions.ts parseIntroductions'
+  },
   /** The agent's view of the cluster (JSON; a 1,000-node view is ~2 MB). */
   state: { kind: 'request', version: '1.0.0', maxBytes: 4 * 1024 * 1024, schema: '@sollol/core cluster-view.ts ClusterView' },
   /** One long-lived stream per direction and peer: a beat (incarnation, seq) every announce interval. */
@@ -53,6 +60,7 @@ export const WIRE = {
 export const announceTopic = (cluster: string): string => `/sollol/${cluster}/announce/${WIRE.announce.version}`
 export const livenessTopic = (cluster: string): string => `/sollol/${cluster}/liveness/${WIRE.liveness.version}`
 export const helloProtocol = (cluster: string): string => `/sollol/${cluster}/hello/${WIRE.hello.version}`
+export const introductionsProtocol = (cluster: string): string => `/sollol/${cluster}/introductions/${WIRE.introductions.version}`
 export const stateProtocol = (cluster: string): string => `/sollol/${cluster}/state/${WIRE.state.version}`
 export const heartbeatProtocol = (cluster: string): string => `/sollol/${cluster}/heartbeat/${WIRE.heartbeat.version}`
 export const tunnelProtocol = (cluster: string, name: string): string => `/sollol/${cluster}/tunnel/${name}/${WIRE.tunnel.version}`

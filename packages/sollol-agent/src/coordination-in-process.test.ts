@@ -45,7 +45,7 @@ async function until<T>(what: string, check: () => T | undefined, timeoutMs: num
   for (;;) {
     const value = check()
     if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${describeNodes()}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
@@ -119,6 +119,17 @@ async function startNode(name: string, model: { path: string; ref: ModelRef } | 
   return node
 }
 
+/** What each node believes, for a failure message that explains itself. */
+function describeNodes(): string {
+  return nodes
+    .map((n) => {
+      const members = n.mesh.members().map((m) => `${m.announcement.peerId.slice(-6)}:${m.status}`)
+      const snap = n.mesh.snapshot()
+      return `${n.name} (${n.mesh.peerId.slice(-6)}): ${snap.discovery.connectedPeers} peers connected, ${snap.counters.introducedDials} introduced dialled, coordinator ${coordinatorOf(n)?.slice(-6)} term ${termOf(n)}, members [${members.join(' ')}], fences [${n.fences.map((f) => f.replace(/\/.*(.{6})$/, '/$1')).join(' ')}]`
+    })
+    .join('; ')
+}
+
 const coordinatorOf = (n: Node): string | undefined => n.coordination.belief().coordinator?.peerId
 const termOf = (n: Node): number => n.coordination.election.currentTerm
 
@@ -143,6 +154,12 @@ test('three agents in one process: one coordinator among the model holders, ever
     20_000
   )
   assert.ok(first.term >= 1)
+  // b and the worker joined through a alone: a's introductions connect them, so a's loss leaves them a pair
+  await until(
+    'every node connected to both others',
+    () => (nodes.every((n) => n.mesh.snapshot().discovery.connectedPeers === 2) ? true : undefined),
+    5000
+  )
   const key = `${first.term}/${first.coordinator}`
   await until(
     'every node fenced its rpc-server for the coordinator of that term',
@@ -153,6 +170,7 @@ test('three agents in one process: one coordinator among the model holders, ever
   const coordinator = nodes.find((n) => n.mesh.peerId === first.coordinator) as Node
   const other = coordinator === a ? b : a
 
+  const beforeLoss = describeNodes()
   const lost = performance.now()
   await coordinator.coordination.stop()
   await coordinator.mesh.stop()
@@ -166,7 +184,9 @@ test('three agents in one process: one coordinator among the model holders, ever
         : undefined
     },
     15_000
-  )
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; before the loss: ${beforeLoss}`)
+  })
   assert.equal(second.term, first.term + 1, 'one term later: one claim, no contest')
   await until(
     'the worker and the new coordinator fenced for the new term',
