@@ -343,6 +343,24 @@ const envelopeSchema = z
 /** Pure: whether two version ranges share a version. */
 export const speaksWith = (a: { min: number; max: number }, b: { min: number; max: number }): boolean => a.min <= b.max && b.min <= a.max
 
+/**
+ * A small JSON message at the boundary: its size limit, then its schema. Never throws; each reason starts
+ * with its drop kind (`too large`, `invalid`) and names `what` was read.
+ */
+export function parseBoundedJson<T>(raw: Uint8Array, maxBytes: number, what: string, schema: z.ZodType<T>): ParseResult<T> {
+  if (raw.byteLength > maxBytes) return { ok: false, reason: `too large: ${what} of ${raw.byteLength} bytes, at most ${maxBytes}` }
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder().decode(raw))
+  } catch {
+    return { ok: false, reason: `invalid: ${what} that is not JSON` }
+  }
+  const parsed = schema.safeParse(json)
+  return parsed.success
+    ? { ok: true, value: parsed.data }
+    : { ok: false, reason: `invalid: ${what}: ${parsed.error.issues[0]?.message ?? 'schema'}` }
+}
+
 /** Decodes and validates raw bytes at the boundary: never throws. */
 export function parseAnnouncement(raw: Uint8Array): ParseResult<Announcement> {
   if (raw.byteLength > MAX_ANNOUNCEMENT_BYTES) return { ok: false, reason: `too large: ${raw.byteLength} bytes` }

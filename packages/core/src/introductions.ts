@@ -12,7 +12,7 @@
  * is bounded by `IntroducedDials`: at most MAX_INTRODUCTIONS dials per window, each peer id once in it.
  */
 import { z } from 'zod'
-import type { ParseResult } from './announcement.js'
+import { parseBoundedJson, type ParseResult } from './announcement.js'
 
 /** Members named in one answer: a LAN cluster (the connection limit). */
 export const MAX_INTRODUCTIONS = 256
@@ -45,17 +45,9 @@ export function encodeIntroductions(members: readonly Introduction[]): Uint8Arra
 }
 
 export function parseIntroductions(raw: Uint8Array): ParseResult<Introduction[]> {
-  if (raw.byteLength > MAX_INTRODUCTIONS_BYTES)
-    return { ok: false, reason: `too large: introductions of ${raw.byteLength} bytes, at most ${MAX_INTRODUCTIONS_BYTES}` }
-  let json: unknown
-  try {
-    json = JSON.parse(new TextDecoder().decode(raw))
-  } catch {
-    return { ok: false, reason: 'invalid: introductions that are not JSON' }
-  }
-  const parsed = introductionsSchema.safeParse(json)
-  if (!parsed.success) return { ok: false, reason: `invalid: introductions: ${parsed.error.issues[0]?.message ?? 'schema'}` }
-  return { ok: true, value: parsed.data.members.map(({ peerId, addresses }) => ({ peerId, addresses })) }
+  const parsed = parseBoundedJson(raw, MAX_INTRODUCTIONS_BYTES, 'introductions', introductionsSchema)
+  if (!parsed.ok) return parsed
+  return { ok: true, value: parsed.value.members.map(({ peerId, addresses }) => ({ peerId, addresses })) }
 }
 
 /**

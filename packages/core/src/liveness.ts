@@ -16,7 +16,7 @@
  * previous release) beat every member and expect a beat from every member: they are watched as before.
  */
 import { z } from 'zod'
-import type { ParseResult } from './announcement.js'
+import { parseBoundedJson, type ParseResult } from './announcement.js'
 
 /** Neighbours on each side of a member on the ring: each member is watched by twice this many. */
 export const RING_PER_SIDE = 2
@@ -70,16 +70,8 @@ export function encodeLivenessReport(r: LivenessReport): Uint8Array {
 }
 
 export function parseLivenessReport(raw: Uint8Array): ParseResult<LivenessReport> {
-  if (raw.byteLength > MAX_LIVENESS_REPORT_BYTES)
-    return { ok: false, reason: `too large: a liveness report of ${raw.byteLength} bytes, at most ${MAX_LIVENESS_REPORT_BYTES}` }
-  let json: unknown
-  try {
-    json = JSON.parse(new TextDecoder().decode(raw))
-  } catch {
-    return { ok: false, reason: 'invalid: a liveness report that is not JSON' }
-  }
-  const parsed = livenessReportSchema.safeParse(json)
-  if (!parsed.success) return { ok: false, reason: `invalid: liveness report: ${parsed.error.issues[0]?.message ?? 'schema'}` }
-  const { subject, incarnation, seq, state } = parsed.data
+  const parsed = parseBoundedJson(raw, MAX_LIVENESS_REPORT_BYTES, 'a liveness report', livenessReportSchema)
+  if (!parsed.ok) return parsed
+  const { subject, incarnation, seq, state } = parsed.value
   return { ok: true, value: { subject, incarnation, seq, state } }
 }
