@@ -1,8 +1,9 @@
 /**
  * Keeps one connection to every peer the mesh knows of: dials peers found by mDNS (with a growing delay
  * until they answer), peers heard from in this run (at their announced addresses, while they are heard
- * of), members another peer introduced (once) and the bootstrap addresses; closes this side's duplicate connections and makes gossipsub use the
- * one kept. Who is a member is not its business: the mesh tells it who was heard from.
+ * of), members another peer introduced (once) and the bootstrap addresses; closes this side's duplicate
+ * connections and makes gossipsub use the one kept. Who is a member is not its business: the mesh tells it
+ * who was heard from.
  */
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
