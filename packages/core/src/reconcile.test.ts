@@ -10,7 +10,7 @@ import {
 } from './reconcile.js'
 import { seededRandom } from './random.js'
 
-const timings = { replanDebounceMs: 1000, measuringWaitMs: 60_000, livenessIntervalMs: 5000 }
+const timings = { replanDebounceMs: 1000, livenessIntervalMs: 5000 }
 const plan = (signature: string, nodes: string[], secondsPerToken = 0.1) => ({
   signature,
   nodes,
@@ -131,13 +131,6 @@ test('the state it returns carries the debounce, the fence under way and the che
   const same = nextActions(plan('x', ['a']), coordinator, first.state, 10_500, timings)
   assert.equal(same.state.desiredSince, 10_000, 'an unchanged plan keeps its time')
   assert.deepEqual(kinds(nextActions(plan('x', ['a']), coordinator, same.state, 11_000, timings).actions), ['start-server:no server'])
-
-  // a cold start waits for a member still measuring, from its first plan, for measuringWaitMs at most
-  const measuring = { ...coordinator, measuring: 1 }
-  const waits = nextActions(plan('x', ['a']), measuring, same.state, 11_000, timings)
-  assert.deepEqual([kinds(waits.actions), waits.waiting, waits.state.firstPlanAt], [[], 'measuring', 10_000])
-  const over = nextActions(plan('x', ['a']), measuring, waits.state, 10_000 + timings.measuringWaitMs, timings)
-  assert.deepEqual(kinds(over.actions), ['start-server:no server'], 'the wait is bounded')
 
   const fencing = nextActions(undefined, { ...coordinator, servingTerm: 2 }, INITIAL_RECONCILE_STATE, 10_000, timings)
   assert.equal(fencing.state.fencing, true)

@@ -21,8 +21,6 @@ import { fenceAction, livenessAction, servingAction, type ServingInput, type Ser
 export interface ReconcileTimings {
   /** A start waits until the desired plan has been the same this long. */
   readonly replanDebounceMs: number
-  /** A cold start waits this long at most, from its first plan, for members still measuring their speed. */
-  readonly measuringWaitMs: number
   readonly livenessIntervalMs: number
 }
 
@@ -39,8 +37,6 @@ export interface ReconcileState {
   /** No llama-server start before this (backoff after failed starts). */
   readonly nextStartAt: number
   readonly liveness: { readonly failures: number; readonly inFlight: boolean; readonly lastCheckAt: number }
-  /** When this node first had a plan to serve (the cold start's wait for measuring members counts from it). */
-  readonly firstPlanAt: number | undefined
 }
 
 export const INITIAL_RECONCILE_STATE: ReconcileState = {
@@ -50,8 +46,7 @@ export const INITIAL_RECONCILE_STATE: ReconcileState = {
   desiredSignature: '',
   desiredSince: 0,
   nextStartAt: 0,
-  liveness: { failures: 0, inFlight: false, lastCheckAt: 0 },
-  firstPlanAt: undefined
+  liveness: { failures: 0, inFlight: false, lastCheckAt: 0 }
 }
 
 export interface Observed {
@@ -71,8 +66,6 @@ export interface Observed {
   readonly lastLoadMs: number | undefined
   /** After a change of coordinator, what a take-over waits for (servingAction: `takeOver`). */
   readonly takeOver?: ServingInput['takeOver']
-  /** Members present whose rpc-server is still being measured. */
-  readonly measuring?: number
 }
 
 export type CoordinatorAction =
@@ -82,7 +75,7 @@ export type CoordinatorAction =
   | { readonly kind: 'check-liveness' }
 
 /** Why nothing starts now, for status and logs. */
-export type Waiting = 'not coordinator' | 'fencing' | 'no plan' | 'busy' | 'measuring' | 'debounce' | 'backoff' | null
+export type Waiting = 'not coordinator' | 'fencing' | 'no plan' | 'busy' | 'debounce' | 'backoff' | null
 
 export interface Reconciled {
   readonly actions: readonly CoordinatorAction[]
@@ -126,7 +119,6 @@ export function nextActions(
   if (observed.servingTerm !== observed.term) return { actions, waiting: 'fencing', state: next }
   if (desired === undefined) return { actions, waiting: 'no plan', state: next }
 
-  if (next.firstPlanAt === undefined) next = { ...next, firstPlanAt: now }
   if (desired.signature !== next.desiredSignature) next = { ...next, desiredSignature: desired.signature, desiredSince: now }
   const running = observed.running
   const serving = servingAction({
@@ -139,9 +131,7 @@ export function nextActions(
     nextStartAt: next.nextStartAt,
     busy: observed.busy,
     lastLoadMs: observed.lastLoadMs,
-    takeOver: observed.takeOver,
-    measuring: observed.measuring ?? 0,
-    measuringUntil: (next.firstPlanAt ?? now) + timings.measuringWaitMs
+    takeOver: observed.takeOver
   })
   if (serving.kind === 'start') {
     actions.push({ kind: 'start-server', why: serving.why })

@@ -26,37 +26,6 @@ test('serving decisions, table-tested in virtual time', () => {
     ['nothing runs, the cluster still changing', { running: undefined, desiredSince: 9500 }, { kind: 'wait', why: 'debounce' }],
     ['nothing runs, backing off after a failure', { running: undefined, nextStartAt: 12_000 }, { kind: 'wait', why: 'backoff' }],
     ['a start under way', { running: undefined, busy: true }, { kind: 'wait', why: 'busy' }],
-    // a cold start while a member still measures its speed (calibrations take turns on a machine)
-    [
-      'a cold start, a member still measuring: wait for it',
-      { running: undefined, measuring: 1, measuringUntil: 60_000 },
-      { kind: 'wait', why: 'measuring' }
-    ],
-    [
-      'a cold start, the wait for measuring members over: start',
-      { running: undefined, measuring: 1, measuringUntil: 10_000 },
-      { kind: 'start', why: 'no server' }
-    ],
-    [
-      'a cold start, nobody measuring: start',
-      { running: undefined, measuring: 0, measuringUntil: 60_000 },
-      { kind: 'start', why: 'no server' }
-    ],
-    [
-      'serving, a joiner still measuring: the plan stays (no wait needed, no restart)',
-      { measuring: 1, measuringUntil: 60_000 },
-      { kind: 'keep' }
-    ],
-    [
-      'a take-over does not wait for a member measuring',
-      {
-        running: undefined,
-        measuring: 1,
-        measuringUntil: 60_000,
-        takeOver: { previousPlanNodes: new Set(['x', 'a', 'b']), present: new Set(['a', 'b', 'c']) }
-      },
-      { kind: 'start', why: 'no server' }
-    ],
     [
       'a node of the running plan is gone',
       { desired: plan('a', 0.2, ['a']), stillThere: new Set(['a']) },

@@ -11,9 +11,7 @@
  * - except a take-over: no server runs, and every node of the plan the cluster served under the previous
  *   coordinator has left or is usable in this term (fenced for it). Nothing is still arriving then, so
  *   waiting would only add to the outage. At a cold start (no previous plan) nodes finish measuring one
- *   by one, and starting with the first would keep a smaller plan (hysteresis);
- * - so a cold start (no server, no take-over) also waits while a member's rpc-server is still being
- *   measured, up to `measuringUntil` (calibrations take turns on a machine: seconds apart).
+ *   by one, and starting with the first would keep a smaller plan (hysteresis).
  */
 import { reloadPays } from './cost-model.js'
 
@@ -44,10 +42,6 @@ export interface ServingInput {
    * the nodes that have not left (whatever their state). Undefined: no earlier plan was seen.
    */
   readonly takeOver?: { readonly previousPlanNodes: ReadonlySet<string>; readonly present: ReadonlySet<string> } | undefined
-  /** Members present whose rpc-server is still being measured (announced `starting`). */
-  readonly measuring?: number
-  /** A cold start waits for them until this time, no longer. */
-  readonly measuringUntil?: number
 }
 
 /** A take-over with nothing left to wait for: every node of the previous plan has left or is usable now. */
@@ -58,7 +52,7 @@ const takeOverSettled = (i: ServingInput): boolean =>
 
 export type ServingAction =
   | { readonly kind: 'keep' }
-  | { readonly kind: 'wait'; readonly why: 'busy' | 'measuring' | 'debounce' | 'backoff' }
+  | { readonly kind: 'wait'; readonly why: 'busy' | 'debounce' | 'backoff' }
   | { readonly kind: 'start'; readonly why: 'no server' | 'node gone' | 'pays' }
 
 export function servingAction(i: ServingInput): ServingAction {
@@ -76,8 +70,6 @@ export function servingAction(i: ServingInput): ServingAction {
     why = 'pays'
   else return { kind: 'keep' }
   if (i.busy) return { kind: 'wait', why: 'busy' }
-  const coldStart = i.running === undefined && i.takeOver === undefined
-  if (coldStart && (i.measuring ?? 0) > 0 && i.now < (i.measuringUntil ?? 0)) return { kind: 'wait', why: 'measuring' }
   if (i.now - i.desiredSince < i.debounceMs && !takeOverSettled(i)) return { kind: 'wait', why: 'debounce' }
   if (i.now < i.nextStartAt) return { kind: 'wait', why: 'backoff' }
   return { kind: 'start', why }

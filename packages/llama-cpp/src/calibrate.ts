@@ -12,7 +12,6 @@ import { join } from 'node:path'
 import { fitTokenCost } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
 import { LlamaServerSupervisor, rpcDeviceNames } from './llama-server.js'
-import { acquireMachineLock } from './machine-lock.js'
 import { freePort } from './net-util.js'
 import { silentLogger, type Logger } from './log.js'
 import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
@@ -71,15 +70,7 @@ export interface CalibrationOptions {
   readonly tensorSplit?: readonly number[]
   readonly timings?: SupervisorTimings
   readonly logger?: Logger
-  /** Longest wait for another calibration on this machine (machine-lock.ts); then it measures anyway. */
-  readonly lockWaitMs?: number
 }
-
-/**
- * One calibration at a time per machine: 20 agents calibrating at once on two cores each measured a share
- * of a core (predictions 2-3x off) or failed. Uncontended, one takes ~2 s on a CPU; 20 in a row ~1 min.
- */
-export const CALIBRATION_LOCK_WAIT_MS = 120_000
 
 async function calibrationModel(cacheDir: string, options: TestModelOptions): Promise<string> {
   const path = join(cacheDir, `calibration-${options.layers}x${options.embd}-f32-v2.gguf`)
@@ -132,23 +123,6 @@ async function decodeSecondsPerToken(o: CalibrationOptions, model: string, token
 const layerBytesOf = async (model: string): Promise<number> => (await readModelInfo(model)).layerWeightBytes.reduce((a, b) => a + b, 0)
 
 export async function calibrateRpcServer(o: CalibrationOptions): Promise<CalibrationResult> {
-  await mkdir(o.cacheDir, { recursive: true })
-  const lock = await acquireMachineLock(join(o.cacheDir, 'calibrating.lock'), { maxWaitMs: o.lockWaitMs ?? CALIBRATION_LOCK_WAIT_MS })
-  if (lock.waitedFor !== undefined)
-    o.logger?.info(
-      { waitedMs: lock.waitedMs, holder: lock.waitedFor, held: lock.held },
-      lock.held
-        ? 'waited for another calibration on this machine'
-        : 'another calibration on this machine took too long: measuring beside it'
-    )
-  try {
-    return await calibrateAlone(o)
-  } finally {
-    await lock.release()
-  }
-}
-
-async function calibrateAlone(o: CalibrationOptions): Promise<CalibrationResult> {
   const small = await calibrationModel(o.cacheDir, CALIBRATION_MODEL)
   const smallSample = { layerBytes: await layerBytesOf(small), secondsPerToken: await decodeSecondsPerToken(o, small, SMALL_RUN_TOKENS, 3) }
   // one size (the fit's own case of two equal samples): its average price, no fixed part

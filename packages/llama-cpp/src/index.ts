@@ -17,7 +17,6 @@ export * from './binaries.js'
 export * from './build.js'
 export * from './build-progress.js'
 export * from './calibrate.js'
-export * from './machine-lock.js'
 export { findOnPath, isProcessFrozen, OutputRing, spawnChild, stopChild, wrappedCommand, type Child } from './child.js'
 // The layer rule is pure and shared with the planner: it lives in @sollol/core.
 export { expectedLayerDevices, layersPerDevice, tensorSplitForLayerCounts, type LayerDevice } from '@sollol/core'

@@ -62,11 +62,6 @@ import { formatBytes } from './options.js'
 export interface CoordinationTimings {
   /** Wait this long after the last change of the cluster before (re)starting llama-server: one restart per burst. */
   readonly replanDebounceMs: number
-  /**
-   * A cold start waits at most this long (from its first plan) for members whose rpc-server is still being
-   * measured: calibrations take turns on a machine, and a plan without the last ones would be kept.
-   */
-  readonly measuringWaitMs: number
   /** A node joined: wait at most this long for running requests to finish before restarting. */
   readonly idleWaitMs: number
   /** Period of the liveness check (a real 1-token completion). */
@@ -77,7 +72,6 @@ export interface CoordinationTimings {
 
 export const LAN_COORDINATION_TIMINGS: CoordinationTimings = {
   replanDebounceMs: 1000,
-  measuringWaitMs: 60_000,
   idleWaitMs: 30_000,
   livenessIntervalMs: 5000,
   restartBackoffMs: 1000
@@ -86,7 +80,6 @@ export const LAN_COORDINATION_TIMINGS: CoordinationTimings = {
 /** Tests of agents in one process: a debounce that still joins a burst of starts, shorter waits. */
 export const FAST_COORDINATION_TIMINGS: CoordinationTimings = {
   replanDebounceMs: 500,
-  measuringWaitMs: 30_000,
   idleWaitMs: 5000,
   livenessIntervalMs: 2000,
   restartBackoffMs: 500
@@ -360,9 +353,7 @@ export class Coordination {
         busy: this.restarting !== undefined,
         stillThere: desired?.stillThere ?? new Set(),
         lastLoadMs: this.lastLoadMs,
-        takeOver:
-          this.seenPlan !== undefined && this.seenPlan.term < term ? { previousPlanNodes: this.seenPlan.nodes, present } : undefined,
-        measuring: all.filter((a) => a.rpc.state === 'starting').length
+        takeOver: this.seenPlan !== undefined && this.seenPlan.term < term ? { previousPlanNodes: this.seenPlan.nodes, present } : undefined
       },
       this.rs,
       now,
@@ -393,7 +384,6 @@ export class Coordination {
       this.planView = null
       this.problem = modelKnown ? null : 'no agent holds a model (start one with --model FILE)'
     } else if (waiting === 'fencing') this.problem = `fencing: waiting for this node's rpc-server to serve term ${term}`
-    else if (waiting === 'measuring') this.problem = 'waiting for rpc-servers still measuring their speed (first plan)'
   }
 
   private async execute(action: CoordinatorAction, desired: Plan | undefined, term: number): Promise<void> {
