@@ -14,10 +14,11 @@ import { join } from 'node:path'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
 import { CLI, fmt, interfaceCounters, processUsage, runScript, sleep, summary, table } from './lib.mjs'
 
-// Runs in a test host: polls every agent's API until all list `n` nodes; prints when.
+// Runs in a test host: polls every agent's API until all list `n` nodes (with `ready`: n nodes whose
+// rpc-server is measured and ready); prints when.
 const CONVERGED = `
-const [n, deadline, ...urls] = [Number(process.argv[1]), Date.now() + Number(process.argv[2]), ...process.argv.slice(3)]
-const count = async (u) => { try { const r = await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) }); return (await r.json()).nodes.length } catch { return 0 } }
+const [n, deadline, ready, ...urls] = [Number(process.argv[1]), Date.now() + Number(process.argv[2]), process.argv[3] === 'ready', ...process.argv.slice(4)]
+const count = async (u) => { try { const r = await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) }); const { nodes } = await r.json(); return nodes.filter((x) => !ready || x.rpc.state === 'ready').length } catch { return 0 } }
 const done = new Map()
 for (;;) {
   await Promise.all(urls.filter((u) => !done.has(u)).map(async (u) => { if ((await count(u)) === n) done.set(u, Date.now()) }))
@@ -31,7 +32,12 @@ const urls = process.argv.slice(1)
 console.log(JSON.stringify(await Promise.all(urls.map(async (u) => (await (await fetch(u + '/v1/cluster')).json()).counters))))
 `
 
-const SETTLE_SECONDS = 10
+// At rest begins after start-up's one-off work. V8's memory reducer runs three full (marking) GCs once a
+// process's allocation rate drops after its start: seen with --trace-gc 20-35 s after an agent's start,
+// 7-15 ms of pause plus 10-25 ms of marking steps each, and the concurrent marking on V8's helper threads.
+// Inside a 15 s window that one-off cost was 0.5-1 % of a core (the idle agents without it in their window
+// measured 1.0-1.1 %, those with it 1.9-2.2 %). The window starts after it.
+const SETTLE_SECONDS = 45
 
 function startAgents(network, dir, which = network.hosts.map((_, i) => i)) {
   return which.map((i) => {
@@ -67,10 +73,13 @@ async function stopAgents(children) {
   await Promise.all(children)
 }
 
-/** Starts the agents `which` (the others already run), and times until every view lists all `n`. */
-async function converge(network, dir, n, timeoutMs, which, running = []) {
+/**
+ * Starts the agents `which` (the others already run), and times until every view lists all `n` (`until:
+ * 'ready'`: all `n` measured and ready).
+ */
+async function converge(network, dir, n, timeoutMs, which, running = [], until = 'listed') {
   const urls = network.hosts.slice(0, n).map((h) => `http://${h.address}:7491`)
-  const watcher = runScript(network.hosts[0], CONVERGED, [n, timeoutMs, ...urls])
+  const watcher = runScript(network.hosts[0], CONVERGED, [n, timeoutMs, until, ...urls])
   const children = [...running, ...startAgents(network, dir, which)]
   const lastStart = Date.now()
   const { at, counts } = await watcher
@@ -86,7 +95,7 @@ async function lastJoins(network, dir, n, timeoutMs) {
   const all = network.hosts.map((_, i) => i)
   const first = all.slice(0, n - 1)
   const urls = network.hosts.slice(0, n - 1).map((h) => `http://${h.address}:7491`)
-  const watcher = runScript(network.hosts[0], CONVERGED, [n - 1, timeoutMs * 3, ...urls])
+  const watcher = runScript(network.hosts[0], CONVERGED, [n - 1, timeoutMs * 3, 'listed', ...urls])
   const running = startAgents(network, dir, first)
   const { at } = await watcher
   if (at === null) {
@@ -97,7 +106,7 @@ async function lastJoins(network, dir, n, timeoutMs) {
 }
 
 async function atRest(network, children, urls, seconds, withFootprint) {
-  // At rest means after start-up: JIT compilation and the first exchanges are over.
+  // At rest means after start-up: JIT compilation, the first exchanges and the memory reducer's GCs are over.
   await sleep(SETTLE_SECONDS * 1000)
   const counters0 = await runScript(network.hosts[0], COUNTERS, urls)
   const if0 = await Promise.all(network.hosts.map(interfaceCounters))
@@ -139,9 +148,11 @@ export async function benchConvergence({ quick, log }) {
     const colds = []
     let rest
     try {
-      // warm-up: every agent measures its rpc-server once and keeps the result
+      // warm-up: every agent measures its rpc-server once and keeps the result. It waits for every agent
+      // measured, not only listed: an agent stopped while it measures keeps nothing and measures again at
+      // its next start, which loaded the runs below (20 two-size calibrations at once on 2 cores).
       const all = network.hosts.map((_, i) => i)
-      const warm = await converge(network, dir, n, timeoutMs * 3, all)
+      const warm = await converge(network, dir, n, timeoutMs * 3, all, [], 'ready')
       await stopAgents(warm.children)
       for (let r = 1; r <= runs; r++) {
         const joined = await lastJoins(network, dir, n, timeoutMs)

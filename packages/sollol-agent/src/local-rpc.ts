@@ -305,7 +305,10 @@ export class LocalRpc {
         )
         return speed
       } catch (err) {
-        log.warn({ what, err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')
+        // a stop kills the calibration's llama-server ("fetch failed"): not a slow server, and nothing is kept
+        if (this.stopped)
+          log.info({ what }, 'measuring the rpc-server speed was cut short by the stop; it is measured again at the next start')
+        else log.warn({ what, err: (err as Error).message }, 'could not measure the rpc-server speed; the planner will assume it is slow')
         return null
       }
     }

@@ -1,0 +1,91 @@
+// Diagnostic probe (not a benchmark, no target): N agents on their own test hosts, at rest, and each
+// agent's CPU split by thread (the main thread, V8's helper threads, libuv's pool), read from /proc.
+//
+//   node scripts/probes/idle.mjs [N=5] [--prof]     (root: test hosts are network namespaces)
+//
+// Every agent starts twice: once to create its identity, then measured. Speeds are given (--rpc-speed), so
+// no calibration runs beside the measurement. Environment: SETTLE (s after every agent is ready, 45),
+// WINDOW (s measured, 20), HOLD (s to keep the agents running afterwards, for perf or strace: their pids
+// are printed), NODE_FLAGS (extra node flags for every agent, e.g. --trace-gc), LEVEL (log level, warn).
+// --prof: agent 1 runs with --cpu-prof (the profile lands in the printed directory).
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { TestNetwork } from '../../test/dist/helpers/netns.js'
+import { CLI, runScript, sleep } from '../bench/lib.mjs'
+
+const n = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 5)
+const prof = process.argv.includes('--prof')
+const env = (name, fallback) => Number(process.env[name] ?? fallback)
+const dir = mkdtempSync(join(tmpdir(), 'sollol-probe-idle-'))
+const network = TestNetwork.create(Array.from({ length: n }, () => ({})))
+
+const READY = `
+console.log(JSON.stringify(await Promise.all(process.argv.slice(1).map(async (u) => {
+  try { return (await (await fetch(u, { signal: AbortSignal.timeout(2000) })).json()).nodes.filter((x) => x.rpc.state === 'ready').length } catch { return 0 }
+}))))`
+
+function startAll(measured) {
+  return network.hosts.map((host, i) => {
+    const flags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean)
+    if (measured && prof && i === 0) flags.push('--cpu-prof', '--cpu-prof-dir', dir)
+    const args = [CLI, 'start', '--data-dir', join(dir, `data-${i + 1}`), '--no-setup', '--api-host', host.address]
+    args.push('--rpc-threads', '1', '--max-memory', '64MiB', '--rpc-speed', '0.5', '--log-level', process.env.LEVEL ?? 'warn')
+    const child = host.run(process.execPath, [...flags, ...args], { buffer: false, stdin: 'ignore' })
+    const log = createWriteStream(join(dir, `agent-${i + 1}.log`), { flags: 'a' })
+    child.stdout?.pipe(log)
+    child.stderr?.pipe(log)
+    child.catch(() => {})
+    return child
+  })
+}
+
+async function allReady() {
+  const urls = network.hosts.map((h) => `http://${h.address}:7491/v1/cluster`)
+  for (;;) {
+    if ((await runScript(network.hosts[0], READY, urls)).every((c) => c === n)) return
+    await sleep(500)
+  }
+}
+
+/** CPU ticks (1/100 s) per thread of a process. */
+function threadTicks(pid) {
+  const ticks = {}
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    ticks[`${tid}:${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}`] = Number(fields[11]) + Number(fields[12])
+  }
+  return ticks
+}
+
+async function stopAll(children) {
+  for (const c of children) c.kill('SIGTERM')
+  await Promise.allSettled(children)
+}
+
+try {
+  const children = startAll(false)
+  await allReady()
+  await stopAll(children)
+  const agents = startAll(true)
+  await allReady()
+  console.log(`all ${n} ready; settling ${env('SETTLE', 45)} s`)
+  await sleep(env('SETTLE', 45) * 1000)
+  const before = agents.map((c) => threadTicks(c.pid))
+  const t0 = Date.now()
+  await sleep(env('WINDOW', 20) * 1000)
+  const seconds = (Date.now() - t0) / 1000
+  agents.forEach((c, i) => {
+    const after = threadTicks(c.pid)
+    const share = Object.entries(after).map(([k, v]) => [k, (v - (before[i][k] ?? 0)) / seconds])
+    const total = share.reduce((sum, [, v]) => sum + v, 0)
+    const busy = share.filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    console.log(`agent ${i + 1} (pid ${c.pid}): ${total.toFixed(2)} % of a core; by thread: ${busy.join(', ')}`)
+  })
+  await sleep(env('HOLD', 0) * 1000)
+  await stopAll(agents)
+} finally {
+  network.destroy()
+  console.log(`logs (and a profile with --prof) in ${dir}`)
+}

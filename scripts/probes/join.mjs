@@ -1,0 +1,69 @@
+// Diagnostic probe (not a benchmark, no target): N-1 agents on their own test hosts agree and rest, then
+// the N-th starts with its log at debug; prints when each view listed all N, and the newcomer's log
+// (connections, introductions, duplicates closed) lies in the printed directory for a timeline.
+//
+//   node scripts/probes/join.mjs [N=20] [RUNS=2]     (root: test hosts are network namespaces)
+//
+// Speeds are given (--rpc-speed): no calibration runs. Environment: SETTLE (s of rest before the
+// newcomer starts, 10; the benchmark starts it at once), NODE_FLAGS (extra node flags for the newcomer,
+// e.g. --cpu-prof). The first run includes every agent's first start (its identity is created).
+import { createWriteStream, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { TestNetwork } from '../../test/dist/helpers/netns.js'
+import { CLI, runScript, sleep } from '../bench/lib.mjs'
+
+const [n, runs] = [Number(process.argv[2] ?? 20), Number(process.argv[3] ?? 2)]
+const dir = mkdtempSync(join(tmpdir(), 'sollol-probe-join-'))
+const network = TestNetwork.create(Array.from({ length: n }, () => ({})))
+const urls = (k) => network.hosts.slice(0, k).map((h) => `http://${h.address}:7491`)
+
+// Runs in a test host: when each agent's view listed `n` nodes (120 s at most).
+const WATCH = `
+const [n, ...urls] = [Number(process.argv[1]), ...process.argv.slice(2)]
+const t0 = Date.now()
+const done = new Map()
+const count = async (u) => { try { return (await (await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) })).json()).nodes.length } catch { return 0 } }
+for (;;) {
+  await Promise.all(urls.filter((u) => !done.has(u)).map(async (u) => { if ((await count(u)) === n) done.set(u, Date.now()) }))
+  if (done.size === urls.length || Date.now() - t0 > 120000) { console.log(JSON.stringify(Object.fromEntries(done))); process.exit(0) }
+  await new Promise((r) => setTimeout(r, 200))
+}`
+
+function start(i, level, flags = []) {
+  const host = network.hosts[i]
+  const args = [CLI, 'start', '--data-dir', join(dir, `data-${i + 1}`), '--no-setup', '--api-host', host.address]
+  args.push('--rpc-threads', '1', '--max-memory', '64MiB', '--rpc-speed', '0.5', '--log-level', level)
+  const child = host.run(process.execPath, [...flags, ...args], { buffer: false, stdin: 'ignore' })
+  const log = createWriteStream(join(dir, `agent-${i + 1}.log`), { flags: 'a' })
+  child.stdout?.pipe(log)
+  child.stderr?.pipe(log)
+  child.catch(() => {})
+  return child
+}
+
+try {
+  for (let run = 1; run <= runs; run++) {
+    const first = Array.from({ length: n - 1 }, (_, i) => start(i, 'warn'))
+    await runScript(network.hosts[0], WATCH, [n - 1, ...urls(n - 1)])
+    await sleep(Number(process.env.SETTLE ?? 10) * 1000)
+    const watcher = runScript(network.hosts[0], WATCH, [n, ...urls(n)])
+    const startedAt = Date.now()
+    const newcomer = start(n - 1, 'debug', (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean))
+    const at = await watcher
+    const own = at[urls(n)[n - 1]]
+    const others = urls(n - 1)
+      .map((u) => (at[u] ?? NaN) - startedAt)
+      .sort((a, b) => a - b)
+    console.log(
+      `run ${run} (newcomer started at ${startedAt}): in every view after ${Math.max(...Object.values(at)) - startedAt} ms ` +
+        `(${Object.keys(at).length}/${n} views complete); its own view ${own - startedAt} ms; the others' median ${others[Math.floor(others.length / 2)]} ms`
+    )
+    first.push(newcomer)
+    for (const c of first) c.kill('SIGTERM')
+    await Promise.allSettled(first)
+  }
+} finally {
+  network.destroy()
+  console.log(`logs in ${dir}`)
+}
