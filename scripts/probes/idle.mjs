@@ -8,11 +8,12 @@
 // WINDOW (s measured, 20), HOLD (s to keep the agents running afterwards, for perf or strace: their pids
 // are printed), NODE_FLAGS (extra node flags for every agent, e.g. --trace-gc), LEVEL (log level, warn).
 // --prof: agent 1 runs with --cpu-prof (the profile lands in the printed directory).
-import { createWriteStream, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
-import { CLI, runScript, sleep } from '../bench/lib.mjs'
+import { runScript, sleep } from '../bench/lib.mjs'
+import { nodeFlagsFrom, startIdleAgent } from './lib.mjs'
 
 const n = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 5)
 const prof = process.argv.includes('--prof')
@@ -26,17 +27,10 @@ console.log(JSON.stringify(await Promise.all(process.argv.slice(1).map(async (u)
 }))))`
 
 function startAll(measured) {
-  return network.hosts.map((host, i) => {
-    const flags = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean)
-    if (measured && prof && i === 0) flags.push('--cpu-prof', '--cpu-prof-dir', dir)
-    const args = [CLI, 'start', '--data-dir', join(dir, `data-${i + 1}`), '--no-setup', '--api-host', host.address]
-    args.push('--rpc-threads', '1', '--max-memory', '64MiB', '--rpc-speed', '0.5', '--log-level', process.env.LEVEL ?? 'warn')
-    const child = host.run(process.execPath, [...flags, ...args], { buffer: false, stdin: 'ignore' })
-    const log = createWriteStream(join(dir, `agent-${i + 1}.log`), { flags: 'a' })
-    child.stdout?.pipe(log)
-    child.stderr?.pipe(log)
-    child.catch(() => {})
-    return child
+  return network.hosts.map((_, i) => {
+    const nodeFlags = nodeFlagsFrom('NODE_FLAGS')
+    if (measured && prof && i === 0) nodeFlags.push('--cpu-prof', '--cpu-prof-dir', dir)
+    return startIdleAgent(network, dir, i, { level: process.env.LEVEL ?? 'warn', nodeFlags })
   })
 }
 

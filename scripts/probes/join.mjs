@@ -7,11 +7,12 @@
 // Speeds are given (--rpc-speed): no calibration runs. Environment: SETTLE (s of rest before the
 // newcomer starts, 10; the benchmark starts it at once), NODE_FLAGS (extra node flags for the newcomer,
 // e.g. --cpu-prof). The first run includes every agent's first start (its identity is created).
-import { createWriteStream, mkdtempSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
-import { CLI, runScript, sleep } from '../bench/lib.mjs'
+import { runScript, sleep } from '../bench/lib.mjs'
+import { nodeFlagsFrom, startIdleAgent } from './lib.mjs'
 
 const [n, runs] = [Number(process.argv[2] ?? 20), Number(process.argv[3] ?? 2)]
 const dir = mkdtempSync(join(tmpdir(), 'sollol-probe-join-'))
@@ -30,26 +31,14 @@ for (;;) {
   await new Promise((r) => setTimeout(r, 200))
 }`
 
-function start(i, level, flags = []) {
-  const host = network.hosts[i]
-  const args = [CLI, 'start', '--data-dir', join(dir, `data-${i + 1}`), '--no-setup', '--api-host', host.address]
-  args.push('--rpc-threads', '1', '--max-memory', '64MiB', '--rpc-speed', '0.5', '--log-level', level)
-  const child = host.run(process.execPath, [...flags, ...args], { buffer: false, stdin: 'ignore' })
-  const log = createWriteStream(join(dir, `agent-${i + 1}.log`), { flags: 'a' })
-  child.stdout?.pipe(log)
-  child.stderr?.pipe(log)
-  child.catch(() => {})
-  return child
-}
-
 try {
   for (let run = 1; run <= runs; run++) {
-    const first = Array.from({ length: n - 1 }, (_, i) => start(i, 'warn'))
+    const first = Array.from({ length: n - 1 }, (_, i) => startIdleAgent(network, dir, i))
     await runScript(network.hosts[0], WATCH, [n - 1, ...urls(n - 1)])
     await sleep(Number(process.env.SETTLE ?? 10) * 1000)
     const watcher = runScript(network.hosts[0], WATCH, [n, ...urls(n)])
     const startedAt = Date.now()
-    const newcomer = start(n - 1, 'debug', (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean))
+    const newcomer = startIdleAgent(network, dir, n - 1, { level: 'debug', nodeFlags: nodeFlagsFrom('NODE_FLAGS') })
     const at = await watcher
     const own = at[urls(n)[n - 1]]
     const others = urls(n - 1)
