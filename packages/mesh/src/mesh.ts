@@ -129,6 +129,11 @@ export interface MeshEvents {
 
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
+/** Peers a message we publish on `topic` goes to (gossipsub has the method; its interface type lacks it). */
+function meshPeerCount(node: MeshNode, topic: string): number {
+  return (node.services.pubsub as unknown as { getMeshPeers: (topic: string) => string[] }).getMeshPeers(topic).length
+}
+
 export class Mesh extends EventEmitter<MeshEvents> {
   private node: MeshNode | undefined
   private readonly membership: Membership
@@ -139,6 +144,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private publishedAt = 0
   /** A member joined since the last announcement: gossip ours again, so peers it reaches learn of us. */
   private joinedSinceAnnounce = false
+  /** The announcement a join asked for, due soon (announceSoon). */
+  private soon: NodeJS.Timeout | undefined
   private timers: NodeJS.Timeout[] = []
   private discovery: DiscoveryView = { mdns: 'disabled', reason: null, listen: [] }
   /** Peers of this cluster whose announcements this release cannot read (another major version), by peer id. */
@@ -272,6 +279,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const pubsub = node.services.pubsub
     pubsub.subscribe(announceTopic(o.cluster))
     pubsub.subscribe(livenessTopic(o.cluster))
+    pubsub.addEventListener('gossipsub:heartbeat', () => {
+      if (this.joinedSinceAnnounce) this.announceSoon()
+    })
+    pubsub.addEventListener('subscription-change', (evt) => {
+      // a join's announcement waited for someone to gossip it to (announceSoon)
+      if (this.joinedSinceAnnounce && evt.detail.subscriptions.some((s) => s.subscribe && s.topic === announceTopic(o.cluster)))
+        this.announceSoon()
+    })
     pubsub.addEventListener('message', (evt) => {
       const message = evt.detail
       const from = message.type === 'signed' ? message.from.toString() : undefined
@@ -318,6 +333,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     this.timers = []
+    clearTimeout(this.soon)
+    this.soon = undefined
     const node = this.node
     this.node = undefined
     await node?.stop()
@@ -438,9 +455,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (node === undefined) return
     if (!this.refreshAnnouncement(bump) && !force) return
     const latest = this.latest as Announcement
+    const topic = announceTopic(this.options.cluster)
     this.publishedAt = this.now()
-    this.joinedSinceAnnounce = false
-    node.services.pubsub.publish(announceTopic(this.options.cluster), encodeAnnouncement(latest)).then(
+    // Published to nobody (no peer has said yet that it subscribed, as on a new connection) it is lost
+    // without an error: the join that asked for it stays owed (see the subscription listener in start).
+    this.joinedSinceAnnounce &&= meshPeerCount(node, topic) === 0
+    node.services.pubsub.publish(topic, encodeAnnouncement(latest)).then(
       () => {
         this.counters.announcementsOut++
       },
@@ -448,6 +468,23 @@ export class Mesh extends EventEmitter<MeshEvents> {
         this.options.logger.debug({ err: err.message }, 'announcement not published')
       }
     )
+  }
+
+  /**
+   * A member joined: our announcement goes out now, not at the next tick (up to announceIntervalMs away):
+   * the members a newcomer is not connected to yet learn of it from its first gossip, and it of them from
+   * theirs. Joins in a burst (a newcomer meets every member within a second) share one announcement: at
+   * most one per quarter interval. Not before a peer has subscribed: gossipsub would publish it to nobody.
+   */
+  private announceSoon(): void {
+    const node = this.node
+    if (this.soon !== undefined || node === undefined) return
+    if (meshPeerCount(node, announceTopic(this.options.cluster)) === 0) return
+    const wait = Math.max(0, this.publishedAt + this.options.timings.announceIntervalMs / 4 - this.now())
+    this.soon = setTimeout(() => {
+      this.soon = undefined
+      if (this.joinedSinceAnnounce) this.publish(true)
+    }, wait)
   }
 
   /**
@@ -518,8 +555,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
     for (const report of this.membership.takeReports()) this.sendReport(report)
     for (const event of events) {
       // Announcements travel on change only: a newcomer reached through one peer learns of the others
-      // (their addresses, to dial them) when they gossip again after it joined.
-      if (event.type === 'member:joined') this.joinedSinceAnnounce = true
+      // (their addresses, to dial them) when they gossip again after it joined: at once (announceSoon).
+      if (event.type === 'member:joined') {
+        this.joinedSinceAnnounce = true
+        this.announceSoon()
+      }
       if (event.type !== 'member:updated')
         this.options.logger.info(
           { peer: event.peerId, ...(event.type === 'member:left' ? { reason: event.reason } : {}) },
