@@ -48,11 +48,15 @@ const [n, ...urls] = [Number(process.argv[1]), ...process.argv.slice(2)]
 const t0 = Date.now()
 const done = new Map()
 const count = async (u) => { try { return (await (await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) })).json()).nodes.length } catch { return 0 } }
-for (;;) {
-  await Promise.all(urls.filter((u) => !done.has(u)).map(async (u) => { if ((await count(u)) === n) done.set(u, Date.now()) }))
-  if (done.size === urls.length || Date.now() - t0 > 120000) { console.log(JSON.stringify(Object.fromEntries(done))); process.exit(0) }
-  await new Promise((r) => setTimeout(r, 200))
-}`
+// each agent on its own (as the benchmark does): one slow answer does not hold back the look at the others
+await Promise.all(urls.map(async (u) => {
+  while (Date.now() - t0 < 120000) {
+    if ((await count(u)) === n) return done.set(u, Date.now())
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}))
+console.log(JSON.stringify(Object.fromEntries(done)))
+process.exit(0)`
 
 try {
   for (let run = 1; run <= runs; run++) {

@@ -14,6 +14,16 @@ import type { MeshNode } from './node.js'
 
 /** How long a departed peer is redialled at its last announced addresses. */
 export const KNOWN_PEER_TTL_MS = 10 * 60_000
+/**
+ * A newcomer dials us; we leave it to. A peer new to us that we learn of once we are past our own start
+ * (NEWCOMER_DIALS_US_PASSES redial passes, 2 s each on a LAN), from its mDNS answer (it answers its own
+ * query, so every member finds it at once) or its gossip, has just started and dials every member it found.
+ * Dialled from both sides, the two dials raced on its busy CPU: the higher id's 500 ms wait (dialIfUnconnected)
+ * is shorter than a handshake there, and in a 20-agent join 9-12 of the newcomer's 19 connections were made
+ * twice, a Noise handshake each, then one closed (scripts/probes/join.mjs). Should it be unable to reach
+ * us, we dial it after the same grace. Agents starting together still dial each other by the id rule.
+ */
+const NEWCOMER_DIALS_US_PASSES = 2
 
 function parseAddresses(addresses: readonly string[]): Multiaddr[] {
   return addresses.flatMap((s) => {
@@ -37,15 +47,31 @@ export interface DialerOptions {
 }
 
 export class Dialer {
-  /** Peers we have heard from in this run, with where to reach them: redialled while unconnected. */
-  private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number }>()
+  /**
+   * Peers we have heard from in this run, with where to reach them: redialled while unconnected, from
+   * NEWCOMER_DIALS_US_MS after we first heard of them.
+   */
+  private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number; firstHeardAt: number }>()
   /** Peers found by mDNS and not connected yet, redialled with a growing delay (2 s doubling to 60 s) for 10 min. */
   private readonly discovered = new Map<string, { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number }>()
   private readonly dialing = new Set<string>()
   /** Introduced members dialled: bounded, whatever peers say (introductions.ts). */
   private readonly introducedDials = new IntroducedDials(KNOWN_PEER_TTL_MS)
 
+  /** When the mesh started: until NEWCOMER_DIALS_US_PASSES after it, we are the newcomer and dial. */
+  private startedAt = -Infinity
+
   constructor(private readonly o: DialerOptions) {}
+
+  start(): void {
+    this.startedAt = this.o.now()
+  }
+
+  /** Whether a peer first heard of at `firstAt` is left, for now, to dial us (see NEWCOMER_DIALS_US_PASSES). */
+  private leftToDialUs(firstAt: number, now: number): boolean {
+    const grace = this.o.redialIntervalMs * NEWCOMER_DIALS_US_PASSES
+    return firstAt - this.startedAt >= grace && now - firstAt < grace
+  }
 
   /** Peers heard from in this run (members or not). */
   knownIds(): IterableIterator<string> {
@@ -57,13 +83,26 @@ export class Dialer {
    * fails, on a machine busy starting 20 agents say, nothing would ever dial it again. Kept until connected.
    */
   found(peer: PeerId, addresses: Multiaddr[]): void {
-    this.discovered.set(peer.toString(), { addresses, since: this.o.now(), attempts: 0, nextAt: 0 })
+    const now = this.o.now()
+    const id = peer.toString()
+    const firstAt = this.known.get(id)?.firstHeardAt ?? now
+    if (this.leftToDialUs(firstAt, now)) {
+      // the redial pass dials it after the grace, if it has not dialled us by then
+      this.discovered.set(id, { addresses, since: now, attempts: 0, nextAt: firstAt + this.o.redialIntervalMs * NEWCOMER_DIALS_US_PASSES })
+      return
+    }
+    this.discovered.set(id, { addresses, since: now, attempts: 0, nextAt: 0 })
     void this.dialIfUnconnected(peer, addresses)
   }
 
   /** A peer's own announcement named its addresses (ignoring the ones that do not parse). */
   learned(peerId: string, addresses: readonly string[]): void {
-    this.known.set(peerId, { addresses: parseAddresses(addresses), heardAt: this.o.now() })
+    const now = this.o.now()
+    this.known.set(peerId, {
+      addresses: parseAddresses(addresses),
+      heardAt: now,
+      firstHeardAt: this.known.get(peerId)?.firstHeardAt ?? now
+    })
   }
 
   /** Whether the peer's own word on its addresses is held (it is redialled while unconnected). */
@@ -159,12 +198,13 @@ export class Dialer {
       entry.nextAt = now + Math.min(60_000, this.o.redialIntervalMs * 2 ** Math.min(5, entry.attempts))
       void this.dialIfUnconnected(peerIdFromString(id), entry.addresses)
     }
-    for (const [id, { addresses, heardAt }] of this.known) {
+    for (const [id, { addresses, heardAt, firstHeardAt }] of this.known) {
       // A peer silent for this long is not coming back at that address: stop knocking.
       if (now - heardAt > KNOWN_PEER_TTL_MS) {
         this.known.delete(id)
         continue
       }
+      if (this.leftToDialUs(firstHeardAt, now)) continue
       if (id !== this.o.selfId && !connected.has(id)) void this.dialIfUnconnected(peerIdFromString(id), addresses)
     }
     for (const address of this.o.bootstrap) {

@@ -244,6 +244,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       ...(o.clusterKey !== undefined ? { clusterKey: o.clusterKey } : {})
     })
     this.node = node
+    this.dialer.start()
     if (!wantMdns) this.discovery = { mdns: 'disabled', reason: 'disabled by configuration', listen: [] }
     else if (availability?.ok === false) {
       this.discovery = { mdns: 'unavailable', reason: availability.reason, listen: [] }
