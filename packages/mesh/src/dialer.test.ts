@@ -90,3 +90,17 @@ test('a peer heard of before (a restart, a lost connection) is dialled at once',
   await Promise.resolve()
   assert.equal(dialled.length, 1)
 })
+
+test('a newcomer found again within the grace is dialled when the grace from its first finding ends', async () => {
+  const { dialer, dialled, clock } = await setUp()
+  dialer.start()
+  clock.now = 60_000
+  const peer = await newPeer()
+  dialer.found(peer, [address])
+  clock.now = 60_000 + GRACE_MS / 2
+  dialer.found(peer, [address])
+  clock.now = 60_000 + GRACE_MS
+  dialer.redial([])
+  await Promise.resolve()
+  assert.equal(dialled.length, 1, 'the grace is not restarted by a second finding')
+})

@@ -48,12 +48,15 @@ export interface DialerOptions {
 
 export class Dialer {
   /**
-   * Peers we have heard from in this run, with where to reach them: redialled while unconnected, from
-   * NEWCOMER_DIALS_US_MS after we first heard of them.
+   * Peers we have heard from in this run, with where to reach them: redialled while unconnected (a newcomer
+   * only once it had NEWCOMER_DIALS_US_PASSES redial periods to dial us).
    */
   private readonly known = new Map<string, { addresses: Multiaddr[]; heardAt: number; firstHeardAt: number }>()
   /** Peers found by mDNS and not connected yet, redialled with a growing delay (2 s doubling to 60 s) for 10 min. */
-  private readonly discovered = new Map<string, { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number }>()
+  private readonly discovered = new Map<
+    string,
+    { addresses: Multiaddr[]; since: number; attempts: number; nextAt: number; firstFoundAt: number }
+  >()
   private readonly dialing = new Set<string>()
   /** Introduced members dialled: bounded, whatever peers say (introductions.ts). */
   private readonly introducedDials = new IntroducedDials(KNOWN_PEER_TTL_MS)
@@ -85,13 +88,15 @@ export class Dialer {
   found(peer: PeerId, addresses: Multiaddr[]): void {
     const now = this.o.now()
     const id = peer.toString()
-    const firstAt = this.known.get(id)?.firstHeardAt ?? now
+    // Found again before connecting (its record left the peer store and came back): the grace runs from the first time.
+    const firstAt = this.known.get(id)?.firstHeardAt ?? this.discovered.get(id)?.firstFoundAt ?? now
     if (this.leftToDialUs(firstAt, now)) {
       // the redial pass dials it after the grace, if it has not dialled us by then
-      this.discovered.set(id, { addresses, since: now, attempts: 0, nextAt: firstAt + this.o.redialIntervalMs * NEWCOMER_DIALS_US_PASSES })
+      const nextAt = firstAt + this.o.redialIntervalMs * NEWCOMER_DIALS_US_PASSES
+      this.discovered.set(id, { addresses, since: now, attempts: 0, nextAt, firstFoundAt: firstAt })
       return
     }
-    this.discovered.set(id, { addresses, since: now, attempts: 0, nextAt: 0 })
+    this.discovered.set(id, { addresses, since: now, attempts: 0, nextAt: 0, firstFoundAt: firstAt })
     void this.dialIfUnconnected(peer, addresses)
   }
 
