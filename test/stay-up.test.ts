@@ -40,6 +40,21 @@ const state = (): string =>
     .map((a) => `${a.view()?.coordinator?.peerId ?? '-'}@${a.view()?.coordinator?.term ?? '-'}#${a.view()?.plan?.generation ?? '-'}`)
     .join(' ')
 
+/** What each agent sees, in one line each: members, connections, coordinator, plan and server (CI output is all we get). */
+function describeViews(views: ReadonlyArray<ClusterView | undefined>): string {
+  const short = (id: string | undefined): string => (id === undefined ? '-' : id.slice(-6))
+  return views
+    .map((v, i) =>
+      v === undefined
+        ? `agent ${i}: no view`
+        : `agent ${i} ${short(v.self)}: nodes ${v.nodes.map((n) => `${short(n.peerId)}/${n.status}/${n.rpc.state}/t${n.rpc.servingTerm}`).join(',')}` +
+          ` conn ${v.discovery.connections ?? '?'}/${v.discovery.connectedPeers ?? '?'} coordinator ${short(v.coordinator?.peerId)}@${v.coordinator?.term ?? '-'}` +
+          ` plan #${v.plan?.generation ?? '-'} server ${v.plan?.server.state ?? '-'} ${v.plan?.server.detail ?? ''}` +
+          ` excluded ${JSON.stringify(v.plan?.excluded.map((e) => `${short(e.peerId)}: ${e.reason}`) ?? [])} problem ${v.problem ?? '-'}`
+    )
+    .join(' | ')
+}
+
 test('four agents started together converge, serve, and keep term and plan; a 3 s coordinator freeze changes nothing', async () => {
   for (const a of agents) a.start()
   const serving = await waitFor(
@@ -52,7 +67,7 @@ test('four agents started together converge, serve, and keep term and plan; a 3 
         ? first
         : undefined
     },
-    { timeoutMs: 120_000 }
+    { timeoutMs: 120_000, explain: () => describeViews(agents.map((a) => a.view())) }
   )
   const settled = state()
 
