@@ -243,7 +243,7 @@ export class RpcServerSupervisor extends EventEmitter<RpcServerEvents> {
     if (!this.wanted || this.stateValue.kind !== 'ready') return // stopping, or a failed start that start() reports
     const ranMs = Date.now() - this.stateValue.since
     this.consecutiveCrashes = ranMs >= this.timings.stableAfterMs ? 0 : this.consecutiveCrashes
-    this.log.warn({ exitCode, signal, lastOutput: this.output.tail(5) }, 'rpc-server exited unexpectedly')
+    this.log.warn({ exitCode, signal, lastOutput: this.output.tail(20) }, 'rpc-server exited unexpectedly')
     this.scheduleRestart(exitCode, signal)
   }
 
