@@ -47,15 +47,19 @@ const WATCH = `
 const [n, ...urls] = [Number(process.argv[1]), ...process.argv.slice(2)]
 const t0 = Date.now()
 const done = new Map()
-const count = async (u) => { try { return (await (await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) })).json()).nodes.length } catch { return 0 } }
+const last = new Map()
+const count = async (u) => { try { return (await (await fetch(u + '/v1/cluster', { signal: AbortSignal.timeout(1000) })).json()).nodes.length } catch (err) { return err.name } }
 // each agent on its own (as the benchmark does): one slow answer does not hold back the look at the others
 await Promise.all(urls.map(async (u) => {
   while (Date.now() - t0 < 120000) {
-    if ((await count(u)) === n) return done.set(u, Date.now())
+    const seen = await count(u)
+    last.set(u, seen)
+    if (seen === n) return done.set(u, Date.now())
     await new Promise((r) => setTimeout(r, 200))
   }
 }))
-console.log(JSON.stringify(Object.fromEntries(done)))
+// a view that never listed n: what it last said (a node count, or why the request failed)
+console.log(JSON.stringify({ ...Object.fromEntries(done), missing: Object.fromEntries([...last].filter(([u]) => !done.has(u))) }))
 process.exit(0)`
 
 try {
@@ -66,7 +70,7 @@ try {
     const watcher = runScript(network.hosts[0], WATCH, [n, ...urls(n)])
     const startedAt = Date.now()
     const newcomer = startIdleAgent(network, dir, n - 1, { level: 'debug', nodeFlags: nodeFlagsFrom('NODE_FLAGS') })
-    const at = await watcher
+    const { missing, ...at } = await watcher
     const own = at[urls(n)[n - 1]]
     const others = urls(n - 1)
       .map((u) => (at[u] ?? NaN) - startedAt)
@@ -75,6 +79,9 @@ try {
       `run ${run} (newcomer started at ${startedAt}): in every view after ${Math.max(...Object.values(at)) - startedAt} ms ` +
         `(${Object.keys(at).length}/${n} views complete); its own view ${own - startedAt} ms; the others' median ${others[Math.floor(others.length / 2)]} ms`
     )
+    if (Object.keys(missing).length > 0) console.log(`  views that never listed ${n}, as they last answered: ${JSON.stringify(missing)}`)
+    const duplicates = logLines(n - 1, startedAt).filter((l) => l.msg === 'closing a duplicate connection').length
+    console.log(`  duplicate connections the newcomer closed: ${duplicates}`)
     if (othersLevel === 'info' || othersLevel === 'debug') {
       const id = logLines(n - 1, startedAt).find((l) => l.msg === 'mesh started')?.peerId
       const sorted = (xs) => xs.sort((a, b) => a - b).join(' ')

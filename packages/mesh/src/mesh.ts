@@ -144,6 +144,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private publishedAt = 0
   /** A member joined since the last announcement: gossip ours again, so peers it reaches learn of us. */
   private joinedSinceAnnounce = false
+  /**
+   * Our announcement has gone out with a gossipsub mesh peer to take it (our own start is over): from
+   * then on a member's join no longer asks for it again (see emitEvents).
+   */
+  private announcedToMesh = false
   /** The announcement a join asked for, due soon (announceSoon). */
   private soon: NodeJS.Timeout | undefined
   private timers: NodeJS.Timeout[] = []
@@ -460,7 +465,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.publishedAt = this.now()
     // Published to nobody (no peer has said yet that it subscribed, as on a new connection) it is lost
     // without an error: the join that asked for it stays owed (see the subscription listener in start).
-    this.joinedSinceAnnounce &&= meshPeerCount(node, topic) === 0
+    const reached = meshPeerCount(node, topic) > 0
+    this.joinedSinceAnnounce &&= !reached
+    this.announcedToMesh ||= reached
     node.services.pubsub.publish(topic, encodeAnnouncement(latest)).then(
       () => {
         this.counters.announcementsOut++
@@ -555,9 +562,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private emitEvents(events: MembershipEvent[]): void {
     for (const report of this.membership.takeReports()) this.sendReport(report)
     for (const event of events) {
-      // Announcements travel on change only: a newcomer reached through one peer learns of the others
-      // (their addresses, to dial them) when they gossip again after it joined: at once (announceSoon).
-      if (event.type === 'member:joined') {
+      // Announcements travel on change only. While our own start lasts (ours has not reached a mesh peer
+      // yet), a member's join sends ours again at once (announceSoon), so the peers it reaches learn of us.
+      // After that a newcomer needs none of it: it asks each member it connects to for its announcement
+      // (hello) and is told of the others (introductions); the previous release does both. Every member
+      // re-announcing on each join was 19 announcements gossiped to the newcomer while its CPU was busy
+      // with 19 handshakes (scripts/probes/join.mjs 20: the 20th in every view 3.7-4.9 s without, 3.8-6.0
+      // with, same machine and hour).
+      if (event.type === 'member:joined' && !this.announcedToMesh) {
         this.joinedSinceAnnounce = true
         this.announceSoon()
       }
