@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FAST_ELECTION_TIMINGS, IN_PROCESS_MESH_TIMINGS, type ClusterView } from '@sollol/core'
 import { SPLIT_TEST_MODEL, writeTestModel } from '@sollol/gguf'
-import { freePort, resolveBinaries, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
+import { freePort, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
+import { binariesForTests } from './llama-for-tests.js'
 import { loadOrCreateIdentity } from '@sollol/mesh'
 import { Agent } from './agent.js'
 import { FAST_COORDINATION_TIMINGS } from './coordinator.js'
@@ -48,12 +49,7 @@ const recorder = (name: string): Logger => {
 let binaries: LlamaBinaries | undefined
 let missing: string | undefined
 before(async () => {
-  try {
-    binaries = await resolveBinaries({ allowBuild: false })
-  } catch (err) {
-    missing = (err as Error).message
-    if (process.env.SOLLOL_REQUIRE_LLAMA === '1') throw err
-  }
+  ;({ binaries, missing } = await binariesForTests())
 })
 
 after(async () => {

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { freePort, resolveBinaries, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
+import { freePort, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
+import { binariesForTests } from './llama-for-tests.js'
 import { LocalRpc } from './local-rpc.js'
 
 const warnings: string[] = []
@@ -20,12 +21,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sollol-local-rpc-'))
 let binaries: LlamaBinaries | undefined
 let missing: string | undefined
 before(async () => {
-  try {
-    binaries = await resolveBinaries({ allowBuild: false })
-  } catch (err) {
-    missing = (err as Error).message
-    if (process.env.SOLLOL_REQUIRE_LLAMA === '1') throw err
-  }
+  ;({ binaries, missing } = await binariesForTests())
 })
 after(() => rmSync(dir, { recursive: true, force: true }))
 
