@@ -129,7 +129,15 @@ async function atRest(network, children, urls, seconds, withFootprint, settleSec
     announcementsInPerSecond: summary(perAgent((i) => counters1[i].announcementsIn - counters0[i].announcementsIn)),
     // everything on the wire at rest: gossipsub, mDNS, identify, ping
     bytesPerSecond: summary(perAgent((i) => if1[i].txBytes - if0[i].txBytes + (if1[i].rxBytes - if0[i].rxBytes))),
-    packetsPerSecond: summary(perAgent((i) => if1[i].txPackets - if0[i].txPackets + (if1[i].rxPackets - if0[i].rxPackets)))
+    packetsPerSecond: summary(perAgent((i) => if1[i].txPackets - if0[i].txPackets + (if1[i].rxPackets - if0[i].rxPackets))),
+    // what the mesh did in the window, all agents together: at rest all of these should be 0 (a window of
+    // 6 % of a core and 16 kB/s per agent once, with no more said, is why they are counted)
+    events: Object.fromEntries(
+      ['connectionsOpened', 'livenessReportsOut', 'refutations', 'announcementsFetched', 'introductionsFetched'].map((k) => [
+        k,
+        counters1.reduce((sum, c, i) => sum + ((c[k] ?? 0) - (counters0[i][k] ?? 0)), 0)
+      ])
+    )
   }
   if (withFootprint) {
     result.footprint = {
@@ -166,12 +174,14 @@ export async function benchConvergence({ quick, log }) {
         log(`${n} agents, run ${r}: the last agent to start is in every view after ${fmt(joined.seconds)} s`)
         if (r === runs) {
           rest = await atRest(network, joined.children, joined.urls, window, true, SETTLE_SECONDS)
+          log(`${n} agents at rest, ${SETTLE_SECONDS} s after the last joined, in ${window} s: ${JSON.stringify(rest.events)}`)
           if (n === 20) {
             early = { secondsAfterJoin: SETTLE_SECONDS, cpuPercent: rest.footprint.cpuPercent, bytesPerSecond: rest.bytesPerSecond }
             log(
               `${n} agents at rest, ${SETTLE_SECONDS} s after the last joined: CPU median ${fmt(early.cpuPercent.median)} % of a core per agent (reported)`
             )
             rest = await atRest(network, joined.children, joined.urls, window, true, STEADY_SECONDS - SETTLE_SECONDS - window)
+            log(`${n} agents at rest, ${STEADY_SECONDS} s after the last joined, in ${window} s: ${JSON.stringify(rest.events)}`)
           }
         }
         await stopAgents(joined.children)
