@@ -8,14 +8,7 @@ import { freePort, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
 import { binariesForTests } from './llama-for-tests.js'
 import { LocalRpc } from './local-rpc.js'
 
-const warnings: string[] = []
-const logger: Logger = {
-  debug() {},
-  info() {},
-  warn: (_fields: unknown, message?: string) => void warnings.push(message ?? ''),
-  error() {},
-  child: () => logger
-} as unknown as Logger
+const logger: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => logger } as unknown as Logger
 
 const dir = mkdtempSync(join(tmpdir(), 'sollol-local-rpc-'))
 let binaries: LlamaBinaries | undefined
