@@ -8,9 +8,12 @@
 // WINDOW (s measured, 20), HOLD (s to keep the agents running afterwards, for perf or strace: their pids
 // are printed), NODE_FLAGS (extra node flags for every agent, e.g. --trace-gc), LEVEL (log level, warn).
 // --prof: agent 1 runs with --cpu-prof (the profile lands in the printed directory).
+// CAPTURE=1: tcpdump (apt-get install tcpdump) on host 1's eth0 during the window; bytes per second split
+// into mDNS (udp 5353), other UDP and TCP, mDNS queries and answers counted, and mDNS's busiest 15 s.
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execa } from 'execa'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
 import { runScript, sleep } from '../bench/lib.mjs'
 import { nodeFlagsFrom, startIdleAgent } from './lib.mjs'
@@ -53,6 +56,45 @@ function threadTicks(pid) {
   return ticks
 }
 
+function startCapture(host) {
+  const file = join(dir, 'host1.pcap')
+  const child = execa('ip', ['netns', 'exec', host.name, 'tcpdump', '-i', 'eth0', '-nn', '-s', '96', '-w', file], { reject: false })
+  return { child, file }
+}
+
+async function summarizeCapture({ child, file }, seconds) {
+  child.kill('SIGINT')
+  await child
+  const lines = (await execa('tcpdump', ['-r', file, '-nn', '-v', '-tt'], { reject: false })).stdout.split('\n')
+  const bytes = { mdns: 0, udp: 0, tcp: 0, other: 0 }
+  let queries = 0
+  let answers = 0
+  const mdnsBySecond = new Map()
+  for (let i = 0; i < lines.length; i++) {
+    const ip = /proto (\w+) .*length (\d+)\)/.exec(lines[i])
+    if (ip === null) continue
+    const [proto, length] = [ip[1], Number(ip[2])]
+    const next = lines[i + 1] ?? ''
+    if (proto === 'UDP' && /\.5353[ :]/.test(next)) {
+      bytes.mdns += length
+      const second = Math.floor(Number(lines[i].split(' ')[0]))
+      mdnsBySecond.set(second, (mdnsBySecond.get(second) ?? 0) + length)
+      // a question reads "PTR (QM)? name" or "PTR? name"; an answer lists its records
+      if (/\? \S/.test(next)) queries++
+      else answers++
+    } else if (proto === 'UDP') bytes.udp += length
+    else if (proto === 'TCP') bytes.tcp += length
+    else bytes.other += length
+  }
+  const rate = (b, s = seconds) => `${(b / s / 1000).toFixed(2)} kB/s`
+  // the busiest 15 s (the bench's quick at-rest window) of mDNS
+  const busiest = Math.max(
+    0,
+    ...[...mdnsBySecond.keys()].map((t) => [...mdnsBySecond].reduce((sum, [u, b]) => (u >= t && u < t + 15 ? sum + b : sum), 0))
+  )
+  return `host 1, eth0, ${seconds.toFixed(0)} s: mDNS ${rate(bytes.mdns)} (${queries} queries, ${answers} answers; busiest 15 s ${rate(busiest, 15)}), other UDP ${rate(bytes.udp)}, TCP ${rate(bytes.tcp)}, other ${rate(bytes.other)}`
+}
+
 async function stopAll(children) {
   for (const c of children) c.kill('SIGTERM')
   await Promise.allSettled(children)
@@ -67,9 +109,11 @@ try {
   console.log(`all ${n} ready; settling ${env('SETTLE', 45)} s`)
   await sleep(env('SETTLE', 45) * 1000)
   const before = agents.map((c) => threadTicks(c.pid))
+  const capture = process.env.CAPTURE === '1' ? startCapture(network.hosts[0]) : undefined
   const t0 = Date.now()
   await sleep(env('WINDOW', 20) * 1000)
   const seconds = (Date.now() - t0) / 1000
+  if (capture !== undefined) console.log(await summarizeCapture(capture, seconds))
   agents.forEach((c, i) => {
     const after = threadTicks(c.pid)
     const share = Object.entries(after).map(([k, v]) => [k, (v - (before[i][k] ?? 0)) / seconds])
