@@ -12,7 +12,7 @@ import { memory } from '@libp2p/memory'
 import { tcp } from '@libp2p/tcp'
 import type { PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
-import type { MeshTimings } from '@sollol/core'
+import { mdnsQueryIntervalMs, type MeshTimings } from '@sollol/core'
 import { mdnsServiceTag } from './protocols.js'
 import { clusterKeyFingerprint } from './cluster-key.js'
 import { privateNetwork } from './private-network.js'
@@ -77,7 +77,7 @@ export async function createMeshNode(o: NodeOptions) {
       ? [
           mdns({
             serviceTag: mdnsServiceTag(o.cluster, o.clusterKey !== undefined ? clusterKeyFingerprint(o.clusterKey) : undefined),
-            interval: o.timings.mdnsIntervalMs
+            interval: mdnsQueryIntervalMs(o.timings, Math.random())
           })
         ]
       : [],
