@@ -6,13 +6,13 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
-import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { memory } from '@libp2p/memory'
 import { tcp } from '@libp2p/tcp'
 import type { PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 import { mdnsQueryIntervalMs, type MeshTimings } from '@sollol/core'
+import { mdnsDiscovery } from './mdns-discovery.js'
 import { mdnsServiceTag } from './protocols.js'
 import { clusterKeyFingerprint } from './cluster-key.js'
 import { privateNetwork } from './private-network.js'
@@ -75,7 +75,7 @@ export async function createMeshNode(o: NodeOptions) {
     },
     peerDiscovery: o.mdns
       ? [
-          mdns({
+          mdnsDiscovery({
             serviceTag: mdnsServiceTag(o.cluster, o.clusterKey !== undefined ? clusterKeyFingerprint(o.clusterKey) : undefined),
             interval: mdnsQueryIntervalMs(o.timings, Math.random())
           })
