@@ -50,10 +50,12 @@ export const LAN_MESH_TIMINGS: MeshTimings = {
   // within 20 s; membership does not wait for it.
   pingTimeoutMs: 10_000,
   // every agent answers every query and every answer reaches every agent (N^2 packets per period: at 30 s,
-  // 5.7 kB/s per agent at rest with 20 agents); a newcomer queries at its start, known peers are redialled
-  // and a join makes every member gossip its addresses again, so the period only heals rare losses.
-  // Each agent's own period is drawn from 60-180 s so that rounds do not stay aligned (mdnsQueryIntervalMs)
-  mdnsIntervalMs: 120_000,
+  // 5.7 kB/s per agent at rest with 20 agents, at 120 s 1.2-1.4 kB/s); a newcomer queries at its start,
+  // known peers are redialled and a join makes every member gossip its addresses again, so the period only
+  // heals rare losses, and a lone agent hears the answers to every member's query (20 agents: one every 15 s
+  // or so). Each agent's own period is drawn from 150-450 s so that rounds do not stay aligned
+  // (mdnsQueryIntervalMs)
+  mdnsIntervalMs: 300_000,
   redialIntervalMs: 2000
 }
 
@@ -89,7 +91,8 @@ export const IN_PROCESS_MESH_TIMINGS: MeshTimings = {
  * One agent's mDNS query period: the preset's period spread over [0.5, 1.5) of it by `random` (in [0, 1)).
  * @libp2p/mdns queries at start and then on a fixed interval, and every agent answers every query, so agents
  * started together kept querying in the same second for ever: with 20 agents a round is 400 answers, each
- * heard by all, and a 15 s window that held one measured 16.5 kB/s and 6 % of a core per agent at rest.
+ * heard by all, and a 15 s window that held one measured 16.5 kB/s and 6 % of a core per agent at rest
+ * (a capture on one host: 9.8 kB/s of mDNS in the busiest 15 s, 3.4 kB/s once spread).
  * Spread, the rounds drift apart after the first and a window holds its share of them.
  */
 export function mdnsQueryIntervalMs(timings: MeshTimings, random: number): number {
