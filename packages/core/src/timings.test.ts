@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { seededRandom } from './random.js'
-import { LAN_MESH_TIMINGS, mdnsQueryIntervalMs, type MeshTimings } from './timings.js'
+import { announceRefreshDueMs, LAN_MESH_TIMINGS, mdnsQueryIntervalMs, type MeshTimings } from './timings.js'
 
 /** Query times of agents started together at 0 (a query at start, then one per interval), up to `untilMs`. */
 function queryTimes(intervals: number[], untilMs: number): number[] {
@@ -42,4 +42,16 @@ test('20 agents started together no longer query all in the same 15 s after thei
     const busiest = busiestWindow(queryTimes(intervals, untilMs), 1, 15_000)
     assert.ok(busiest <= 12, `seed ${seed}: ${busiest} of ${n} queries in one 15 s window`)
   }
+})
+
+test('announcement refreshes are spread over half to all of the refresh period, never later', () => {
+  const T = LAN_MESH_TIMINGS
+  assert.equal(announceRefreshDueMs(T, 0), T.announceRefreshMs / 2)
+  assert.equal(announceRefreshDueMs(T, 1), T.announceRefreshMs)
+  assert.equal(announceRefreshDueMs(T, 9), T.announceRefreshMs)
+  const random = seededRandom(7)
+  const due = Array.from({ length: 20 }, () => announceRefreshDueMs(T, random()))
+  assert.ok(due.every((ms) => ms >= T.announceRefreshMs / 2 && ms <= T.announceRefreshMs))
+  // 20 agents that published together refresh over minutes, not in one 15 s window
+  assert.ok(Math.max(...due) - Math.min(...due) > 60_000, `spread ${Math.max(...due) - Math.min(...due)} ms`)
 })

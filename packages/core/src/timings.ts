@@ -98,3 +98,14 @@ export const IN_PROCESS_MESH_TIMINGS: MeshTimings = {
 export function mdnsQueryIntervalMs(timings: MeshTimings, random: number): number {
   return Math.round(timings.mdnsIntervalMs * (0.5 + Math.min(Math.max(random, 0), 1)))
 }
+
+/**
+ * When the next slow refresh of this agent's announcement is due, after a publish: drawn from [0.5, 1] of
+ * `announceRefreshMs` each time. Agents started together published together and refreshed together every
+ * period (20 announcements relayed to every agent within seconds: a 15 s window 5 minutes after the
+ * bench's join measured 14 kB/s per agent). Never later than the period: a member that nobody watches is
+ * gone after two periods without one (membership.ts).
+ */
+export function announceRefreshDueMs(timings: MeshTimings, random: number): number {
+  return Math.round(timings.announceRefreshMs * (0.5 + 0.5 * Math.min(Math.max(random, 0), 1)))
+}

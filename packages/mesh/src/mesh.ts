@@ -10,6 +10,7 @@ import { hostname } from 'node:os'
 import type { Connection } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import {
+  announceRefreshDueMs,
   ANNOUNCEMENT_VERSION,
   clusterViewOf,
   encodeAnnouncement,
@@ -142,6 +143,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private seq = 0
   private latest: Announcement | undefined
   private publishedAt = 0
+  /** How long after `publishedAt` the slow refresh is due (drawn at each publish: announceRefreshDueMs). */
+  private refreshDueMs = 0
   /** A member joined since the last announcement: gossip ours again, so peers it reaches learn of us. */
   private joinedSinceAnnounce = false
   /**
@@ -306,7 +309,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const t = o.timings
     this.timers.push(
       setInterval(() => {
-        this.publish(this.joinedSinceAnnounce || this.now() - this.publishedAt >= t.announceRefreshMs)
+        this.publish(this.joinedSinceAnnounce || this.now() - this.publishedAt >= this.refreshDueMs)
         this.beat()
       }, t.announceIntervalMs)
     )
@@ -463,6 +466,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     const latest = this.latest as Announcement
     const topic = announceTopic(this.options.cluster)
     this.publishedAt = this.now()
+    this.refreshDueMs = announceRefreshDueMs(this.options.timings, Math.random())
     // Published to nobody (no peer has said yet that it subscribed, as on a new connection) it is lost
     // without an error: the join that asked for it stays owed (see the subscription listener in start).
     const reached = meshPeerCount(node, topic) > 0
