@@ -121,8 +121,8 @@ async function atRest(network, children, urls, seconds, withFootprint, settleSec
   const elapsed = (Date.now() - t0) / 1000
   const if1 = await Promise.all(network.hosts.map(interfaceCounters))
   const usage1 = children.map((c) => processUsage(c.pid))
-  // the counters after the bytes and CPU: each agent's /v1/cluster answer (tens of kB with 20 members) and
-  // building it were inside the window, about 2 kB/s per agent of the observer's own making
+  // the counters after the bytes and CPU: each agent's /v1/cluster answer (it grows with the members) and
+  // building it were counted inside the window, as the agents' own traffic and CPU
   const counters1 = await runScript(network.hosts[0], COUNTERS, urls)
   const perAgent = (f) => network.hosts.map((_, i) => f(i) / elapsed)
   const result = {

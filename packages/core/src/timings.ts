@@ -96,7 +96,7 @@ export const IN_PROCESS_MESH_TIMINGS: MeshTimings = {
  * Spread, the rounds drift apart after the first and a window holds its share of them.
  */
 export function mdnsQueryIntervalMs(timings: MeshTimings, random: number): number {
-  return Math.round(timings.mdnsIntervalMs * (0.5 + Math.min(Math.max(random, 0), 1)))
+  return drawnBetween(timings.mdnsIntervalMs * 0.5, timings.mdnsIntervalMs * 1.5, random)
 }
 
 /**
@@ -107,5 +107,10 @@ export function mdnsQueryIntervalMs(timings: MeshTimings, random: number): numbe
  * gone after two periods without one (membership.ts).
  */
 export function announceRefreshDueMs(timings: MeshTimings, random: number): number {
-  return Math.round(timings.announceRefreshMs * (0.5 + 0.5 * Math.min(Math.max(random, 0), 1)))
+  return drawnBetween(timings.announceRefreshMs * 0.5, timings.announceRefreshMs, random)
+}
+
+/** A whole number of ms from `lowMs` to `highMs` by `random` (in [0, 1); clamped, so never outside). */
+function drawnBetween(lowMs: number, highMs: number, random: number): number {
+  return Math.round(lowMs + (highMs - lowMs) * Math.min(Math.max(random, 0), 1))
 }
