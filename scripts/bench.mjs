@@ -89,6 +89,14 @@ check(
   '>=',
   1.3
 )
+// a big slow machine beside small fast ones: llama.cpp's default follows memory (issue 12, case (a))
+check(
+  'placement',
+  'placement, unlike memory: mesh / default split, slow node in its worst position',
+  s.placement?.memoryUnlike?.placement?.worstMeshOverDefault,
+  '>=',
+  1.3
+)
 check('placement', 'placement, identical nodes: mesh / llama.cpp default split', s.placement?.identical?.meshOverDefault, '>=', 0.97)
 check('placement', 'orchestration: mesh-started / by hand', s.placement?.overhead?.ratio, '>=', 0.97)
 // the planner's predicted tok/s within +-20 % of what its plan measured

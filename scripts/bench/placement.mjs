@@ -12,16 +12,21 @@
 //                  of an exhaustive sweep (round 1 sweeps every contiguous split the memory limits allow);
 //                  in the unlike scenario llama.cpp's default split runs with the slow node first, in the
 //                  middle and last in the --rpc order (its output layer goes to the last server), since the
-//                  default's loss depends on where the slow node sits. CPU rpc-servers on one machine report
-//                  the same free memory, so the default split is equal thirds here: the case where it follows a
-//                  big slow device's memory needs a GPU (scripts/gpu-check.mjs).
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+//                  default's loss depends on where the slow node sits.
+// llama.cpp's default split follows each device's memory (a CPU device reports the machine's RAM). CPU
+// rpc-servers on one machine all report the same, so in those two scenarios the default is equal thirds. A
+// third scenario gives the machines unlike memory too, the case where the default fails worst: a big slow
+// machine beside two small fast ones. Each host's rpc-server (and agent) runs with a preloaded shim that makes
+// sysconf(_SC_PHYS_PAGES), which ggml-cpu reads for its device memory, answer the host's size: the real
+// llama.cpp default, on machines of those sizes, as CPU quotas stand in for slower machines.
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { layerCapacity, tensorSplitForLayerCounts } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
 import { TestAgent } from '../../test/dist/helpers/agents.js'
+import { execa } from 'execa'
 import { commandLines, CpuGroup, decode, fmt, median, quotaHost, runScript, summary, table, waitUntil } from './lib.mjs'
 
 const CONTEXT = 512
@@ -79,27 +84,92 @@ const withSplit = (argv, split) => {
   return args
 }
 
+/**
+ * A shared library that makes sysconf(_SC_PHYS_PAGES) and sysconf(_SC_AVPHYS_PAGES) answer
+ * SOLLOL_BENCH_MEMORY_BYTES (when set): ggml-cpu reports that as its device memory, and llama.cpp's default
+ * split follows it. Built with the C compiler setup needs anyway.
+ */
+const MEMORY_SHIM = `#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+long sysconf(int name) {
+  static long (*real)(int);
+  if (!real) real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");
+  const char *bytes = getenv("SOLLOL_BENCH_MEMORY_BYTES");
+  if (bytes != NULL && (name == _SC_PHYS_PAGES || name == _SC_AVPHYS_PAGES)) return atoll(bytes) / real(_SC_PAGESIZE);
+  return real(name);
+}
+`
+
+async function buildMemoryShim(dir) {
+  writeFileSync(join(dir, 'memory-shim.c'), MEMORY_SHIM)
+  await execa('cc', ['-shared', '-fPIC', '-O2', '-o', join(dir, 'memory-shim.so'), join(dir, 'memory-shim.c'), '-ldl'])
+  return join(dir, 'memory-shim.so')
+}
+
+const GIB = 2 ** 30
+
+/** PLACEMENT_SCENARIOS=unlike,memory,identical (default: all three), to measure one alone while working on it. */
+const SCENARIOS = (process.env.PLACEMENT_SCENARIOS ?? 'unlike,memory,identical').split(',')
+
 export async function benchPlacement({ quick, log }) {
-  log('scenario: unlike speeds (CPU quotas 1, 1, 0.25)')
-  const unlike = await placementScenario({ quick, log, cores: [1, 1, 0.25], sweepSplits: true, slowPositions: true })
-  log('scenario: identical nodes (CPU quotas 1, 1, 1)')
-  const identical = await placementScenario({ quick, log, cores: [1, 1, 1], sweepSplits: false, slowPositions: false })
+  let unlike
+  let memory
+  let identical
+  if (SCENARIOS.includes('unlike')) {
+    log('scenario: unlike speeds (CPU quotas 1, 1, 0.25)')
+    unlike = await placementScenario({ quick, log, cores: [1, 1, 0.25], sweepSplits: true, slowPositions: true })
+  }
+  if (SCENARIOS.includes('memory')) {
+    // Issue 12's case (a): the slow machine has 8 GiB, the fast ones 1 GiB each, so llama.cpp's default
+    // puts 80 % of the layers on the slow one; every node offers what it holds, the slow one the whole model.
+    log('scenario: unlike speeds and memory (CPU quotas 1, 1, 0.25; machines of 1, 1 and 8 GiB)')
+    const r = await placementScenario({
+      quick,
+      log,
+      cores: [1, 1, 0.25],
+      machineBytes: [GIB, GIB, 8 * GIB],
+      slowOffersAll: true,
+      // its default runs are slow (most layers on the quarter core): fewer rounds, the same four orders each
+      rounds: quick ? 2 : 3,
+      sweepSplits: false,
+      slowPositions: true
+    })
+    memory = {
+      cores: r.cores,
+      machineBytes: r.machineBytes,
+      meshPlan: r.meshPlan,
+      placement: r.placement,
+      prediction: r.prediction,
+      target: 1.3
+    }
+  }
+  if (SCENARIOS.includes('identical')) {
+    log('scenario: identical nodes (CPU quotas 1, 1, 1)')
+    identical = await placementScenario({ quick, log, cores: [1, 1, 1], sweepSplits: false, slowPositions: false })
+  }
   return {
     ...unlike,
-    identical: {
-      cores: identical.cores,
-      meshPlan: identical.meshPlan,
-      meshOverDefault: identical.placement.meshOverDefault,
-      meshPlanTokensPerSecond: identical.placement.meshPlanTokensPerSecond,
-      defaultSplitTokensPerSecond: identical.placement.defaultSplitTokensPerSecond,
-      prediction: identical.prediction,
-      target: 0.97
-    }
+    ...(memory !== undefined ? { memoryUnlike: memory } : {}),
+    ...(identical !== undefined
+      ? {
+          identical: {
+            cores: identical.cores,
+            meshPlan: identical.meshPlan,
+            meshOverDefault: identical.placement.meshOverDefault,
+            meshPlanTokensPerSecond: identical.placement.meshPlanTokensPerSecond,
+            defaultSplitTokensPerSecond: identical.placement.defaultSplitTokensPerSecond,
+            prediction: identical.prediction,
+            target: 0.97
+          }
+        }
+      : {})
   }
 }
 
-async function placementScenario({ quick, log, cores, sweepSplits, slowPositions }) {
-  const rounds = quick ? 3 : 4
+async function placementScenario({ quick, log, cores, sweepSplits, slowPositions, machineBytes, slowOffersAll = false, ...o }) {
+  const rounds = o.rounds ?? (quick ? 3 : 4)
   const runs = quick ? 4 : 6
   const tokens = 48
   const sweepTokens = 48
@@ -116,20 +186,27 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
   while (layerCapacity(planModel, { isHost: true, memoryBudget: offer }, true, CONTEXT) < MAX_LAYERS_PER_NODE) offer += 256 * 1024
   if (layerCapacity(planModel, { isHost: false, memoryBudget: offer }, false, CONTEXT) !== MAX_LAYERS_PER_NODE)
     throw new Error('the memory offer does not give every node the same capacity')
+  const slowIndex = cores.indexOf(Math.min(...cores))
+  // the slow node offers every layer and the output head: it could hold the model alone
+  let bigOffer = offer
+  while (layerCapacity(planModel, { isHost: false, memoryBudget: bigOffer }, true, CONTEXT) < info.layerCount) bigOffer += 1024 * 1024
+  const offers = cores.map((_, i) => (slowOffersAll && i === slowIndex ? bigOffer : offer))
+  // each host's machine size, as its rpc-server reports it (see MEMORY_SHIM); undefined: this machine's
+  const shim = machineBytes !== undefined ? await buildMemoryShim(dir) : undefined
+  const envOf = (i) => (shim !== undefined ? { LD_PRELOAD: shim, SOLLOL_BENCH_MEMORY_BYTES: String(machineBytes[i]) } : {})
   const groups = cores.map((c, i) => new CpuGroup(`sollol-bench-${process.pid}-h${i + 1}`, c))
   const network = TestNetwork.create([{}, {}, {}])
   const hosts = network.hosts.map((h, i) => quotaHost(h, groups[i]))
   const client = network.hosts[1] // outside any quota: the client must not be the bottleneck
-  const common = ['--rpc-access', 'open', '--rpc-threads', '1', '--ctx-size', String(CONTEXT), '--max-memory', String(offer)]
-  const agents = [
-    new TestAgent(hosts[0], dir, [...common, '--model', model]),
-    new TestAgent(hosts[1], dir, common),
-    new TestAgent(hosts[2], dir, common)
-  ]
+  const common = ['--rpc-access', 'open', '--rpc-threads', '1', '--ctx-size', String(CONTEXT)]
+  const agents = hosts.map(
+    (h, i) => new TestAgent(h, dir, [...common, '--max-memory', String(offers[i]), ...(i === 0 ? ['--model', model] : [])])
+  )
   const result = {
     model: `16 layers x 768 embedding, f16, ${(statSync(model).size / 1e6).toFixed(0)} MB`,
     cores,
-    offerBytes: offer,
+    ...(machineBytes !== undefined ? { machineBytes } : {}),
+    offerBytes: offers,
     maxLayersPerNode: MAX_LAYERS_PER_NODE,
     rounds,
     runs,
@@ -143,8 +220,9 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
   try {
     for (let round = 1; round <= rounds; round++) {
       // ---- mesh phase
-      for (const a of [agents[1], agents[2], agents[0]]) {
-        a.start()
+      for (const i of [1, 2, 0]) {
+        const a = agents[i]
+        a.start([], envOf(i))
         await waitUntil(`agent on ${a.host.name}`, () => a.view(), 120_000)
       }
       const view = await waitUntil(
@@ -191,7 +269,7 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
       // ---- by-hand phase: the same rpc-servers, llama-server typed by hand
       const rpcServers = recorded.rpc.map((argv, i) => {
         const host = hosts[i]
-        return host.run('/bin/sh', ['-c', 'trap "" PIPE; exec "$0" "$@"', ...argv], { stdin: 'ignore' })
+        return host.run('/bin/sh', ['-c', 'trap "" PIPE; exec "$0" "$@"', ...argv], { stdin: 'ignore', env: envOf(i) })
       })
       try {
         for (const [i, argv] of recorded.rpc.entries()) {
@@ -211,11 +289,14 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
             return await decode(client, recorded.url, n, reps)
           } finally {
             server.kill('SIGTERM')
-            await server
+            const { all, stdout, stderr } = await server
+            // where llama.cpp put the weights (what its default split did), once per configuration
+            if (round === 1 && !name.startsWith('sweep') && !name.startsWith('finalist'))
+              log(`  ${name}: model weights per server (MiB): ${weightsPerServer(all ?? `${stdout}\n${stderr}`, nodeOf)}`)
           }
         }
         // the slowest host (by its quota) first, in the middle, last; the others in the mesh's order
-        const slow = order.find((endpoint) => nodeOf(endpoint) === cores.indexOf(Math.min(...cores)))
+        const slow = order.find((endpoint) => nodeOf(endpoint) === slowIndex)
         const others = order.filter((endpoint) => endpoint !== slow)
         const positions = { first: [slow, ...others], middle: [others[0], slow, others[1]], last: [...others, slow] }
         /** llama-server's arguments for a split of the layers over the servers in `rpcOrder`. */
@@ -227,7 +308,12 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
           sweep = []
           for (const rpcOrder of orders) {
             const capacities = rpcOrder.map((endpoint, i) =>
-              layerCapacity(planModel, { isHost: nodeOf(endpoint) === 0, memoryBudget: offer }, i === rpcOrder.length - 1, CONTEXT)
+              layerCapacity(
+                planModel,
+                { isHost: nodeOf(endpoint) === 0, memoryBudget: offers[nodeOf(endpoint)] },
+                i === rpcOrder.length - 1,
+                CONTEXT
+              )
             )
             const splits = contiguousSplits(capacities, info.layerCount)
             log(
@@ -338,6 +424,14 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
       `\nprediction: ${fmt(predicted, 1)} tok/s predicted / ${fmt(started.median, 1)} measured = ${fmt(result.prediction.ratio)} (target 0.8-1.2)`
   )
   return result
+}
+
+/** `h2 98, h3 30, h1 100`: the RPC model buffers llama-server's log reports, by host, in --rpc order. */
+function weightsPerServer(output, nodeOf) {
+  const found = [...String(output).matchAll(/RPC\d+\[([^\]]+)\] model buffer size =\s+([\d.]+) MiB/g)]
+  return found.length === 0
+    ? '(not in the log)'
+    : found.map(([, endpoint, mib]) => `h${nodeOf(endpoint) + 1} ${Math.round(Number(mib))}`).join(', ')
 }
 
 /** The mesh's llama-server command line exactly as the mesh ran it. */
