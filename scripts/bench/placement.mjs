@@ -255,11 +255,15 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
         const speedOf = order.map(
           (endpoint) => view.nodes.find((n) => `${n.rpc.host}:${n.rpc.port}` === endpoint)?.speed?.secondsPerGiB ?? null
         )
+        const fixedOf = order.map(
+          (endpoint) => view.nodes.find((n) => `${n.rpc.host}:${n.rpc.port}` === endpoint)?.speed?.fixedSecondsPerToken ?? null
+        )
         recorded = { llama: llama.argv, rpc: rpc.map((r) => r.argv), order, counts, speedOf, url }
         result.meshPlan = {
           order,
           layerCounts: counts,
           measuredSecondsPerGiB: speedOf,
+          measuredFixedSecondsPerToken: fixedOf,
           predictedTokensPerSecond: view.plan.predictedTokensPerSecond
         }
         log(`mesh plan: ${order.map((e, i) => `${e} ${counts[i]} layers`).join(', ')}`)

@@ -430,3 +430,23 @@ test('a GPU priced by its fitted cost holds the model it fits; the CPU of its se
   assert.deepEqual(deviceCounts(old), ['box/CUDA0:16'])
   assert.ok((old.nodes[0]?.secondsPerToken ?? 0) < gpu.secondsPerToken)
 })
+
+test("a plan pays its stages' fixed part once (llama-server's own step), not once per stage", () => {
+  // three CPU nodes, each calibrated at 3 ms a token whatever it holds; the model needs all three
+  const m = model(12, 100)
+  const fixed = 0.003
+  const nodes = ['a', 'b', 'c'].map((id, i) => node(id, 550, 1, { fixedSecondsPerToken: fixed + i * 0.0005, isHost: i === 0 }))
+  const p = plan({ model: m, nodes, contextSize: 256 })
+  assert.equal(p.nodes.length, 3)
+  const withoutFixed = plan({ model: m, nodes: nodes.map(({ fixedSecondsPerToken: _, ...n }) => n), contextSize: 256 })
+  assert.deepEqual(counts(p), counts(withoutFixed))
+  // the largest fixed part (c's, 4 ms, less the loopback hop the calibration included), once
+  const once = fixed + 0.001 - 0.0002
+  assert.ok(Math.abs(p.predictedSecondsPerToken - withoutFixed.predictedSecondsPerToken - once) < 1e-9, String(p.predictedSecondsPerToken))
+  // the stages' shares add up to the plan's prediction, the fixed part on the stage that brought it
+  const shares = p.nodes.reduce((sum, n) => sum + n.secondsPerToken, 0)
+  assert.ok(Math.abs(shares - p.predictedSecondsPerToken) < 1e-9, `${shares} != ${p.predictedSecondsPerToken}`)
+  const c = p.nodes.find((n) => n.peerId === 'c')
+  const cWithout = withoutFixed.nodes.find((n) => n.peerId === 'c')
+  assert.ok(c !== undefined && cWithout !== undefined && Math.abs(c.secondsPerToken - cWithout.secondsPerToken - once) < 1e-9)
+})

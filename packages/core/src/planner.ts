@@ -208,10 +208,13 @@ interface Stage {
 }
 
 /**
- * A device's fixed per-token cost as the plan prices it: the calibration's, less the loopback round trip
- * it included (the plan prices each hop itself). The calibration's fixed part also holds llama-server's
- * own step, which a cluster pays once however many devices it uses: charging it per device slightly
- * favours fewer devices, which a small model (where it matters) gains from anyway.
+ * A device's fixed per-token cost as the calibration measured it, less the loopback round trip it included
+ * (the plan prices each hop itself). What is left is mostly llama-server's own step (sampling, the batch,
+ * the graph's non-layer part), which a cluster pays once however many devices it uses; what grows with
+ * the layers (building and sending their graph) is in the per-byte price, since the two calibration models
+ * differ only in layers. So a plan pays the largest fixed part of its stages once (see `fixedShare`):
+ * charged per stage, three CPU nodes of the placement bench were priced 9 ms a token they never spent, and
+ * the prediction came out at 0.35-0.53 of the measured speed.
  */
 function fixedPart(measured: number | undefined): number {
   return Math.max(0, (measured ?? 0) - LOCAL_HOP_SECONDS)
@@ -364,12 +367,15 @@ export function plan(input: PlanInput): Plan {
     // The output stage must be used even with no layers (it holds the output head); others with none are dropped.
     if (order.some((s) => (counts.get(s) ?? 0) === 0 && s !== last)) return undefined // the same layout is found with the smaller subset
     let first = 0
-    const cost = order.reduce((sum, s) => {
-      const count = counts.get(s) ?? 0
-      const seconds = layerGiB(first, count) * speedOf(s) + s.fixedSeconds + s.node.hopSeconds
-      first += count
-      return sum + seconds
-    }, outputSeconds(last))
+    const cost = order.reduce(
+      (sum, s) => {
+        const count = counts.get(s) ?? 0
+        const seconds = layerGiB(first, count) * speedOf(s) + s.node.hopSeconds
+        first += count
+        return sum + seconds
+      },
+      outputSeconds(last) + Math.max(0, ...order.map((s) => s.fixedSeconds))
+    )
     return { order, counts: order.map((s) => counts.get(s) ?? 0), cost }
   }
 
@@ -422,6 +428,11 @@ export function plan(input: PlanInput): Plan {
   }
 
   const chosen = best
+  // the plan's fixed part, paid once: shown on the stage that brought the largest (the first such)
+  const fixedShare = chosen.order.reduce<Stage | undefined>(
+    (m, s) => (m === undefined || s.fixedSeconds > m.fixedSeconds ? s : m),
+    undefined
+  )
   let first = 0
   const nodes: NodePlan[] = chosen.order.map((s, i) => {
     const n = s.node
@@ -461,7 +472,8 @@ export function plan(input: PlanInput): Plan {
       memory,
       secondsPerGiB: speedOf(s),
       speedMeasured: s.secondsPerGiB !== undefined,
-      secondsPerToken: (weights / GIB) * speedOf(s) + s.fixedSeconds + n.hopSeconds + (output ? outputSeconds(s) : 0),
+      secondsPerToken:
+        (weights / GIB) * speedOf(s) + (s === fixedShare ? s.fixedSeconds : 0) + n.hopSeconds + (output ? outputSeconds(s) : 0),
       why: output ? `${why}; holds the output layer` : why
     }
   })

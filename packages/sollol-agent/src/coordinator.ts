@@ -119,6 +119,8 @@ interface Running {
   readonly signature: string
   readonly plan: Plan
   readonly llama: LlamaServerSupervisor
+  /** The plan's cost per token with what is known now (see `reprice`): a re-plan's gain is weighed against it. */
+  predictedSecondsPerToken: number
 }
 
 /** The parts of a plan that require a restart when they change. */
@@ -332,6 +334,7 @@ export class Coordination {
     // The plan is made only where it may be used: making it opens tunnels to the nodes it names.
     const desired = isCoordinator && this.servingTermValue === term ? await this.desiredPlan(live, term) : undefined
     const running = this.running
+    if (running !== undefined && desired !== undefined) this.reprice(running, desired.plan)
     const ready = running !== undefined && this.planView?.server.state === 'ready'
     const result = nextActions(
       desired?.serving,
@@ -345,7 +348,7 @@ export class Coordination {
             ? undefined
             : {
                 signature: running.signature,
-                predictedSecondsPerToken: running.plan.predictedSecondsPerToken,
+                predictedSecondsPerToken: running.predictedSecondsPerToken,
                 nodes: running.plan.nodes.map((n) => n.peerId),
                 ready,
                 frozen: ready && running.llama.isFrozen()
@@ -362,6 +365,30 @@ export class Coordination {
     this.rs = result.state
     this.explainWaiting(result.waiting, model !== undefined, term)
     for (const action of result.actions) await this.execute(action, desired?.plan, term)
+  }
+
+  /**
+   * Prices the running plan with what is known now. A plan with the same layout (signature) as the running
+   * one costs what the running one does, so the desired plan's price is the running plan's. The first price
+   * came from the RTTs sampled during start-up load (they only go down after: the minimum of one ping a
+   * minute) and from the speeds announced then: in the placement bench a 7/2/7 plan priced at 26 tok/s
+   * served 83, and a re-plan's gain was weighed against that stale figure. The view's prediction follows
+   * (announced when it moved by more than 5 %, so that a settling RTT does not re-gossip every minute).
+   */
+  private reprice(running: Running, desired: Plan): void {
+    if (signatureOf(desired) !== running.signature) return
+    const now = desired.predictedSecondsPerToken
+    if (!(now > 0) || Math.abs(now - running.predictedSecondsPerToken) <= 0.05 * running.predictedSecondsPerToken) return
+    this.o.logger.info(
+      { before: Number((1 / running.predictedSecondsPerToken).toFixed(1)), now: Number((1 / now).toFixed(1)) },
+      'the running plan re-priced with what is known now (tokens per second predicted)'
+    )
+    running.predictedSecondsPerToken = now
+    const view = this.planView
+    if (view !== null) {
+      this.planView = { ...view, predictedTokensPerSecond: desired.predictedTokensPerSecond }
+      this.o.mesh.announceNow()
+    }
   }
 
   /** Remembers the nodes of the plan another coordinator serves (its announcement goes when it does). */
@@ -412,7 +439,7 @@ export class Coordination {
         if (action.why === 'pays')
           this.o.logger.info(
             {
-              current: this.running?.plan.predictedSecondsPerToken,
+              current: this.running?.predictedSecondsPerToken,
               desired: desired.predictedSecondsPerToken,
               lastLoadMs: this.lastLoadMs
             },
@@ -727,7 +754,13 @@ export class Coordination {
       timings: this.o.supervisorTimings,
       logger: log
     })
-    const running: Running = { startedAt: this.o.now(), signature, plan: desired, llama }
+    const running: Running = {
+      startedAt: this.o.now(),
+      signature,
+      plan: desired,
+      llama,
+      predictedSecondsPerToken: desired.predictedSecondsPerToken
+    }
     this.lastStartedPeers = new Set(desired.nodes.map((n) => n.peerId))
     this.running = running
     llama.on('exit', (kind) => {
