@@ -213,8 +213,7 @@ interface Stage {
  * the graph's non-layer part), which a cluster pays once however many devices it uses; what grows with
  * the layers (building and sending their graph) is in the per-byte price, since the two calibration models
  * differ only in layers. So a plan pays the largest fixed part of its stages once (see `fixedShare`):
- * charged per stage, three CPU nodes of the placement bench were priced 9 ms a token they never spent, and
- * the prediction came out at 0.35-0.53 of the measured speed.
+ * charged per stage, three CPU nodes of the placement bench were priced 9 ms a token they never spent.
  */
 function fixedPart(measured: number | undefined): number {
   return Math.max(0, (measured ?? 0) - LOCAL_HOP_SECONDS)

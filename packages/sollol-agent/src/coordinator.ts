@@ -371,9 +371,9 @@ export class Coordination {
    * Prices the running plan with what is known now. A plan with the same layout (signature) as the running
    * one costs what the running one does, so the desired plan's price is the running plan's. The first price
    * came from the RTTs sampled during start-up load (they only go down after: the minimum of one ping a
-   * minute) and from the speeds announced then: in the placement bench a 7/2/7 plan priced at 26 tok/s
-   * served 83, and a re-plan's gain was weighed against that stale figure. The view's prediction follows
-   * (announced when it moved by more than 5 %, so that a settling RTT does not re-gossip every minute).
+   * minute) and the speeds announced then, and it was kept: the view showed it for good, and a re-plan's
+   * gain was weighed against it. The view's prediction follows (announced when it moved by more than 5 %,
+   * so that a settling RTT does not re-gossip every minute).
    */
   private reprice(running: Running, desired: Plan): void {
     if (signatureOf(desired) !== running.signature) return
