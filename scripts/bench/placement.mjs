@@ -293,10 +293,10 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
             return await decode(client, recorded.url, n, reps)
           } finally {
             server.kill('SIGTERM')
-            const { all, stdout, stderr } = await server
+            const { stdout, stderr } = await server
             // where llama.cpp put the weights (what its default split did), once per configuration
             if (round === 1 && !name.startsWith('sweep') && !name.startsWith('finalist'))
-              log(`  ${name}: model weights per server (MiB): ${weightsPerServer(all ?? `${stdout}\n${stderr}`, nodeOf)}`)
+              log(`  ${name}: model weights per server (MiB): ${weightsPerServer(`${stdout}\n${stderr}`, nodeOf)}`)
           }
         }
         // the slowest host (by its quota) first, in the middle, last; the others in the mesh's order
