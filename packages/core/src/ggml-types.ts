@@ -25,3 +25,8 @@ export function ggmlTypeBytes(type: number | string, values: number): number | u
   const t = GGML_TYPES.find((x) => (typeof type === 'number' ? x.id === type : x.name === type))
   return t === undefined ? undefined : Math.ceil(values / t.values) * t.bytes
 }
+
+/** The name of a ggml type by its GGUF id (`q4_k`), or undefined for one not listed. */
+export function ggmlTypeName(id: number): string | undefined {
+  return GGML_TYPES.find((x) => x.id === id)?.name
+}

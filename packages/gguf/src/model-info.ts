@@ -2,7 +2,7 @@
  * What a planner needs to know about a model, derived from a GGUF file's header alone.
  * Pure: takes the parsed header, does no I/O.
  */
-import { ExitCode, ggmlTypeBytes, kvBytesPerToken, SollolError, type SlidingWindow } from '@sollol/core'
+import { ExitCode, ggmlTypeBytes, ggmlTypeName, kvBytesPerToken, SollolError, type SlidingWindow } from '@sollol/core'
 
 /** One tensor as listed in a GGUF header. `offset` is relative to the start of the tensor data. */
 export interface TensorEntry {
@@ -42,6 +42,11 @@ export interface ModelInfo {
   readonly keyLength: number
   readonly valueLength: number
   readonly vocabSize: number
+  /**
+   * The ggml type that holds most of the layers' bytes (`q4_k` in a Q4_K_M file, whose layers mix q4_k and
+   * q6_k), by name; the id in brackets for a type this reader does not name. What a calibration copies.
+   */
+  readonly layerWeightType: string
   /** Bytes of the weights of each repeating layer `blk.N.*`, index = layer. */
   readonly layerWeightBytes: readonly number[]
   /** Bytes of the input embeddings (token_embd); they stay on the host that runs llama-server. */
@@ -218,6 +223,10 @@ export function describeModel(header: GgufHeader): ModelInfo {
       if (name === 'output.weight') hasOutputWeight = true
     }
   }
+  const bytesByType = new Map<number, number>()
+  for (const t of header.tensors)
+    if (LAYER_TENSOR.test(t.name)) bytesByType.set(t.ggmlType, (bytesByType.get(t.ggmlType) ?? 0) + (sizes.get(t.name) ?? 0))
+  const [mainType] = [...bytesByType].reduce<[number, number]>((best, e) => (e[1] > best[1] ? e : best), [0, -1])
   const tiedOutput = !hasOutputWeight
   if (tiedOutput) outputBytes += embeddingBytes
 
@@ -235,6 +244,7 @@ export function describeModel(header: GgufHeader): ModelInfo {
     keyLength,
     valueLength,
     vocabSize,
+    layerWeightType: ggmlTypeName(mainType) ?? `[${mainType}]`,
     layerWeightBytes,
     embeddingBytes,
     outputBytes,

@@ -15,7 +15,8 @@ import {
   type TestArchitecture
 } from './test-model.js'
 import type { MetadataEntry } from './writer.js'
-import { readModelInfo } from './read.js'
+import { readGgufHeader, readModelInfo } from './read.js'
+import { describeModel } from './model-info.js'
 
 test('the default test model is about 1.5 MB with 8 layers, and reads back as written', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sollol-gguf-'))
@@ -59,7 +60,37 @@ test('same options and seed give the same bytes; another seed gives other weight
 test('invalid options are rejected with what was expected and what arrived', () => {
   assert.throws(() => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, layers: 0 }), /Expected --layers to be an integer 1-512, got `0`/)
   assert.throws(() => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, embd: 66 }), /multiple of 2 x heads/)
-  assert.throws(() => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, type: 'q4' as 'f32' }), /f32 or f16/)
+  assert.throws(() => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, type: 'q4' as 'f32' }), /one of f32, f16, q4_0.*got `q4`/)
+  // a row of a k-quant holds whole blocks of 256
+  assert.throws(
+    () => validateTestModelOptions({ ...DEFAULT_TEST_MODEL, embd: 128, ff: 256, type: 'q4_k' }),
+    /--embd and --ff to be multiples of 256 for q4_k .*got `128` and `256`/
+  )
+})
+
+test('a quantized model: its layers in the type with whole blocks and finite scales, embeddings in f16', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sollol-gguf-'))
+  try {
+    const options = { ...DEFAULT_TEST_MODEL, layers: 2, embd: 256, ff: 512, heads: 2, type: 'q4_k' as const }
+    const path = join(dir, 'q.gguf')
+    writeTestModel(path, options)
+    const header = await readGgufHeader(path)
+    const info = describeModel(header)
+    assert.equal(info.layerWeightType, 'q4_k')
+    // 4 x 256 x 256 + 3 x 256 x 512 values of q4_k (144 bytes a block of 256), two f32 norms
+    const perLayer = ((4 * 256 * 256 + 3 * 256 * 512) / 256) * 144 + 2 * 256 * 4
+    for (const bytes of info.layerWeightBytes) assert.ok(bytes >= perLayer && bytes < perLayer + 9 * 32, `layer bytes ${bytes}`)
+    assert.equal(header.tensors.find((t) => t.name === 'token_embd.weight')?.ggmlType, 1)
+    // every block's d and dmin (the first two halves) are the same finite scale
+    const q = header.tensors.find((t) => t.name === 'blk.0.attn_q.weight')
+    assert.ok(q !== undefined && q.ggmlType === 12)
+    const data = readFileSync(path).subarray(header.tensorDataOffset + q.offset, header.tensorDataOffset + q.offset + 144 * 256)
+    const scales = new Set<number>()
+    for (let at = 0; at < data.length; at += 144) scales.add(data.readUInt16LE(at)).add(data.readUInt16LE(at + 2))
+    assert.deepEqual([...scales], [0x1c00]) // 1/256 in binary16
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('the vocabulary has the special tokens first and all 256 byte tokens', () => {

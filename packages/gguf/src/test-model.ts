@@ -7,7 +7,7 @@
  * text with it, so tests, benchmarks and a user's smoke test need no download. Same options + seed = same bytes.
  * The tensor names and shapes are llama.cpp's (src/models/<arch>.cpp of the release we build).
  */
-import { TensorType, ValueType, writeGguf, type MetadataEntry, type TensorSpec } from './writer.js'
+import { QUANTIZED_LAYOUTS, TensorType, ValueType, writeGguf, type MetadataEntry, type TensorSpec } from './writer.js'
 import { ExitCode, SollolError } from '@sollol/core'
 import { seededRandom } from '@sollol/core'
 
@@ -28,6 +28,48 @@ export function deciLayerShapes(layers: number, heads: number, ff: number): { kv
   }
 }
 
+/**
+ * The weight types a generated model's layers can have: f32, f16, or one of ggml's quantized types (random
+ * blocks: a model to time, whose text is noise; see writer.ts). Only the layers' matrices are quantized;
+ * embeddings stay f16 and norms f32, as in the files people download.
+ */
+export const TEST_WEIGHT_TYPES = {
+  f32: TensorType.F32,
+  f16: TensorType.F16,
+  q4_0: TensorType.Q4_0,
+  q4_1: TensorType.Q4_1,
+  q5_0: TensorType.Q5_0,
+  q5_1: TensorType.Q5_1,
+  q8_0: TensorType.Q8_0,
+  q2_k: TensorType.Q2_K,
+  q3_k: TensorType.Q3_K,
+  q4_k: TensorType.Q4_K,
+  q5_k: TensorType.Q5_K,
+  q6_k: TensorType.Q6_K
+} as const
+export type TestWeightType = keyof typeof TEST_WEIGHT_TYPES
+
+/** llama.cpp's `general.file_type` (llama_ftype) for a model whose layers are of that type. */
+const FILE_TYPES: Record<TestWeightType, number> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q8_0: 7,
+  q5_0: 8,
+  q5_1: 9,
+  q2_k: 10,
+  q3_k: 11,
+  q4_k: 14,
+  q5_k: 16,
+  q6_k: 18
+}
+
+/** Values per block of a weight type: every row of a quantized matrix holds whole blocks. */
+export function weightTypeBlock(type: TestWeightType): number {
+  return QUANTIZED_LAYOUTS.get(TEST_WEIGHT_TYPES[type])?.values ?? 1
+}
+
 /** gemma3: the sliding window in tokens (5 layers in 6 use it, llama.cpp's default pattern). */
 export const TEST_SLIDING_WINDOW = 128
 
@@ -42,7 +84,8 @@ export interface TestModelOptions {
   readonly ff: number
   readonly heads: number
   readonly contextLength: number
-  readonly type: 'f32' | 'f16'
+  /** The layers' weight type (TEST_WEIGHT_TYPES). */
+  readonly type: TestWeightType
   readonly seed: number
   /** Standard deviation of the random weights: large values give varied greedy output. */
   readonly weightStd: number
@@ -85,8 +128,10 @@ export function validateTestModelOptions(options: TestModelOptions): TestModelOp
   if (options.embd % options.heads !== 0 || (options.embd / options.heads) % 2 !== 0) {
     throw new TestModelOptionError(`Expected --embd to be a multiple of 2 x heads (${2 * options.heads}), got \`${options.embd}\``)
   }
-  if (options.type !== 'f32' && options.type !== 'f16')
-    throw new TestModelOptionError(`Expected --type to be f32 or f16, got \`${String(options.type)}\``)
+  if (!Object.hasOwn(TEST_WEIGHT_TYPES, options.type))
+    throw new TestModelOptionError(
+      `Expected --type to be one of ${Object.keys(TEST_WEIGHT_TYPES).join(', ')}, got \`${String(options.type)}\``
+    )
   if (options.arch !== undefined && !(TEST_ARCHITECTURES as readonly string[]).includes(options.arch))
     throw new TestModelOptionError(`Expected --arch to be one of ${TEST_ARCHITECTURES.join(', ')}, got \`${String(options.arch)}\``)
   if (options.arch === 'deci' && (options.heads % 4 !== 0 || options.ff % 2 !== 0))
@@ -95,6 +140,13 @@ export function validateTestModelOptions(options: TestModelOptions): TestModelOp
     )
   if (options.arch === 'qwen3moe' && options.ff % TEST_MOE.used !== 0)
     throw new TestModelOptionError(`Expected --ff to be a multiple of ${TEST_MOE.used} for qwen3moe, got \`${options.ff}\``)
+  const block = weightTypeBlock(options.type)
+  // every matrix row of a layer is embd or ff wide (deci: ff / 2, qwen3moe: ff / 2 per expert)
+  const narrowestFf = options.arch === 'deci' || options.arch === 'qwen3moe' ? options.ff / 2 : options.ff
+  if (options.embd % block !== 0 || narrowestFf % block !== 0)
+    throw new TestModelOptionError(
+      `Expected --embd and --ff${narrowestFf !== options.ff ? ' / 2' : ''} to be multiples of ${block} for ${options.type} (its block), got \`${options.embd}\` and \`${options.ff}\``
+    )
   return options
 }
 
@@ -275,7 +327,9 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
   const o = validateTestModelOptions(options)
   const vocab = testVocabulary()
   const headDim = o.embd / o.heads
-  const weightType = o.type === 'f32' ? TensorType.F32 : TensorType.F16
+  const weightType = TEST_WEIGHT_TYPES[o.type]
+  // a quantized model keeps its embeddings in f16 (get_rows of any type works, but f16 is what files have)
+  const embeddingType = QUANTIZED_LAYOUTS.has(weightType) ? TensorType.F16 : weightType
   const u32 = (value: number): MetadataEntry => ({ type: ValueType.UINT32, value })
   const suppressed = vocab.flatMap((entry, id) => (entry.type === BYTE || entry.type === UNKNOWN ? [id] : []))
 
@@ -286,7 +340,7 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
   const metadata = new Map<string, MetadataEntry>([
     ['general.architecture', { type: ValueType.STRING, value: arch }],
     ['general.name', { type: ValueType.STRING, value: `sollol-test-${arch === 'llama' ? '' : `${arch}-`}${o.layers}x${o.embd}-${o.type}` }],
-    ['general.file_type', u32(o.type === 'f32' ? 0 : 1)],
+    ['general.file_type', u32(FILE_TYPES[o.type])],
     [a('context_length'), u32(o.contextLength)],
     [a('embedding_length'), u32(o.embd)],
     [a('block_count'), u32(o.layers)],
@@ -326,13 +380,13 @@ export function buildTestModel(options: TestModelOptions = DEFAULT_TEST_MODEL): 
   const random = (name: string, shape: number[], type = weightType): void => {
     const seed = (tensorSeed = (Math.imul(tensorSeed, 1664525) + 1013904223) >>> 0)
     const count = shape.reduce((a, b) => a * b, 1)
-    tensors.push({ name, shape, type, values: () => normalValues(count, o.weightStd, seed) })
+    tensors.push({ name, shape, type, seed, values: () => normalValues(count, o.weightStd, seed) })
   }
   const ones = (name: string, length: number): void => {
     tensors.push({ name, shape: [length], type: TensorType.F32, values: () => new Float32Array(length).fill(1) })
   }
 
-  random('token_embd.weight', [o.embd, vocab.length])
+  random('token_embd.weight', [o.embd, vocab.length], embeddingType)
   ones('output_norm.weight', o.embd)
   for (let layer = 0; layer < o.layers; layer++) {
     const p = `blk.${layer}.`

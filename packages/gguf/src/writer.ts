@@ -1,6 +1,6 @@
 /**
  * A minimal GGUF v3 writer: enough for the generated test models (scalars, strings, arrays of them,
- * F32/F16 tensors). The header is built in memory; tensor data is streamed by the caller's generator
+ * F32/F16 tensors, and quantized tensors of random blocks: see `QUANTIZED_LAYOUTS`). The header is built in memory; tensor data is streamed by the caller's generator
  * so a 100 MB model never sits in memory twice.
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
@@ -25,8 +25,40 @@ export enum ValueType {
 
 export enum TensorType {
   F32 = 0,
-  F16 = 1
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14
 }
+
+/**
+ * The block of each quantized type (ggml-common.h of the release we build): values and bytes per block, and
+ * where its f16 scales sit. A quantized tensor is written as random quants with small finite scales: what
+ * a calibration model needs (llama.cpp runs it at a real model's speed, the same kernels over the same
+ * bytes), not what a quantizer would make of real weights.
+ */
+export const QUANTIZED_LAYOUTS: ReadonlyMap<
+  TensorType,
+  { readonly values: number; readonly bytes: number; readonly scales: readonly number[] }
+> = new Map([
+  [TensorType.Q4_0, { values: 32, bytes: 18, scales: [0] }],
+  [TensorType.Q4_1, { values: 32, bytes: 20, scales: [0, 2] }],
+  [TensorType.Q5_0, { values: 32, bytes: 22, scales: [0] }],
+  [TensorType.Q5_1, { values: 32, bytes: 24, scales: [0, 2] }],
+  [TensorType.Q8_0, { values: 32, bytes: 34, scales: [0] }],
+  [TensorType.Q2_K, { values: 256, bytes: 84, scales: [80, 82] }],
+  [TensorType.Q3_K, { values: 256, bytes: 110, scales: [108] }],
+  [TensorType.Q4_K, { values: 256, bytes: 144, scales: [0, 2] }],
+  [TensorType.Q5_K, { values: 256, bytes: 176, scales: [0, 2] }],
+  [TensorType.Q6_K, { values: 256, bytes: 210, scales: [208] }]
+])
 
 export type MetadataEntry =
   | {
@@ -44,8 +76,12 @@ export interface TensorSpec {
   /** GGUF dimension order: ne0 (the contiguous one) first. */
   readonly shape: readonly number[]
   readonly type: TensorType
-  /** Produces the tensor's values in order; called once, when the data is written. */
+  /**
+   * Produces the tensor's values in order; called once, when the data is written. A quantized tensor's
+   * values are not asked for: its blocks are random, from this seed (see QUANTIZED_LAYOUTS).
+   */
   readonly values: () => Float32Array
+  readonly seed?: number
 }
 
 class ByteWriter {
@@ -119,6 +155,12 @@ function writeScalar(out: ByteWriter, type: ValueType, value: number | string | 
 
 export function tensorByteLength(spec: Pick<TensorSpec, 'shape' | 'type'>): number {
   const elements = spec.shape.reduce((a, b) => a * b, 1)
+  const block = QUANTIZED_LAYOUTS.get(spec.type)
+  if (block !== undefined) {
+    if ((spec.shape[0] ?? 0) % block.values !== 0)
+      throw new Error(`GGUF writer: a row of ${TensorType[spec.type]} holds whole blocks of ${block.values}, got ${spec.shape[0]}`)
+    return (elements / block.values) * block.bytes
+  }
   return elements * (spec.type === TensorType.F32 ? 4 : 2)
 }
 
@@ -185,7 +227,30 @@ export function toFloat16Bits(value: number): number {
   return sign | half
 }
 
+/** Random blocks of a quantized type, every scale `scale` (finite, so activations stay finite). */
+function randomBlocks(spec: TensorSpec, block: { readonly bytes: number; readonly scales: readonly number[] }, scale: number): Buffer {
+  const out = Buffer.from(new ArrayBuffer(tensorByteLength(spec))) // its own memory: aligned for the words below
+  // xorshift32: a quarter of a gigabyte a second here, where a float per value would take minutes for a big layer
+  let x = (spec.seed ?? 1) >>> 0 || 1
+  const words = new Uint32Array(out.buffer, out.byteOffset, out.length >>> 2)
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    words[i] = x >>> 0
+  }
+  for (let i = words.length * 4; i < out.length; i++) out[i] = i & 0xff
+  const bits = toFloat16Bits(scale)
+  for (let at = 0; at < out.length; at += block.bytes) for (const offset of block.scales) out.writeUInt16LE(bits, at + offset)
+  return out
+}
+
+/** The scale of a quantized tensor's blocks: quants of up to 127 (q8_0) times this stay below one. */
+const QUANT_SCALE = 1 / 256
+
 export function encodeTensorData(spec: TensorSpec): Buffer {
+  const block = QUANTIZED_LAYOUTS.get(spec.type)
+  if (block !== undefined) return randomBlocks(spec, block, QUANT_SCALE)
   const values = spec.values()
   const expected = spec.shape.reduce((a, b) => a * b, 1)
   if (values.length !== expected) throw new Error(`GGUF writer: tensor ${spec.name} has ${values.length} values, expected ${expected}`)

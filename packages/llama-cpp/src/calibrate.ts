@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fitTokenCost } from '@sollol/core'
+import { fitTokenCost, type CalibrationShape } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
 import { LlamaServerSupervisor, rpcDeviceNames } from './llama-server.js'
 import { freePort } from './net-util.js'
@@ -49,6 +49,15 @@ const LARGE_RUNS_SECONDS = 1.5
  */
 const TWO_SIZES_BELOW_SECONDS = 0.05
 
+/** The two models of a calibration in a model's shape (calibration-shape.ts). */
+export function shapedCalibrationModels(shape: CalibrationShape): { small: TestModelOptions; large: TestModelOptions } {
+  const small = { ...CALIBRATION_MODEL, embd: shape.embd, ff: shape.ff, heads: shape.heads, type: shape.type, layers: shape.smallLayers }
+  return { small, large: { ...small, layers: shape.largeLayers } }
+}
+
+export const shapedCalibrationMethod = (shape: CalibrationShape): string =>
+  `llama-server decode of generated ${shape.smallLayers}- and ${shape.largeLayers}-layer ${shape.key} models (the cluster model's width and weight type) over the rpc-server, best of 3 runs each; fixed + per-GiB fit; prompt of ${PROMPT_TOKENS} tokens`
+
 export interface CalibrationResult {
   /** What one more GiB of layers adds to a token (the fitted per-byte cost). */
   readonly secondsPerGiB: number
@@ -56,6 +65,11 @@ export interface CalibrationResult {
   readonly fixedSecondsPerToken: number
   /** Of the small calibration model. */
   readonly tokensPerSecond: number
+  /**
+   * Prompt processing: seconds per prompt token per GiB of layers (the large model's prompt of
+   * PROMPT_TOKENS tokens, best of its runs); absent when not measured (the generic calibration).
+   */
+  readonly promptSecondsPerGiB?: number
   readonly measuredAt: string
   readonly method: string
 }
@@ -70,10 +84,16 @@ export interface CalibrationOptions {
   readonly tensorSplit?: readonly number[]
   readonly timings?: SupervisorTimings
   readonly logger?: Logger
+  /** Measure in this model's shape (and its prompt processing) instead of the generic 256-wide f32 layers. */
+  readonly shape?: CalibrationShape
 }
 
 async function calibrationModel(cacheDir: string, options: TestModelOptions): Promise<string> {
-  const path = join(cacheDir, `calibration-${options.layers}x${options.embd}-f32-v2.gguf`)
+  const name =
+    options.type === 'f32' && options.ff === CALIBRATION_MODEL.ff
+      ? `calibration-${options.layers}x${options.embd}-f32-v2.gguf`
+      : `calibration-${options.layers}x${options.embd}x${options.ff}-${options.type}.gguf`
+  const path = join(cacheDir, name)
   if (!existsSync(path)) {
     await mkdir(cacheDir, { recursive: true })
     const partial = `${path}.${process.pid}.tmp`
@@ -83,8 +103,30 @@ async function calibrationModel(cacheDir: string, options: TestModelOptions): Pr
   return path
 }
 
-/** Best (lowest) seconds per token llama-server reports over `runs` runs of `tokens`, the model on the rpc-server. */
+/** Prompt tokens of the prompt-processing runs: a batch, as a chat's context or a document is processed. */
+export const PROMPT_TOKENS = 128
+/**
+ * A prompt of PROMPT_TOKENS token ids (llama-server takes ids as a prompt): the generated vocabulary's
+ * characters and words, past its control and byte tokens; text would tokenize to an unknown count.
+ */
+const LONG_PROMPT = Array.from({ length: PROMPT_TOKENS }, (_, i) => 260 + (i % 150))
+
+interface RunTimings {
+  /** Best seconds per generated token. */
+  readonly decode: number
+  /** Best seconds per prompt token of the long prompt (when asked for). */
+  readonly prompt: number | undefined
+}
+
+/**
+ * Best (lowest) seconds per token llama-server reports over `runs` runs of `tokens`, the model on the
+ * rpc-server; with `prompt`, also the best prompt time per token of a PROMPT_TOKENS-token prompt.
+ */
 async function decodeSecondsPerToken(o: CalibrationOptions, model: string, tokens: number, runs: number): Promise<number> {
+  return (await runTimings(o, model, tokens, runs, false)).decode
+}
+
+async function runTimings(o: CalibrationOptions, model: string, tokens: number, runs: number, prompt: boolean): Promise<RunTimings> {
   const server = new LlamaServerSupervisor({
     binary: o.llamaServer,
     model,
@@ -95,26 +137,40 @@ async function decodeSecondsPerToken(o: CalibrationOptions, model: string, token
     port: await freePort(),
     threads: 1,
     parallel: 1,
-    contextSize: 256,
+    contextSize: prompt ? 512 : 256,
     timings: o.timings ?? LAN_TIMINGS,
     logger: o.logger ?? silentLogger
   })
   await server.start()
   try {
     let best = Infinity
+    let bestPrompt = Infinity
     for (let run = 0; run < runs; run++) {
       const response = await fetch(`${server.url}/completion`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: 'the river', n_predict: tokens, temperature: 0, cache_prompt: false }),
-        signal: AbortSignal.timeout(60_000)
+        // ignore_eos: random quants may pick the end token early, and a run of 2 tokens times nothing (the
+        // generic models' calibration is kept as it was measured and cached)
+        body: JSON.stringify({
+          prompt: prompt ? LONG_PROMPT : 'the river',
+          n_predict: tokens,
+          temperature: 0,
+          cache_prompt: false,
+          ...(o.shape !== undefined ? { ignore_eos: true } : {})
+        }),
+        signal: AbortSignal.timeout(120_000)
       })
-      const body = (await response.json()) as { timings?: { predicted_per_token_ms?: number } }
+      const body = (await response.json()) as {
+        timings?: { predicted_per_token_ms?: number; prompt_per_token_ms?: number; prompt_n?: number }
+      }
       const ms = body.timings?.predicted_per_token_ms
       if (typeof ms === 'number' && ms > 0) best = Math.min(best, ms)
+      const promptMs = body.timings?.prompt_per_token_ms
+      if (prompt && typeof promptMs === 'number' && promptMs > 0 && (body.timings?.prompt_n ?? 0) >= PROMPT_TOKENS / 2)
+        bestPrompt = Math.min(bestPrompt, promptMs)
     }
     if (!Number.isFinite(best)) throw new Error(`calibration of ${o.endpoint}: llama-server reported no decode timings`)
-    return best / 1000
+    return { decode: best / 1000, prompt: Number.isFinite(bestPrompt) ? bestPrompt / 1000 : undefined }
   } finally {
     await server.stop()
   }
@@ -123,24 +179,33 @@ async function decodeSecondsPerToken(o: CalibrationOptions, model: string, token
 const layerBytesOf = async (model: string): Promise<number> => (await readModelInfo(model)).layerWeightBytes.reduce((a, b) => a + b, 0)
 
 export async function calibrateRpcServer(o: CalibrationOptions): Promise<CalibrationResult> {
-  const small = await calibrationModel(o.cacheDir, CALIBRATION_MODEL)
+  const shaped = o.shape !== undefined ? shapedCalibrationModels(o.shape) : undefined
+  const small = await calibrationModel(o.cacheDir, shaped?.small ?? CALIBRATION_MODEL)
   const smallSample = { layerBytes: await layerBytesOf(small), secondsPerToken: await decodeSecondsPerToken(o, small, SMALL_RUN_TOKENS, 3) }
   // one size (the fit's own case of two equal samples): its average price, no fixed part
   let fit = fitTokenCost(smallSample, smallSample)
-  if (smallSample.secondsPerToken < TWO_SIZES_BELOW_SECONDS) {
-    const large = await calibrationModel(o.cacheDir, CALIBRATION_MODEL_LARGE)
-    // the large model's token takes up to three times as long: fewer tokens on a slower device
-    const largeTokens = Math.max(4, Math.min(SMALL_RUN_TOKENS, Math.round(LARGE_RUNS_SECONDS / (9 * smallSample.secondsPerToken))))
-    fit = fitTokenCost(smallSample, {
-      layerBytes: await layerBytesOf(large),
-      secondsPerToken: await decodeSecondsPerToken(o, large, largeTokens, 3)
-    })
+  let promptSample = undefined as { layerBytes: number; secondsPerToken: number } | undefined
+  const largeOptions = shaped?.large ?? CALIBRATION_MODEL_LARGE
+  if (largeOptions.layers > (shaped?.small ?? CALIBRATION_MODEL).layers && smallSample.secondsPerToken < TWO_SIZES_BELOW_SECONDS) {
+    const large = await calibrationModel(o.cacheDir, largeOptions)
+    const ratio = largeOptions.layers / (shaped?.small ?? CALIBRATION_MODEL).layers
+    // the large model's token takes up to `ratio` times as long: fewer tokens on a slower device
+    const largeTokens = Math.max(4, Math.min(SMALL_RUN_TOKENS, Math.round(LARGE_RUNS_SECONDS / (3 * ratio * smallSample.secondsPerToken))))
+    const timings = await runTimings(o, large, largeTokens, 3, shaped !== undefined)
+    const largeSample = { layerBytes: await layerBytesOf(large), secondsPerToken: timings.decode }
+    fit = fitTokenCost(smallSample, largeSample)
+    if (timings.prompt !== undefined) promptSample = { layerBytes: largeSample.layerBytes, secondsPerToken: timings.prompt }
+  } else if (shaped !== undefined) {
+    // one size (a slow device, or a layer too big for two): its prompt in a run of its own
+    const timings = await runTimings(o, small, 4, 2, true)
+    if (timings.prompt !== undefined) promptSample = { layerBytes: smallSample.layerBytes, secondsPerToken: timings.prompt }
   }
   return {
     secondsPerGiB: fit.secondsPerGiB,
     fixedSecondsPerToken: fit.fixedSecondsPerToken,
     tokensPerSecond: 1 / smallSample.secondsPerToken,
+    ...(promptSample !== undefined ? { promptSecondsPerGiB: (promptSample.secondsPerToken / promptSample.layerBytes) * 2 ** 30 } : {}),
     measuredAt: new Date().toISOString(),
-    method: CALIBRATION_METHOD
+    method: o.shape !== undefined ? shapedCalibrationMethod(o.shape) : CALIBRATION_METHOD
   }
 }
