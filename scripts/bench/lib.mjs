@@ -116,6 +116,25 @@ export async function decode(host, url, tokens, reps) {
   return await runScript(host, DECODE, [url, tokens, reps])
 }
 
+/** Prompt speed (prompt tokens/s as llama-server measures it) of a 128-token prompt of token ids, `reps` times. */
+export const PROMPT = `
+const [url, reps] = [process.argv[1], Number(process.argv[2])]
+const prompt = Array.from({ length: 128 }, (_, i) => 260 + (i % 150))
+const out = []
+for (let i = 0; i < reps; i++) {
+  const r = await fetch(url + '/completion', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt, n_predict: 1, temperature: 0, cache_prompt: false }) })
+  const b = await r.json()
+  if (!b.timings) throw new Error(JSON.stringify(b).slice(0, 300))
+  out.push(b.timings.prompt_per_second)
+}
+console.log(JSON.stringify(out))
+`
+
+export async function promptSpeed(host, url, reps) {
+  return await runScript(host, PROMPT, [url, reps])
+}
+
 /** The command line of the processes in a namespace whose executable name matches. */
 export async function commandLines(namespace, match) {
   const pids = (await execa('ip', ['netns', 'pids', namespace], { reject: false })).stdout.split('\n').filter(Boolean)

@@ -27,7 +27,7 @@ import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel } from '@sollol/gguf'
 import { TestNetwork } from '../../test/dist/helpers/netns.js'
 import { TestAgent } from '../../test/dist/helpers/agents.js'
 import { execa } from 'execa'
-import { commandLines, CpuGroup, decode, fmt, median, quotaHost, runScript, summary, table, waitUntil } from './lib.mjs'
+import { commandLines, CpuGroup, decode, fmt, median, promptSpeed, quotaHost, runScript, summary, table, waitUntil } from './lib.mjs'
 
 const CONTEXT = 512
 const MAX_LAYERS_PER_NODE = 7
@@ -213,6 +213,7 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
     tokens
   }
   const mesh = []
+  const meshPrompt = []
   const byHand = { mesh: [], default: [], best: [], 'default, slow first': [], 'default, slow middle': [], 'default, slow last': [] }
   let recorded
   let sweep
@@ -225,7 +226,7 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
         a.start([], envOf(i))
         await waitUntil(`agent on ${a.host.name}`, () => a.view(), 120_000)
       }
-      const view = await waitUntil(
+      let view = await waitUntil(
         'the mesh serving over three hosts',
         () => {
           const v = agents[0].view()
@@ -233,6 +234,20 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
         },
         180_000
       )
+      // Priced in the model's shape once every agent measured in it (calibration-shape.ts): the agents do
+      // so after they join, one at a time on this machine; the plan is re-priced (or re-planned, when that
+      // pays) then. Waited for up to two minutes; a prediction still on the generic calibration says so.
+      const priced = await waitUntil(
+        "the plan priced in the model's shape",
+        () => {
+          const v = agents[0].view()
+          return v?.plan?.server.state === 'ready' && v.nodes.length === 3 && typeof v.plan.pricedWith === 'string' ? v : undefined
+        },
+        120_000
+      ).catch(() => undefined)
+      if (priced === undefined)
+        log("the plan was not priced in the model's shape within 2 minutes: the prediction is the generic calibration's")
+      view = priced ?? agents[0].view() ?? view
       const url = view.plan.server.url
       // The test watchers (one polling process per agent) are not part of the product: stop them so that
       // the mesh phase runs what a user runs, as the by-hand phase does.
@@ -240,6 +255,7 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
       await decode(client, url, 8, 1) // warm-up
       const speeds = await decode(client, url, tokens, runs)
       mesh.push(...speeds)
+      meshPrompt.push(...(await promptSpeed(client, url, 3)))
       log(`round ${round} mesh-started llama-server: ${speeds.map((s) => fmt(s, 1)).join(' ')} tok/s`)
       if (recorded === undefined) {
         const llama = (await commandLines(network.hosts[0].name, /llama-server$/))[0]
@@ -264,7 +280,12 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
           layerCounts: counts,
           measuredSecondsPerGiB: speedOf,
           measuredFixedSecondsPerToken: fixedOf,
-          predictedTokensPerSecond: view.plan.predictedTokensPerSecond
+          measuredPromptSecondsPerGiB: order.map(
+            (endpoint) => view.nodes.find((n) => `${n.rpc.host}:${n.rpc.port}` === endpoint)?.modelSpeed?.speed?.promptSecondsPerGiB ?? null
+          ),
+          predictedTokensPerSecond: view.plan.predictedTokensPerSecond,
+          predictedPromptTokensPerSecond: view.plan.predictedPromptTokensPerSecond ?? null,
+          pricedWith: view.plan.pricedWith ?? null
         }
         log(`mesh plan: ${order.map((e, i) => `${e} ${counts[i]} layers`).join(', ')}`)
       }
@@ -373,7 +394,9 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
     await Promise.all(agents.map((a) => a.stop()))
     network.destroy()
     for (const g of groups) g.destroy()
-    rmSync(dir, { recursive: true, force: true })
+    // KEEP_BENCH_DIR=1 keeps the agents' logs and data dirs (to see why a run went as it did)
+    if (process.env.KEEP_BENCH_DIR === '1') log(`kept ${dir}`)
+    else rmSync(dir, { recursive: true, force: true })
   }
   const m = summary(byHand.mesh)
   const d = summary(byHand.default)
@@ -403,7 +426,17 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
   result.overhead = { meshStartedTokensPerSecond: started, byHandTokensPerSecond: m, ratio: started.median / m.median, target: 0.97 }
   // the planner's own prediction against what its plan measured (the cost model, calibration included)
   const predicted = result.meshPlan.predictedTokensPerSecond
-  result.prediction = { predictedTokensPerSecond: predicted, measuredTokensPerSecond: started, ratio: predicted / started.median }
+  const promptMeasured = summary(meshPrompt)
+  const promptPredicted = result.meshPlan.predictedPromptTokensPerSecond
+  result.prediction = {
+    pricedWith: result.meshPlan.pricedWith,
+    predictedTokensPerSecond: predicted,
+    measuredTokensPerSecond: started,
+    ratio: predicted / started.median,
+    predictedPromptTokensPerSecond: promptPredicted,
+    measuredPromptTokensPerSecond: promptMeasured,
+    ...(promptPredicted !== null ? { promptRatio: promptPredicted / promptMeasured.median } : {})
+  }
   const spread = (r) => `${fmt(r.median)} (${fmt(r.low)}-${fmt(r.high)})`
   log(
     '\n' +
@@ -425,7 +458,10 @@ async function placementScenario({ quick, log, cores, sweepSplits, slowPositions
         : '') +
       (b !== undefined ? `\nmesh / best = ${spread(result.placement.meshOverBestSpread)} (target >= 0.95)` : '') +
       `\norchestration: mesh-started / by hand = ${fmt(result.overhead.ratio, 3)} (target >= 0.97)` +
-      `\nprediction: ${fmt(predicted, 1)} tok/s predicted / ${fmt(started.median, 1)} measured = ${fmt(result.prediction.ratio)} (target 0.8-1.2)`
+      `\nprediction (${result.meshPlan.pricedWith !== null ? `priced in the model's shape, ${result.meshPlan.pricedWith}` : 'the generic calibration'}): ` +
+      `${fmt(predicted, 1)} tok/s predicted / ${fmt(started.median, 1)} measured = ${fmt(result.prediction.ratio)} (target 0.8-1.2)` +
+      `; prompt ${promptPredicted !== null ? fmt(promptPredicted, 0) : '-'} predicted / ${fmt(promptMeasured.median, 0)} measured` +
+      (promptPredicted !== null ? ` = ${fmt(result.prediction.promptRatio)}` : '')
   )
   return result
 }

@@ -40,6 +40,8 @@ const speedSchema = z
      * Absent: older agents and given speeds (then secondsPerGiB carries it all).
      */
     fixedSecondsPerToken: z.number().min(0).max(60).optional(),
+    /** Prompt processing: seconds per prompt token per GiB of layers (measured in a model's shape only). */
+    promptSecondsPerGiB: z.number().positive().max(1e6).optional(),
     measuredAt: z.string().max(40),
     method: z.string().max(256)
   })
@@ -70,7 +72,21 @@ export const modelSchema = z
     name: shortText,
     size: bytes,
     /** sha256 over the file size and its first and last MiB: cheap on a 70 GB file, distinct in practice. */
-    id: z.string().regex(/^[0-9a-f]{16,64}$/)
+    id: z.string().regex(/^[0-9a-f]{16,64}$/),
+    /**
+     * What every agent calibrates with to price this model (calibration-shape.ts): its layers' width, widest
+     * feed-forward, main weight type and bytes. Older agents omit it.
+     */
+    shape: z
+      .object({
+        embd: z.number().int().min(1).max(1_000_000),
+        ff: z.number().int().min(1).max(10_000_000),
+        type: z.string().max(16),
+        layerBytes: bytes,
+        layers: z.number().int().min(0).max(100_000).optional()
+      })
+      .loose()
+      .optional()
   })
   .loose()
 
@@ -165,6 +181,13 @@ export const planSchema = z
     /** The split llama-server really used differs from the plan: reported, not hidden. */
     mismatch: z.string().max(512).nullable(),
     predictedTokensPerSecond: z.number().min(0).max(1e9).nullable(),
+    /** Prompt tokens a second the plan's prices predict (null: a price unknown; older agents omit it). */
+    predictedPromptTokensPerSecond: z.number().min(0).max(1e9).nullable().optional(),
+    /**
+     * The calibration the prediction is priced with: the model's shape key (`768x2048-f16`) once every node
+     * measured in it, null for the generic calibration (older agents omit it).
+     */
+    pricedWith: z.string().max(64).nullable().optional(),
     /** Decode speed llama-server measured in one 16-token completion after the load (null until then; older agents omit it). */
     measuredTokensPerSecond: z.number().min(0).max(1e9).nullable().optional(),
     /** Live nodes not in the plan, and why (version skew, fencing, not needed, too little memory). */
@@ -271,6 +294,16 @@ export const announcementSchema = z
     apiPort: z.number().int().min(1).max(65535).nullable(),
     /** Measured decode speed of this node's rpc-server (see calibration); null until measured. */
     speed: speedSchema.nullable(),
+    /**
+     * Its speed measured again in the shape of the cluster's model (calibration-shape.ts; per device when the
+     * server has several): the coordinator plans with these once every node has one for its model's shape.
+     * Absent: not measured (a small model, an older agent); null: none yet.
+     */
+    modelSpeed: z
+      .object({ shape: z.string().max(64), speed: speedSchema, devices: z.array(speedSchema.nullable()).max(64) })
+      .loose()
+      .nullable()
+      .optional(),
     /**
      * Bare rpc-servers this agent was told of (`--rpc-backend`, `--rpc-backends-file`): they run no agent, so
      * this one probes and measures them and speaks for them. Older agents omit it.

@@ -20,6 +20,8 @@ export interface ModelShape {
   readonly type: string
   /** All layers' weight bytes. */
   readonly layerBytes: number
+  /** How many layers (older agents omit it: then every node that measured counts). */
+  readonly layers?: number | undefined
 }
 
 export interface CalibrationShape {
@@ -44,8 +46,12 @@ export interface CalibrationShape {
 export const SHAPED_CALIBRATION_ABOVE_BYTES = 128 * 2 ** 20
 /** The small calibration model's layers hold at least this much, and twice the last-level cache. */
 const SMALL_WORKING_SET_BYTES = 64 * 2 ** 20
-/** The large model holds at most this much (on a device offering less: a quarter of its offer). */
+/**
+ * The large model holds at most this much, and at most OFFER_SHARE of what the device offers (it is
+ * measured before any plan uses the device, so its offer is free then; the rest is llama.cpp's buffers).
+ */
 const LARGE_MODEL_MAX_BYTES = 1.5 * 2 ** 30
+const OFFER_SHARE = 0.75
 const HEAD_SIZE = 128
 /** Every block size divides it, and so does HEAD_SIZE: widths are rounded up to it. */
 const WIDTH_STEP = 256
@@ -64,21 +70,82 @@ const roundUp = (n: number, step: number): number => Math.max(step, Math.ceil(n 
 /**
  * The calibration models for a model of this shape on a device with `cacheBytes` of last-level cache and
  * `offerBytes` offered; null when the generic calibration stands for it (a model under
- * SHAPED_CALIBRATION_ABOVE_BYTES) or when not even one layer fits the offer.
+ * SHAPED_CALIBRATION_ABOVE_BYTES) or when not even one generated layer fits the offer (such a node holds
+ * none of the model's layers either: see needsModelSpeed).
  */
 export function calibrationShapeOf(model: ModelShape, device: { cacheBytes: number; offerBytes: number }): CalibrationShape | null {
   if (!(model.layerBytes > SHAPED_CALIBRATION_ABOVE_BYTES)) return null
   const type = calibrationTypeOf(model.type)
   const embd = roundUp(model.embd, WIDTH_STEP)
   const ff = roundUp(model.ff, WIDTH_STEP)
+  const key = calibrationKeyOf(model)
+  if (key === null) return null
   // q, k, v, output and three feed-forward matrices (no grouped KV heads: the price is per byte anyway)
   const layerBytes = (ggmlTypeBytes(type, embd * embd) ?? 0) * 4 + (ggmlTypeBytes(type, embd * ff) ?? 0) * 3 + embd * 8
-  const fits = Math.floor(Math.min(LARGE_MODEL_MAX_BYTES, device.offerBytes / 4) / layerBytes)
+  const fits = Math.floor(Math.min(LARGE_MODEL_MAX_BYTES, device.offerBytes * OFFER_SHARE) / layerBytes)
   if (fits < 1) return null
   const wanted = Math.ceil(Math.max(SMALL_WORKING_SET_BYTES, 2 * device.cacheBytes) / layerBytes)
   const smallLayers = fits >= 2 ? Math.min(wanted, Math.max(1, Math.floor(fits / 3))) : 1
   const largeLayers = Math.min(3 * smallLayers, fits)
-  return { key: `${embd}x${ff}-${type}`, embd, ff, heads: embd / HEAD_SIZE, type, smallLayers, largeLayers, layerBytes }
+  return { key, embd, ff, heads: embd / HEAD_SIZE, type, smallLayers, largeLayers, layerBytes }
+}
+
+/** The key of a model's calibration shape (`4096x14336-q4_k`), the same on every node; null: a small model. */
+export function calibrationKeyOf(model: ModelShape): string | null {
+  if (!(model.layerBytes > SHAPED_CALIBRATION_ABOVE_BYTES)) return null
+  return `${roundUp(model.embd, WIDTH_STEP)}x${roundUp(model.ff, WIDTH_STEP)}-${calibrationTypeOf(model.type)}`
+}
+
+interface SpeedLike {
+  readonly secondsPerGiB: number
+  readonly fixedSecondsPerToken?: number | undefined
+  readonly promptSecondsPerGiB?: number | undefined
+}
+
+interface NodeSpeeds<S extends SpeedLike, D extends { readonly speed?: S | null | undefined }> {
+  readonly speed: S | null
+  /** In the model's shape: the node's and its devices' (in its rpc-server's order, as `devices`). */
+  readonly modelSpeed?: { readonly shape: string; readonly speed: S; readonly devices: ReadonlyArray<S | null> } | null | undefined
+  readonly devices: readonly D[]
+}
+
+/**
+ * The calibration a plan is priced with: the model's shape key when every candidate node announced a
+ * measurement in that shape, else null (every node's generic one). One basis for all: a node priced in the
+ * model's shape beside one priced with the small generic models would be compared on two scales (a CPU
+ * looks up to 1.7x faster on the generic models than on a 2048-wide q4_k model). Pure.
+ */
+export function shapedPricing(model: ModelShape | undefined, candidates: readonly Candidate[]): string | null {
+  const key = model === undefined ? null : calibrationKeyOf(model)
+  if (model === undefined || key === null) return null
+  const needed = candidates.filter((a) => needsModelSpeed(model, a))
+  if (needed.length === 0) return null
+  return needed.every((a) => a.modelSpeed?.shape === key) ? key : null
+}
+
+interface Candidate {
+  readonly memoryBudget: number
+  readonly modelSpeed?: { readonly shape: string } | null | undefined
+}
+
+/**
+ * Whether a node's price in the model's shape is needed to plan with it: one that cannot hold a single
+ * layer gets none (it can only host llama-server), and its own calibration would have been as small
+ * (calibrationShapeOf). Pure.
+ */
+export function needsModelSpeed(model: ModelShape, node: { readonly memoryBudget: number }): boolean {
+  if (model.layers === undefined || !(model.layers > 0)) return true
+  return node.memoryBudget >= model.layerBytes / model.layers
+}
+
+/** A node's speed and its devices' on that basis (shapedPricing). Pure. */
+export function planningSpeeds<S extends SpeedLike, D extends { readonly speed?: S | null | undefined }>(
+  a: NodeSpeeds<S, D>,
+  pricedWith: string | null
+): { speed: S | null; devices: D[] } {
+  const shaped = pricedWith !== null && a.modelSpeed?.shape === pricedWith ? a.modelSpeed : undefined
+  if (shaped === undefined) return { speed: a.speed, devices: [...a.devices] }
+  return { speed: shaped.speed, devices: a.devices.map((d, i) => ({ ...d, speed: shaped.devices[i] ?? null })) }
 }
 
 /** The shape a model holder announces, from its file's header (model-info's fields). Pure. */
@@ -92,6 +159,7 @@ export function modelShapeOf(info: {
     embd: info.embeddingLength,
     ff: info.feedForwardWidth ?? 4 * info.embeddingLength,
     type: info.layerWeightType,
-    layerBytes: info.layerWeightBytes.reduce((a, b) => a + b, 0)
+    layerBytes: info.layerWeightBytes.reduce((a, b) => a + b, 0),
+    layers: info.layerWeightBytes.length
   }
 }

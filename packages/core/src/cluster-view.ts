@@ -32,6 +32,8 @@ export interface NodeView {
   readonly canCoordinate: boolean
   readonly apiPort: number | null
   readonly speed: Announcement['speed']
+  /** Its speed measured in the shape of the cluster's model (absent: not measured in it). */
+  readonly modelSpeed?: Announcement['modelSpeed']
   /** The layers this node holds in the current plan: inclusive range, null for none; output layer too. */
   readonly layers: readonly [number, number] | null
   readonly output: boolean
@@ -124,6 +126,7 @@ function nodeView(a: Announcement, status: NodeView['status'], lastSeen: number,
     canCoordinate: a.canCoordinate,
     apiPort: a.apiPort,
     speed: a.speed,
+    ...(a.modelSpeed !== undefined && a.modelSpeed !== null ? { modelSpeed: a.modelSpeed } : {}),
     layers,
     output: own.some((x) => x.output),
     ...(perDevice.length > 0

@@ -431,8 +431,8 @@ test('a GPU priced by its fitted cost holds the model it fits; the CPU of its se
   assert.ok((old.nodes[0]?.secondsPerToken ?? 0) < gpu.secondsPerToken)
 })
 
-test("a plan pays its stages' fixed part once (llama-server's own step), not once per stage", () => {
-  // three CPU nodes, each calibrated at 3 ms a token whatever it holds; the model needs all three
+test("a plan pays the host's fixed part once (llama-server's own step), not once per stage nor a worker's", () => {
+  // three CPU nodes, calibrated at 3, 3.5 and 4 ms a token whatever they hold; the model needs all three
   const m = model(12, 100)
   const fixed = 0.003
   const nodes = ['a', 'b', 'c'].map((id, i) => node(id, 550, 1, { fixedSecondsPerToken: fixed + i * 0.0005, isHost: i === 0 }))
@@ -440,13 +440,41 @@ test("a plan pays its stages' fixed part once (llama-server's own step), not onc
   assert.equal(p.nodes.length, 3)
   const withoutFixed = plan({ model: m, nodes: nodes.map(({ fixedSecondsPerToken: _, ...n }) => n), contextSize: 256 })
   assert.deepEqual(counts(p), counts(withoutFixed))
-  // the largest fixed part (c's, 4 ms, less the loopback hop the calibration included), once
-  const once = fixed + 0.001 - 0.0002
+  // the host's (a: 3 ms, less the loopback hop the calibration included), once: c's 4 ms were its own
+  // machine's llama-server step, which the plan does not run there
+  const once = fixed - 0.0002
   assert.ok(Math.abs(p.predictedSecondsPerToken - withoutFixed.predictedSecondsPerToken - once) < 1e-9, String(p.predictedSecondsPerToken))
   // the stages' shares add up to the plan's prediction, the fixed part on the stage that brought it
   const shares = p.nodes.reduce((sum, n) => sum + n.secondsPerToken, 0)
   assert.ok(Math.abs(shares - p.predictedSecondsPerToken) < 1e-9, `${shares} != ${p.predictedSecondsPerToken}`)
-  const c = p.nodes.find((n) => n.peerId === 'c')
-  const cWithout = withoutFixed.nodes.find((n) => n.peerId === 'c')
-  assert.ok(c !== undefined && cWithout !== undefined && Math.abs(c.secondsPerToken - cWithout.secondsPerToken - once) < 1e-9)
+  const a = p.nodes.find((n) => n.peerId === 'a')
+  const aWithout = withoutFixed.nodes.find((n) => n.peerId === 'a')
+  assert.ok(a !== undefined && aWithout !== undefined && Math.abs(a.secondsPerToken - aWithout.secondsPerToken - once) < 1e-9)
+
+  // an accelerator's own fixed part (its kernel launches) is paid where it is larger than the host's
+  const gpu = plan({
+    model: m,
+    nodes: nodes.map((n) => (n.peerId === 'c' ? { ...n, accelerator: true, fixedSecondsPerToken: 0.006 } : n)),
+    contextSize: 256
+  })
+  assert.ok(Math.abs(gpu.predictedSecondsPerToken - withoutFixed.predictedSecondsPerToken - (0.006 - 0.0002)) < 1e-9)
+  // no host measurement: the largest of the stages, as before
+  const unknownHost = plan({
+    model: m,
+    nodes: nodes.map((n) => (n.isHost ? { ...n, fixedSecondsPerToken: undefined } : n)),
+    contextSize: 256
+  })
+  assert.ok(Math.abs(unknownHost.predictedSecondsPerToken - withoutFixed.predictedSecondsPerToken - (fixed + 0.001 - 0.0002)) < 1e-9)
+})
+
+test("the prompt speed: each used device's weights at its prompt price, one after the other; unknown while a price is", () => {
+  const m = model(20, 100)
+  const nodes = [node('a', 1500, 0.05, { isHost: true, promptSecondsPerGiB: 0.01 }), node('b', 1500, 0.05, { promptSecondsPerGiB: 0.03 })]
+  const p = plan({ model: m, nodes, contextSize: 512 })
+  const seconds = p.nodes.reduce((sum, n) => sum + ((n.memory.weights + n.memory.output) / GIB) * (n.peerId === 'a' ? 0.01 : 0.03), 0)
+  assert.equal(p.nodes.length, 2)
+  assert.ok(p.predictedPromptTokensPerSecond !== null)
+  assert.ok(Math.abs(p.predictedPromptTokensPerSecond - 1 / seconds) < 1e-9)
+  const unknown = plan({ model: m, nodes: [nodes[0]!, node('b', 1500, 0.05)], contextSize: 512 })
+  assert.equal(unknown.predictedPromptTokensPerSecond, null)
 })

@@ -55,6 +55,8 @@ export interface PlanDevice {
   readonly secondsPerGiB: number | undefined
   /** Measured beside it: what every token costs on it whatever it holds (cost-model.ts, fitTokenCost). */
   readonly fixedSecondsPerToken?: number | undefined
+  /** Prompt processing: seconds per prompt token per GiB of layers (a calibration in the model's shape). */
+  readonly promptSecondsPerGiB?: number | undefined
   /** Holds llama-server's own memory when the node is the host (the input embeddings): its CPU. */
   readonly hostMemory?: boolean
 }
@@ -69,10 +71,14 @@ export interface PlanNode {
   readonly secondsPerGiB: number | undefined
   /** Measured beside it: what every token costs on it whatever it holds (not the round trip). */
   readonly fixedSecondsPerToken?: number | undefined
+  /** Prompt processing: seconds per prompt token per GiB of layers (a calibration in the model's shape). */
+  readonly promptSecondsPerGiB?: number | undefined
   /** Per-token cost of using this node at all (round trips). */
   readonly hopSeconds: number
   /** Runs llama-server: keeps the input embeddings. */
   readonly isHost: boolean
+  /** Planned as one device that is a GPU or another accelerator (its own fixed part is paid: planFixed). */
+  readonly accelerator?: boolean | undefined
   /**
    * The rpc-server's devices in its order (llama.cpp's RPC device order). Absent: one device with the
    * node's budget and speed (`memoryBudget` and `secondsPerGiB` then describe it).
@@ -139,6 +145,11 @@ export interface Plan {
   readonly gpuLayers: 'all'
   readonly predictedSecondsPerToken: number
   readonly predictedTokensPerSecond: number
+  /**
+   * Prompt tokens a second (a long prompt, processed in batches: each device's share of the weights at its
+   * measured prompt price, one after the other); null unless every used device's prompt price is known.
+   */
+  readonly predictedPromptTokensPerSecond: number | null
 }
 
 export class PlanError extends SollolError {
@@ -201,6 +212,9 @@ interface Stage {
   readonly memoryBudget: number
   readonly secondsPerGiB: number | undefined
   readonly fixedSeconds: number
+  readonly promptSecondsPerGiB: number | undefined
+  /** A GPU or another accelerator: its fixed part (kernel launches) is its own (planFixed). */
+  readonly accelerator: boolean
   /** Keeps the input embeddings (the host's CPU). */
   readonly isHost: boolean
   /** The server's device count (for the tensor split's zero entries). */
@@ -212,8 +226,8 @@ interface Stage {
  * (the plan prices each hop itself). What is left is mostly llama-server's own step (sampling, the batch,
  * the graph's non-layer part), which a cluster pays once however many devices it uses; what grows with
  * the layers (building and sending their graph) is in the per-byte price, since the two calibration models
- * differ only in layers. So a plan pays the largest fixed part of its stages once (see `fixedShare`):
- * charged per stage, three CPU nodes of the placement bench were priced 9 ms a token they never spent.
+ * differ only in layers. So a plan pays that part once (see `planFixed`): charged per stage, three CPU
+ * nodes of the placement bench were priced 9 ms a token they never spent.
  */
 function fixedPart(measured: number | undefined): number {
   return Math.max(0, (measured ?? 0) - LOCAL_HOP_SECONDS)
@@ -230,6 +244,8 @@ function stagesOf(n: PlanNode): Stage[] {
         memoryBudget: n.memoryBudget,
         secondsPerGiB: n.secondsPerGiB,
         fixedSeconds: fixedPart(n.fixedSecondsPerToken),
+        promptSecondsPerGiB: n.promptSecondsPerGiB,
+        accelerator: n.accelerator === true,
         isHost: n.isHost,
         deviceCount: 1
       }
@@ -247,6 +263,8 @@ function stagesOf(n: PlanNode): Stage[] {
     memoryBudget: d.memoryBudget,
     secondsPerGiB: d.secondsPerGiB,
     fixedSeconds: fixedPart(d.fixedSecondsPerToken),
+    promptSecondsPerGiB: d.promptSecondsPerGiB,
+    accelerator: d.hostMemory !== true && !/^cpu/i.test(d.name),
     isHost: n.isHost && index === embeddingsAt,
     deviceCount: devices.length
   }))
@@ -283,6 +301,24 @@ export function plan(input: PlanInput): Plan {
   const capacity = (s: Stage, output: boolean): number => layerCapacity(model, s, output, contextSize)
 
   const hostStage = stages.find((s) => s.isHost)
+  /**
+   * The fixed part a plan pays once a token. Most of a device's measured fixed part is the step of the
+   * llama-server that measured it, on its own machine; in a plan llama-server runs on the host only, so
+   * the host's fixed part stands for it, with an accelerator's own where larger (its kernel launches are
+   * paid where it runs). A CPU worker's fixed part is its machine's llama-server step, which the plan does
+   * not run there: charged, the slowest machine's step priced the whole cluster (a quarter-core worker's
+   * 12.9 ms, where the plan ran at 16 ms a token). Without a host measurement: the largest of the stages.
+   */
+  const hostNode = input.nodes.find((n) => n.isHost)
+  const hostFixed =
+    hostNode === undefined ? undefined : stages.filter((s) => s.node === hostNode && !s.accelerator).map((s) => s.fixedSeconds)
+  const hostMeasured =
+    hostNode !== undefined &&
+    (hostNode.fixedSecondsPerToken !== undefined || (hostNode.devices ?? []).some((d) => d.fixedSecondsPerToken !== undefined))
+  const planFixed = (order: readonly Stage[]): number =>
+    hostMeasured
+      ? Math.max(0, ...(hostFixed ?? []), ...order.filter((s) => s.accelerator).map((s) => s.fixedSeconds))
+      : Math.max(0, ...order.map((s) => s.fixedSeconds))
   const bySpeed = [...stages].sort(
     (a, b) =>
       speedOf(a) - speedOf(b) ||
@@ -373,7 +409,7 @@ export function plan(input: PlanInput): Plan {
         first += count
         return sum + seconds
       },
-      outputSeconds(last) + Math.max(0, ...order.map((s) => s.fixedSeconds))
+      outputSeconds(last) + planFixed(order)
     )
     return { order, counts: order.map((s) => counts.get(s) ?? 0), cost }
   }
@@ -427,11 +463,9 @@ export function plan(input: PlanInput): Plan {
   }
 
   const chosen = best
-  // the plan's fixed part, paid once: shown on the stage that brought the largest (the first such)
-  const fixedShare = chosen.order.reduce<Stage | undefined>(
-    (m, s) => (m === undefined || s.fixedSeconds > m.fixedSeconds ? s : m),
-    undefined
-  )
+  // the plan's fixed part, paid once: shown on the stage that brought it (the first such), else the first
+  const fixedSeconds = planFixed(chosen.order)
+  const fixedShare = chosen.order.find((s) => s.fixedSeconds === fixedSeconds) ?? chosen.order[0]
   let first = 0
   const nodes: NodePlan[] = chosen.order.map((s, i) => {
     const n = s.node
@@ -472,7 +506,7 @@ export function plan(input: PlanInput): Plan {
       secondsPerGiB: speedOf(s),
       speedMeasured: s.secondsPerGiB !== undefined,
       secondsPerToken:
-        (weights / GIB) * speedOf(s) + (s === fixedShare ? s.fixedSeconds : 0) + n.hopSeconds + (output ? outputSeconds(s) : 0),
+        (weights / GIB) * speedOf(s) + (s === fixedShare ? fixedSeconds : 0) + n.hopSeconds + (output ? outputSeconds(s) : 0),
       why: output ? `${why}; holds the output layer` : why
     }
   })
@@ -515,6 +549,11 @@ export function plan(input: PlanInput): Plan {
       countsPerDevice.push(at === -1 ? 0 : (chosen.counts[at] ?? 0))
     }
   }
+  // a prompt's batches go through every stage in turn: the round trips are per batch, not per token
+  const promptSeconds = nodes.reduce<number | null>((sum, n, i) => {
+    const price = chosen.order[i]?.promptSecondsPerGiB
+    return sum === null || price === undefined ? null : sum + ((n.memory.weights + n.memory.output) / GIB) * price
+  }, 0)
   return {
     model: { name: model.name, id: model.id },
     contextSize,
@@ -524,7 +563,8 @@ export function plan(input: PlanInput): Plan {
     tensorSplit: tensorSplitForLayerCounts(countsPerDevice, outputIndex),
     gpuLayers: 'all',
     predictedSecondsPerToken: chosen.cost,
-    predictedTokensPerSecond: chosen.cost > 0 ? 1 / chosen.cost : 0
+    predictedTokensPerSecond: chosen.cost > 0 ? 1 / chosen.cost : 0,
+    predictedPromptTokensPerSecond: promptSeconds !== null && promptSeconds > 0 ? 1 / promptSeconds : null
   }
 }
 
@@ -541,7 +581,11 @@ export function planDevicesOf(
     readonly type?: string
     readonly rpcIndex?: number
     readonly budget?: number
-    readonly speed?: { readonly secondsPerGiB: number; readonly fixedSecondsPerToken?: number | undefined } | null
+    readonly speed?: {
+      readonly secondsPerGiB: number
+      readonly fixedSecondsPerToken?: number | undefined
+      readonly promptSecondsPerGiB?: number | undefined
+    } | null
   }>,
   budget: (name: string, offer: number) => number = (_, offer) => offer
 ): PlanDevice[] | undefined {
@@ -554,6 +598,7 @@ export function planDevicesOf(
       memoryBudget: budget(d.name, d.budget ?? 0),
       secondsPerGiB: d.speed?.secondsPerGiB,
       ...(d.speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: d.speed.fixedSecondsPerToken } : {}),
+      ...(d.speed?.promptSecondsPerGiB !== undefined ? { promptSecondsPerGiB: d.speed.promptSecondsPerGiB } : {}),
       hostMemory: d.type === 'cpu'
     }))
 }

@@ -13,6 +13,7 @@ import { fitTokenCost, type CalibrationShape } from '@sollol/core'
 import { DEFAULT_TEST_MODEL, readModelInfo, writeTestModel, type TestModelOptions } from '@sollol/gguf'
 import { LlamaServerSupervisor, rpcDeviceNames } from './llama-server.js'
 import { freePort } from './net-util.js'
+import { withMachineLock } from './machine-lock.js'
 import { silentLogger, type Logger } from './log.js'
 import { LAN_TIMINGS, type SupervisorTimings } from './timings.js'
 
@@ -178,7 +179,19 @@ async function runTimings(o: CalibrationOptions, model: string, tokens: number, 
 
 const layerBytesOf = async (model: string): Promise<number> => (await readModelInfo(model)).layerWeightBytes.reduce((a, b) => a + b, 0)
 
+/** How long a measurement in a model's shape waits for another agent's on this machine (machine-lock.ts). */
+const SHAPED_LOCK_WAIT_MS = 5 * 60_000
+
 export async function calibrateRpcServer(o: CalibrationOptions): Promise<CalibrationResult> {
+  // The generic models are measured at each agent's start, before it announces anything: agents started
+  // together measure together (their fixed part absorbs it). A measurement in a model's shape comes later,
+  // and takes turns with the others on this machine, so that test hosts that share cores are priced alone.
+  if (o.shape !== undefined)
+    return await withMachineLock(join(o.cacheDir, 'measuring.lock'), { waitMs: SHAPED_LOCK_WAIT_MS }, async () => await measure(o))
+  return await measure(o)
+}
+
+async function measure(o: CalibrationOptions): Promise<CalibrationResult> {
   const shaped = o.shape !== undefined ? shapedCalibrationModels(o.shape) : undefined
   const small = await calibrationModel(o.cacheDir, shaped?.small ?? CALIBRATION_MODEL)
   const smallSample = { layerBytes: await layerBytesOf(small), secondsPerToken: await decodeSecondsPerToken(o, small, SMALL_RUN_TOKENS, 3) }

@@ -11,8 +11,11 @@ import { join } from 'node:path'
 import { LAN_TIMINGS, rpcCacheDir, touchCacheFile, type LlamaBinaries, type Logger } from '@sollol/llama-cpp'
 import { readModelInfo } from '@sollol/gguf'
 import {
+  calibrationShapeOf,
   clusterEvents,
+  clusterModel,
   clusterViewOf,
+  modelShapeOf,
   EventLog,
   LAN_ELECTION_TIMINGS,
   LAN_MESH_TIMINGS,
@@ -24,7 +27,7 @@ import {
   type KvCacheTypes
 } from '@sollol/core'
 import { lanAddresses, loadOrCreateIdentity, Mesh, nextPersistedIncarnation, type MeshTransport, type SelfDescription } from '@sollol/mesh'
-import { defaultMemoryBudget, modelRef } from './capacity.js'
+import { defaultMemoryBudget, lastLevelCacheBytes, modelRef } from './capacity.js'
 import { Coordination, LAN_COORDINATION_TIMINGS, type CoordinationTimings } from './coordinator.js'
 import { startHttpApi } from './http-api.js'
 import { calibrateSpeed, LocalRpc } from './local-rpc.js'
@@ -98,6 +101,9 @@ const isLoopback = (host: string): boolean => host.startsWith('127.')
 
 const monotonic = (): number => performance.timeOrigin + performance.now()
 
+/** Measurements in a model's shape cut short are tried this many times in all. */
+const SHAPE_TRIES = 3
+
 export class Agent {
   private mesh: Mesh | undefined
   private coordination: Coordination | undefined
@@ -120,6 +126,8 @@ export class Agent {
    * announcement would move the offer as processes come and go, and every move can change the plan.
    */
   private readonly memoryBudget: number
+  /** This machine's last-level CPU cache: the shaped calibration outgrows it. */
+  private readonly cacheBytes = lastLevelCacheBytes()
   private readonly rpcAccess: 'gated' | 'tunnel' | 'direct'
   private gate: RpcGate | undefined
   /** The rpc-server's tensor cache (`rpc/` below its `$LLAMA_CACHE`, one per agent). */
@@ -196,8 +204,11 @@ export class Agent {
         // a path, or ollama:NAME[:TAG] (a name or tag not in the store is a problem like a missing file)
         const path = await resolveModelSpec(this.o.model)
         if (!existsSync(path)) throw new Error(`Expected --model to name a GGUF file, got \`${this.o.model}\` (no such file)`)
-        await readModelInfo(path)
-        this.models = [await modelRef(path, this.o.model.startsWith('ollama:') ? this.o.model : undefined)]
+        const info = await readModelInfo(path)
+        // its shape: what every agent calibrates with to price this model (calibration-shape.ts)
+        this.models = [
+          { ...(await modelRef(path, this.o.model.startsWith('ollama:') ? this.o.model : undefined)), shape: modelShapeOf(info) }
+        ]
         this.modelPath = path
       } catch (err) {
         this.problem = `${(err as Error).message}; serving as a worker only`
@@ -289,7 +300,9 @@ export class Agent {
     // about once a second, on the mesh's clock (no wake-up of its own)
     let ticks = 0
     mesh.on('tick', () => {
-      if (++ticks % 4 === 0 && !this.stopping) this.recordEvents(this.view())
+      if (++ticks % 4 !== 0 || this.stopping) return
+      this.recordEvents(this.view())
+      this.measureInModelShape(mesh)
     })
     log.info({ peerId: mesh.peerId, identity: created ? 'new' : 'kept', dataDir: this.o.dataDir }, 'agent identity')
     this.http = await startHttpApi({
@@ -398,6 +411,39 @@ export class Agent {
     return clusterViewOf(mesh.snapshot(), this.problem !== null && part.plan === null ? { ...part, problem: this.problem } : part)
   }
 
+  /** Shapes measured, being measured, or given up on (SHAPE_TRIES failed) in this run. */
+  private readonly shapesTried = new Set<string>()
+  private readonly shapeTries = new Map<string, number>()
+
+  /**
+   * Once this agent knows the cluster's model (its own file, or a holder's announcement) and that model
+   * outgrows the caches the generic calibration runs from, it measures its rpc-server again in the model's
+   * shape (calibration-shape.ts) and announces that as `modelSpeed`; the coordinator plans with those once
+   * every node has one. Only while no plan's llama-server uses the rpc-server: it takes one client at a time,
+   * so a measurement then would wait for the plan to end (and a load that arrives during one waits for it:
+   * seconds, against the minutes a big model's load takes). Kept per shape in the data dir.
+   */
+  private measureInModelShape(mesh: Mesh): void {
+    if (!this.rpc.canMeasureAgain) return
+    const model = clusterModel([mesh.announcement(), ...mesh.members().map((m) => m.announcement)])
+    if (model?.shape === undefined) return
+    const shape = calibrationShapeOf(model.shape, { cacheBytes: this.cacheBytes, offerBytes: this.memoryBudget })
+    if (shape === null || this.shapesTried.has(shape.key) || this.rpc.modelSpeed?.shape === shape.key) return
+    const plan = this.coordination?.view().plan ?? null
+    if (plan?.assignments.some((a) => a.peerId === mesh.peerId && (a.layers !== null || a.output)) === true) return
+    const tries = (this.shapeTries.get(shape.key) ?? 0) + 1
+    this.shapeTries.set(shape.key, tries)
+    this.shapesTried.add(shape.key)
+    this.o.logger.info(
+      { shape: shape.key, layers: [shape.smallLayers, shape.largeLayers] },
+      "measuring the rpc-server in the cluster model's shape"
+    )
+    void this.rpc.measureInShape(shape).then((measured) => {
+      // cut short (a fence restarted the server under it, seen when a coordinator claims its term): again
+      if (!measured && tries < SHAPE_TRIES) this.shapesTried.delete(shape.key)
+    })
+  }
+
   private describeSelf(): SelfDescription {
     const belief = this.coordination?.belief() ?? { coordinator: null, plan: null }
     const staticBackends = this.staticBackends.list()
@@ -423,6 +469,7 @@ export class Agent {
       canCoordinate: this.models.length > 0 && existsSync(this.o.binaries.llamaServer),
       apiPort: this.o.apiPort,
       speed: this.rpc.speed,
+      ...(this.rpc.modelSpeed !== null ? { modelSpeed: this.rpc.modelSpeed } : {}),
       ...(staticBackends.length > 0 ? { staticBackends } : {}),
       ...belief
     }

@@ -3,6 +3,7 @@
  * rpc-server reports), the memory budget, the models it holds. I/O at the edge of the agent.
  */
 import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { cpus, freemem, totalmem } from 'node:os'
@@ -157,4 +158,27 @@ export async function modelRef(path: string, name: string = basename(path)): Pro
     }
   }
   return { name: name.slice(0, 256), size, id: hash.digest('hex').slice(0, 32) }
+}
+
+/** Assumed when the kernel does not say (a container without /sys): the test machines' L3. */
+const DEFAULT_LAST_LEVEL_CACHE_BYTES = 32 * MIB
+
+/**
+ * The largest CPU cache of this machine (its last level, shared by the cores), from sysfs: what a
+ * calibration model must outgrow to be priced like a big model (calibration-shape.ts).
+ */
+export function lastLevelCacheBytes(root = '/sys/devices/system/cpu/cpu0/cache'): number {
+  let largest = 0
+  try {
+    for (const index of readdirSync(root).filter((name) => name.startsWith('index'))) {
+      const text = readFileSync(`${root}/${index}/size`, 'utf8').trim() // "32768K"
+      const match = /^(\d+)([KMG]?)$/i.exec(text)
+      if (match === null) continue
+      const unit = { '': 1, K: 1024, M: MIB, G: 1024 * MIB }[match[2]!.toUpperCase()] ?? 1
+      largest = Math.max(largest, Number(match[1]) * unit)
+    }
+  } catch {
+    // no sysfs here
+  }
+  return largest > 0 ? largest : DEFAULT_LAST_LEVEL_CACHE_BYTES
 }

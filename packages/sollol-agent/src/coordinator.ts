@@ -54,7 +54,11 @@ import {
   type Role,
   type CoordinationPart,
   type ServingPlan,
-  type Waiting
+  type Waiting,
+  calibrationKeyOf,
+  needsModelSpeed,
+  planningSpeeds,
+  shapedPricing
 } from '@sollol/core'
 import type { Mesh } from '@sollol/mesh'
 import { formatBytes } from './options.js'
@@ -68,13 +72,19 @@ export interface CoordinationTimings {
   readonly livenessIntervalMs: number
   /** Minimum delay between two llama-server starts after failures (doubles up to 8x). */
   readonly restartBackoffMs: number
+  /**
+   * A cluster's first plan waits at most this long for every node's speed measured in the model's shape
+   * (calibration-shape.ts); after it, the plan is priced with the generic calibration.
+   */
+  readonly shapeWaitMs: number
 }
 
 export const LAN_COORDINATION_TIMINGS: CoordinationTimings = {
   replanDebounceMs: 1000,
   idleWaitMs: 30_000,
   livenessIntervalMs: 5000,
-  restartBackoffMs: 1000
+  restartBackoffMs: 1000,
+  shapeWaitMs: 60_000
 }
 
 /** Tests of agents in one process: a debounce that still joins a burst of starts, shorter waits. */
@@ -82,7 +92,8 @@ export const FAST_COORDINATION_TIMINGS: CoordinationTimings = {
   replanDebounceMs: 500,
   idleWaitMs: 5000,
   livenessIntervalMs: 2000,
-  restartBackoffMs: 500
+  restartBackoffMs: 500,
+  shapeWaitMs: 10_000
 }
 
 export interface CoordinationOptions {
@@ -137,6 +148,10 @@ export class Coordination {
   private running: Running | undefined
   private planView: PlanView | null = null
   private problem: string | null = null
+  /** The calibration shape the last plan was priced with (shapedPricing); null: the generic calibration. */
+  private pricedWith: string | null = null
+  /** When the first plan began to wait for measurements in the model's shape (shapeWait). */
+  private shapeWaitSince: number | undefined
   /** Set once llama-server said the model file can never load: no further starts (see onModelUnloadable). */
   private unloadable: string | undefined
   private generation = 0
@@ -378,15 +393,27 @@ export class Coordination {
   private reprice(running: Running, desired: Plan): void {
     if (signatureOf(desired) !== running.signature) return
     const now = desired.predictedSecondsPerToken
-    if (!(now > 0) || Math.abs(now - running.predictedSecondsPerToken) <= 0.05 * running.predictedSecondsPerToken) return
+    const view = this.planView
+    // the prices' basis changed (every node measured in the model's shape): always shown
+    const newBasis = view !== null && (view.pricedWith ?? null) !== this.pricedWith
+    if (!(now > 0) || (!newBasis && Math.abs(now - running.predictedSecondsPerToken) <= 0.05 * running.predictedSecondsPerToken)) return
     this.o.logger.info(
-      { before: Number((1 / running.predictedSecondsPerToken).toFixed(1)), now: Number((1 / now).toFixed(1)) },
+      {
+        before: Number((1 / running.predictedSecondsPerToken).toFixed(1)),
+        now: Number((1 / now).toFixed(1)),
+        prompt: desired.predictedPromptTokensPerSecond === null ? null : Math.round(desired.predictedPromptTokensPerSecond),
+        pricedWith: this.pricedWith ?? 'generic calibration'
+      },
       'the running plan re-priced with what is known now (tokens per second predicted)'
     )
     running.predictedSecondsPerToken = now
-    const view = this.planView
     if (view !== null) {
-      this.planView = { ...view, predictedTokensPerSecond: desired.predictedTokensPerSecond }
+      this.planView = {
+        ...view,
+        predictedTokensPerSecond: desired.predictedTokensPerSecond,
+        predictedPromptTokensPerSecond: desired.predictedPromptTokensPerSecond,
+        pricedWith: this.pricedWith
+      }
       this.o.mesh.announceNow()
     }
   }
@@ -552,20 +579,26 @@ export class Coordination {
   }
 
   /**
-   * Per-token cost of using a node (cost-model.ts), from the RTT measured so far. Pings run beside the
-   * loop, never awaited by it (a slow peer must not stall elections): the RTT is the minimum of libp2p
-   * pings sampled at most once a minute (the first samples come during start-up load and overstate it;
-   * sampling faster was tried: each lower sample changed the desired plan and, with a model that loads in
-   * a second, re-planned several times in the first half minute); until one arrives the LAN default is used.
+   * Per-token cost of using a node (cost-model.ts), from the RTT measured so far. Samples run beside the
+   * loop, never awaited by it (a slow peer must not stall elections): the RTT is the minimum of TCP
+   * handshakes with the node's mesh port (mesh.tcpRtt: the network's time, not the agent's), sampled at
+   * most once a minute while a plan runs (the first samples come during start-up load and
+   * overstate it; sampling faster was tried: each lower sample changed the desired plan and, with a model
+   * that loads in a second, re-planned several times in the first half minute), every 5 s while none does
+   * (the first plan's wait for measurements in the model's shape: nothing to re-plan, and the samples it
+   * takes then price the first plan's hops); until one arrives the LAN default is used.
    */
   private hopCost(peerId: string, now: number): number {
     if (peerId === this.o.mesh.peerId) return hopSeconds(true, undefined)
     if (isStaticPeer(peerId)) return hopSeconds(false, undefined) // no agent to ping: the LAN default
     const known = this.rtts.get(peerId)
-    if ((known === undefined || now - known.at > 60_000) && !this.rttInFlight.has(peerId)) {
+    const every = this.running === undefined ? 5_000 : 60_000
+    if ((known === undefined || now - known.at > every) && !this.rttInFlight.has(peerId)) {
       this.rttInFlight.add(peerId)
+      // the kernel's answer (TCP handshake), else a libp2p ping (an in-memory transport)
       void this.o.mesh
-        .rtt(peerId)
+        .tcpRtt(peerId)
+        .then(async (sample) => sample ?? (await this.o.mesh.rtt(peerId)))
         .then((sample) => {
           if (sample !== undefined) this.rtts.set(peerId, { ms: Math.min(sample, this.rtts.get(peerId)?.ms ?? Infinity), at: this.o.now() })
         })
@@ -585,20 +618,29 @@ export class Coordination {
     if (!dryRun) this.noteBackendAborts(live)
     const nodes: PlanNode[] = []
     const excluded: Array<{ peerId: string; reason: string }> = []
+    const candidates = live.filter((a) => exclusionReason(a, self, dryRun ? undefined : term) === null)
+    const pricedWith = shapedPricing(self.models[0]?.shape, candidates)
+    if (!dryRun) this.pricedWith = pricedWith
     for (const a of live) {
       const reason = exclusionReason(a, self, dryRun ? undefined : term)
       if (reason !== null) {
         excluded.push({ peerId: a.peerId, reason })
         continue
       }
+      const { speed, devices } = planningSpeeds(a, pricedWith)
       nodes.push({
         peerId: a.peerId,
         hostname: a.hostname,
         rpc: dryRun ? `${a.rpc.host}:${a.rpc.port}` : await this.connectEndpoint(a),
         memoryBudget: this.budgetOf(a),
-        secondsPerGiB: a.speed?.secondsPerGiB,
-        ...(a.speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: a.speed.fixedSecondsPerToken } : {}),
-        devices: planDevicesOf(a.devices, (device, offer) => this.budgetOf(a, offer, device)),
+        secondsPerGiB: speed?.secondsPerGiB,
+        ...(speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: speed.fixedSecondsPerToken } : {}),
+        ...(speed?.promptSecondsPerGiB !== undefined ? { promptSecondsPerGiB: speed.promptSecondsPerGiB } : {}),
+        devices: planDevicesOf(devices, (device, offer) => this.budgetOf(a, offer, device)),
+        // the devices its rpc-server serves (older agents: every device they listed)
+        accelerator: (a.devices.some((d) => d.rpcIndex !== undefined) ? a.devices.filter((d) => d.rpcIndex !== undefined) : a.devices).some(
+          (d) => d.kind !== 'cpu'
+        ),
         hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })
@@ -651,6 +693,13 @@ export class Coordination {
       this.loggedProblem = this.problem
       return undefined
     }
+    const waiting = this.shapeWait(live, term)
+    if (waiting !== null) {
+      this.problem = waiting
+      if (this.loggedProblem !== waiting) this.o.logger.info({ reason: waiting }, 'the first plan waits')
+      this.loggedProblem = waiting
+      return undefined
+    }
     // Members not yet gone (suspect ones too) whose last word says their rpc-server is fine may keep their
     // place in the serving plan.
     const self = this.o.mesh.announcement()
@@ -670,6 +719,27 @@ export class Coordination {
       },
       stillThere
     }
+  }
+
+  /**
+   * A cluster's first plan (none running, none seen, none started here) waits, up to shapeWaitMs, until
+   * every node it could use has measured its speed in the model's shape (they do so once they know the
+   * model and no plan uses their rpc-server): a plan priced with the small generic models is off by up to
+   * 1.7x, and once it runs, its nodes cannot be measured again without stopping it. A take-over never
+   * waits (serving comes first). Returns what it waits for, or null.
+   */
+  private shapeWait(live: readonly Announcement[], term: number): string | null {
+    if (this.running !== undefined || this.generation > 0 || this.seenPlan !== undefined || this.pricedWith !== null) return null
+    const self = this.o.mesh.announcement()
+    const shape = self.models[0]?.shape
+    const key = shape === undefined ? null : calibrationKeyOf(shape)
+    if (key === null) return null
+    const now = this.o.now()
+    this.shapeWaitSince ??= now
+    if (now - this.shapeWaitSince >= this.o.timings.shapeWaitMs) return null
+    const missing = live.filter((a) => exclusionReason(a, self, term) === null && needsModelSpeed(shape!, a) && a.modelSpeed?.shape !== key)
+    if (missing.length === 0) return null
+    return `waiting for ${missing.length} node(s) to measure their speed in the model's shape (${key}), at most ${Math.round(this.o.timings.shapeWaitMs / 1000)} s`
   }
 
   /**
@@ -879,6 +949,8 @@ export class Coordination {
       }),
       mismatch,
       predictedTokensPerSecond: p.predictedTokensPerSecond,
+      predictedPromptTokensPerSecond: p.predictedPromptTokensPerSecond,
+      pricedWith: this.pricedWith,
       excluded: [
         ...this.excluded,
         ...p.unused.map((u) => ({ peerId: u.peerId, ...(u.device !== undefined ? { device: u.device } : {}), reason: u.why }))

@@ -10,6 +10,7 @@ import {
   backendAbort,
   calibrateRpcServer,
   CALIBRATION_METHOD,
+  shapedCalibrationMethod,
   defaultCacheRoot,
   defaultServedDevices,
   formatRpcVersion,
@@ -23,7 +24,7 @@ import {
   type RpcProbeResult,
   type RpcServerState
 } from '@sollol/llama-cpp'
-import type { Announcement, Device } from '@sollol/core'
+import type { Announcement, CalibrationShape, Device } from '@sollol/core'
 import type { SelfDescription } from '@sollol/mesh'
 import { announcedDevices, detectDevices, deviceBudgets } from './capacity.js'
 
@@ -67,20 +68,37 @@ export interface LocalRpcOptions {
  * Measures an rpc-server's speed (ours, or a bare one an agent speaks for) with llama-server on this
  * machine; `tensorSplit` puts the whole calibration model on one of its devices.
  */
-export async function calibrateSpeed(binaries: LlamaBinaries, endpoint: string, logger: Logger, tensorSplit?: number[]): Promise<Speed> {
+export async function calibrateSpeed(
+  binaries: LlamaBinaries,
+  endpoint: string,
+  logger: Logger,
+  tensorSplit?: number[],
+  shape?: CalibrationShape
+): Promise<Speed> {
   const result = await calibrateRpcServer({
     llamaServer: binaries.llamaServer,
     endpoint,
     cacheDir: join(defaultCacheRoot(), 'calibration'),
     ...(tensorSplit !== undefined ? { tensorSplit } : {}),
+    ...(shape !== undefined ? { shape } : {}),
     logger
   })
   return {
     secondsPerGiB: result.secondsPerGiB,
     fixedSecondsPerToken: result.fixedSecondsPerToken,
+    ...(result.promptSecondsPerGiB !== undefined ? { promptSecondsPerGiB: result.promptSecondsPerGiB } : {}),
     measuredAt: result.measuredAt,
     method: result.method
   }
+}
+
+/** This node's speed measured in the shape of the cluster's model (announced as `modelSpeed`). */
+export interface ModelSpeed {
+  /** The calibration shape's key (calibration-shape.ts): what the coordinator matches with its model's. */
+  readonly shape: string
+  readonly speed: Speed
+  /** Per device of the rpc-server, in its order, when it serves several. */
+  readonly devices: Array<Speed | null>
 }
 
 /** How long a device's measurement waits for an rpc-server that a measurement before it crashed. */
@@ -93,6 +111,9 @@ export class LocalRpc {
   private served: LocalDevice[] = []
   private announcedDevices: Device[] = []
   private measuredSpeed: Speed | null = null
+  private shapedSpeed: ModelSpeed | null = null
+  /** A measurement in a model's shape is under way (the server has a calibration client). */
+  private shapedBusy = false
   private rpcProtocol: string | null = null
   private rpcState: RpcAnnounceState = 'starting'
   private lastAbort: BackendAbortView | null = null
@@ -127,6 +148,42 @@ export class LocalRpc {
 
   get speed(): Speed | null {
     return this.measuredSpeed
+  }
+
+  get modelSpeed(): ModelSpeed | null {
+    return this.shapedSpeed
+  }
+
+  /** Whether the server has been measured (the generic models) and no other measurement is under way. */
+  get canMeasureAgain(): boolean {
+    return this.measured && !this.shapedBusy && !this.stopped && this.supervisor !== undefined && this.o.givenSpeed === undefined
+  }
+
+  /**
+   * Measures the server again in the shape of the cluster's model (calibration-shape.ts), or takes the
+   * measurement kept from an earlier start; announced as `modelSpeed` when done. The caller makes sure no
+   * plan's llama-server uses the server meanwhile (one client at a time: a load would wait for it).
+   */
+  async measureInShape(shape: CalibrationShape): Promise<boolean> {
+    if (!this.canMeasureAgain) return false
+    this.shapedBusy = true
+    try {
+      const speeds = await this.measureSpeeds(shape)
+      if (this.stopped || speeds.node === null) return false
+      this.shapedSpeed = { shape: shape.key, speed: speeds.node, devices: speeds.devices }
+      if (speeds.measured && this.served.some((d) => d.backend !== 'cpu') && this.supervisor !== undefined) {
+        // the lavapipe abort after a calibration client (see start): a fresh process before a plan uses it
+        this.o.logger.info({}, "restarting the rpc-server after measuring its devices in the model's shape")
+        await this.supervisor.stop()
+        await this.supervisor.start().catch((err: Error) => {
+          this.o.logger.error({ err: err.message }, 'the rpc-server did not start again after measuring its devices')
+        })
+      }
+      this.o.onChange()
+      return true
+    } finally {
+      this.shapedBusy = false
+    }
   }
 
   /** The last abort of a compute backend of the rpc-server (announced as `rpc.abort`); null: none. */
@@ -290,20 +347,21 @@ export class LocalRpc {
    * the server as a whole (its first device, as llama.cpp fills it) and, when it serves several devices,
    * each device alone (the whole calibration model on it), so the planner can price each.
    */
-  private async measureSpeeds(): Promise<{ node: Speed | null; devices: Array<Speed | null>; measured: boolean }> {
+  private async measureSpeeds(shape?: CalibrationShape): Promise<{ node: Speed | null; devices: Array<Speed | null>; measured: boolean }> {
     const log = this.o.logger
-    if (this.o.givenSpeed !== undefined) {
+    if (this.o.givenSpeed !== undefined && shape === undefined) {
       log.info({ secondsPerGiB: this.o.givenSpeed }, 'rpc-server speed given by --rpc-speed (not measured)')
       const given = { secondsPerGiB: this.o.givenSpeed, measuredAt: new Date().toISOString(), method: 'given by --rpc-speed' }
       return { node: given, devices: this.served.map(() => given), measured: false }
     }
-    const file = join(this.o.dataDir, 'calibration.json')
+    // one file per shape: a cluster that changes models keeps the measurements of the last ones
+    const file = join(this.o.dataDir, shape === undefined ? 'calibration.json' : `calibration-${shape.key}.json`)
     const served = this.served.map((d) => d.name)
     const key = JSON.stringify({
       build: this.o.binaries.version,
       threads: this.o.threads,
       devices: served.length > 0 ? served : (this.o.devices ?? null),
-      method: CALIBRATION_METHOD
+      method: shape === undefined ? CALIBRATION_METHOD : shapedCalibrationMethod(shape)
     })
     type Speeds = { node: Speed | null; devices: Array<Speed | null>; measured: boolean }
     if (!this.o.recalibrate) {
@@ -322,15 +380,17 @@ export class LocalRpc {
       }
       try {
         const started = Date.now()
-        const speed = await calibrateSpeed(this.o.binaries, endpoint, log, tensorSplit)
+        const speed = await calibrateSpeed(this.o.binaries, endpoint, log, tensorSplit, shape)
         log.info(
           {
             what,
+            ...(shape !== undefined ? { shape: shape.key } : {}),
             secondsPerGiB: Number(speed.secondsPerGiB.toFixed(4)),
             fixedMsPerToken: Number(((speed.fixedSecondsPerToken ?? 0) * 1000).toFixed(3)),
+            ...(speed.promptSecondsPerGiB !== undefined ? { promptSecondsPerGiB: Number(speed.promptSecondsPerGiB.toFixed(4)) } : {}),
             ms: Date.now() - started
           },
-          'rpc-server speed measured'
+          shape !== undefined ? "rpc-server speed measured in the model's shape" : 'rpc-server speed measured'
         )
         return speed
       } catch (err) {

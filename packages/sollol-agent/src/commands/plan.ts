@@ -84,7 +84,7 @@ export function formatPlan(p: Plan): string {
     ])
   })
   const lines = [
-    `plan for ${p.model.name} (context ${p.contextSize} tokens): ${p.nodes.length} node(s), predicted ${p.predictedTokensPerSecond.toFixed(1)} tok/s single-stream`,
+    `plan for ${p.model.name} (context ${p.contextSize} tokens): ${p.nodes.length} node(s), predicted ${p.predictedTokensPerSecond.toFixed(1)} tok/s single-stream${p.predictedPromptTokensPerSecond !== null ? `, prompt ${p.predictedPromptTokensPerSecond.toFixed(0)} tok/s` : ''}`,
     formatTable(rows)
   ]
   for (const u of p.unused)

@@ -121,6 +121,15 @@ export function formatLayerMap(view: ClusterView): string {
   return [`layer map (${owner.length} layers | output): ${bar}|${output}`, ...legend].join('\n') + '\n'
 }
 
+/** The node's measured speed: in the model's shape when it has one (the shape named), else the generic one. */
+function speedText(node: ClusterView['nodes'][number]): string {
+  const shaped = node.modelSpeed ?? null
+  const speed = shaped?.speed ?? node.speed
+  if (speed === null || speed === undefined) return '-'
+  const fixed = speed.fixedSecondsPerToken ? ` +${(speed.fixedSecondsPerToken * 1000).toFixed(1)} ms` : ''
+  return `${speed.secondsPerGiB.toFixed(3)} s/GiB${fixed}${shaped !== null ? ` (${shaped.shape})` : ''}`
+}
+
 export function formatStatus(view: ClusterView): string {
   const rows = [['NODE', 'PEER', 'STATUS', 'RPC ENDPOINT', 'RPC', 'DEVICES', 'OFFERED', 'SPEED', 'LAYERS', 'ROLE']]
   for (const node of view.nodes) {
@@ -140,9 +149,7 @@ export function formatStatus(view: ClusterView): string {
       `${node.rpc.state}${node.rpc.protocol !== null ? ` v${node.rpc.protocol}` : ''}`,
       devicesText(node),
       formatBytes(node.memoryBudget),
-      node.speed === null || node.speed === undefined
-        ? '-'
-        : `${node.speed.secondsPerGiB.toFixed(3)} s/GiB${node.speed.fixedSecondsPerToken ? ` +${(node.speed.fixedSecondsPerToken * 1000).toFixed(1)} ms` : ''}`,
+      speedText(node),
       layersText(node),
       role
     ])
@@ -156,7 +163,15 @@ export function formatStatus(view: ClusterView): string {
   const plan = view.plan
   if (plan !== null) {
     const measured = typeof plan.measuredTokensPerSecond === 'number' ? `, measured ${plan.measuredTokensPerSecond.toFixed(0)} tok/s` : ''
-    const tps = plan.predictedTokensPerSecond !== null ? `, predicted ${plan.predictedTokensPerSecond.toFixed(0)} tok/s${measured}` : ''
+    const prompt =
+      typeof plan.predictedPromptTokensPerSecond === 'number'
+        ? `, prompt ${plan.predictedPromptTokensPerSecond.toFixed(0)} tok/s predicted`
+        : ''
+    const basis = typeof plan.pricedWith === 'string' ? ` (priced in the model's shape, ${plan.pricedWith})` : ''
+    const tps =
+      plan.predictedTokensPerSecond !== null
+        ? `, predicted ${plan.predictedTokensPerSecond.toFixed(0)} tok/s${measured}${prompt}${basis}`
+        : ''
     lines.push(
       `model ${plan.model.name}: server ${plan.server.url} ${plan.server.state}${serverDetail(plan)}, plan generation ${plan.generation}${tps}`
     )
