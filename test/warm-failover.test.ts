@@ -52,6 +52,12 @@ test('after the coordinator is lost, the new term loads the same layers from the
   const workerId = first.self
   const onWorker = first.plan!.assignments.find((a) => a.peerId === workerId)
   assert.deepEqual(onWorker?.layers, [0, 3], `every layer on the worker: ${JSON.stringify(first.plan!.assignments)}`)
+  // the plan is priced in the model's shape: the worker measured its rpc-server with generated 1664-wide
+  // (rounded up to 1792) f32 layers before the first plan, which waited for it; the holders offer less
+  // than a layer, so nothing is asked of them
+  assert.equal(first.plan!.pricedWith, '1792x4608-f32', JSON.stringify(first.plan))
+  assert.equal(first.nodes.find((n) => n.peerId === workerId)?.modelSpeed?.shape, '1792x4608-f32')
+  assert.equal(typeof first.plan!.predictedPromptTokensPerSecond, 'number')
   const cold = first.weightsOverLan!.bytes
   assert.ok(cold >= modelBytes * 0.95, `the first load sent ${cold} of ${modelBytes} bytes over the LAN`)
 

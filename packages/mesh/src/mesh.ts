@@ -424,13 +424,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Round-trip time to a connected peer in ms (libp2p ping), undefined when it cannot be measured. */
   /**
    * The network round trip to a member, as its kernel answers it: the time a TCP connect to its mesh
-   * listen address takes (SYN to SYN-ACK), best of three. Unlike a libp2p ping it does not wait for the
+   * listen address takes (SYN to SYN-ACK); the caller keeps the minimum of its samples (one connect each:
+   * libp2p refuses a host's sixth new connection in a second, `inboundConnectionThreshold`). Unlike a libp2p ping it does not wait for the
    * member's event loop, which a busy agent (a model load, a calibration, a CPU quota) answers late: pings
    * of 10 ms priced each hop of a LAN of 0.1 ms, and the plan's predicted speed at a fifth of what it ran.
    * The connection is closed before a byte is sent (the member's libp2p drops it). Undefined when no TCP
    * address of it is known (an in-memory transport): use rtt() then.
    */
-  async tcpRtt(peerId: string, tries = 3): Promise<number | undefined> {
+  async tcpRtt(peerId: string, tries = 1): Promise<number | undefined> {
     const target = this.tcpAddressOf(peerId)
     if (target === undefined) return undefined
     let best: number | undefined
