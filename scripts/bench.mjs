@@ -102,6 +102,15 @@ check('placement', 'orchestration: mesh-started / by hand', s.placement?.overhea
 // the planner's predicted tok/s within +-20 % of what its plan measured
 check('placement', 'placement: predicted / measured tok/s (not above)', s.placement?.prediction?.ratio, '<=', 1.2)
 check('placement', 'placement: predicted / measured tok/s (not below)', s.placement?.prediction?.ratio, '>=', 0.8)
+// the same in the other two scenarios (a node under a CPU quota runs its short bursts faster than the
+// sustained decode its calibration measures: where that bites, see docs/benchmarks.md)
+for (const [key, name] of [
+  ['memoryUnlike', 'unlike memory'],
+  ['identical', 'identical nodes']
+]) {
+  check('placement', `placement, ${name}: predicted / measured tok/s (not above)`, s.placement?.[key]?.prediction?.ratio, '<=', 1.2)
+  check('placement', `placement, ${name}: predicted / measured tok/s (not below)`, s.placement?.[key]?.prediction?.ratio, '>=', 0.8)
+}
 check('protection', 'rpc protection: gated / open', s.protection?.gatedOverOpen, '>=', 0.9)
 check('convergence', 'convergence, 5 agents (s)', s.convergence?.agents5?.seconds?.median, '<=', 3)
 check('convergence', 'convergence, 20 agents (s)', s.convergence?.agents20?.seconds?.median, '<=', 5)
