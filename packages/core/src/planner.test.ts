@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { plan, planDevicesOf, PlanError, computeHeadroomBytes, type PlanModel, type PlanNode } from './planner.js'
+import { plan, planDevicesOf, PlanError, computeHeadroomBytes, servesAccelerator, type PlanModel, type PlanNode } from './planner.js'
 import { expectedLayerDevices, layersPerDevice, type LayerDevice } from './layer-split.js'
 import { seededRandom } from './random.js'
 
@@ -477,4 +477,18 @@ test("the prompt speed: each used device's weights at its prompt price, one afte
   assert.ok(Math.abs(p.predictedPromptTokensPerSecond - 1 / seconds) < 1e-9)
   const unknown = plan({ model: m, nodes: [nodes[0]!, node('b', 1500, 0.05)], contextSize: 512 })
   assert.equal(unknown.predictedPromptTokensPerSecond, null)
+})
+
+test('a node computes on an accelerator when a device it serves is one (an older agent: any it lists)', () => {
+  assert.equal(servesAccelerator([{ kind: 'cpu', rpcIndex: 0 }]), false)
+  assert.equal(
+    servesAccelerator([
+      { kind: 'vulkan', rpcIndex: 0 },
+      { kind: 'cpu', rpcIndex: 1 }
+    ]),
+    true
+  )
+  // a GPU in the box that the rpc-server does not serve
+  assert.equal(servesAccelerator([{ kind: 'cuda' }, { kind: 'cpu', rpcIndex: 0 }]), false)
+  assert.equal(servesAccelerator([{ kind: 'cuda' }]), true)
 })

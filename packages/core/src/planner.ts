@@ -569,6 +569,15 @@ export function plan(input: PlanInput): Plan {
 }
 
 /**
+ * Whether a node's rpc-server computes on an accelerator (a GPU...): the devices it serves (an older agent's
+ * listed devices when it says nothing of which it serves). Its own fixed part is then paid (planFixed). Pure.
+ */
+export function servesAccelerator(devices: ReadonlyArray<{ readonly kind: string; readonly rpcIndex?: number | undefined }>): boolean {
+  const served = devices.filter((d) => d.rpcIndex !== undefined)
+  return (served.length > 0 ? served : devices).some((d) => d.kind !== 'cpu')
+}
+
+/**
  * The plan devices of a node from what it announced: its rpc-server's devices with their budgets and
  * speeds, in the server's order, when it serves several (each gets its own --tensor-split entry);
  * undefined plans it as one device. `budget` may lower a device's offer (the coordinator's cuts after a

@@ -58,6 +58,7 @@ import {
   calibrationKeyOf,
   needsModelSpeed,
   planningSpeeds,
+  servesAccelerator,
   shapedPricing
 } from '@sollol/core'
 import type { Mesh } from '@sollol/mesh'
@@ -637,10 +638,7 @@ export class Coordination {
         ...(speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: speed.fixedSecondsPerToken } : {}),
         ...(speed?.promptSecondsPerGiB !== undefined ? { promptSecondsPerGiB: speed.promptSecondsPerGiB } : {}),
         devices: planDevicesOf(devices, (device, offer) => this.budgetOf(a, offer, device)),
-        // the devices its rpc-server serves (older agents: every device they listed)
-        accelerator: (a.devices.some((d) => d.rpcIndex !== undefined) ? a.devices.filter((d) => d.rpcIndex !== undefined) : a.devices).some(
-          (d) => d.kind !== 'cpu'
-        ),
+        accelerator: servesAccelerator(a.devices),
         hopSeconds: this.hopCost(a.peerId, this.o.now()),
         isHost: a.peerId === self.peerId
       })

@@ -1,7 +1,11 @@
 import type { Command } from 'commander'
 import { readModelInfo } from '@sollol/gguf'
 import {
+  modelShapeOf,
   planDevicesOf,
+  planningSpeeds,
+  servesAccelerator,
+  shapedPricing,
   DEFAULT_KV_CACHE_TYPES,
   hopSeconds,
   KV_CACHE_TYPES,
@@ -41,6 +45,9 @@ export async function planFromFile(
   cacheTypes: KvCacheTypes = DEFAULT_KV_CACHE_TYPES
 ): Promise<Plan> {
   const [info, ref] = await Promise.all([readModelInfo(file), modelRef(file)])
+  const usable = view.nodes.filter((n) => n.rpc.state === 'ready' || n.rpc.state === 'external')
+  // the coordinator's pricing basis: in the model's shape when every node that can hold a layer measured in it
+  const pricedWith = shapedPricing(modelShapeOf(info), usable)
   return makePlan({
     // the KV cache in its type, as the coordinator plans it
     model: {
@@ -50,20 +57,23 @@ export async function planFromFile(
       kvBytesPerTokenPerLayer: kvBytesPerToken(info, cacheTypes),
       kvBytesPerTokenByLayer: kvBytesPerTokenByLayer(info, cacheTypes)
     },
-    nodes: view.nodes
-      .filter((n) => n.rpc.state === 'ready' || n.rpc.state === 'external')
-      .map((n) => ({
+    nodes: usable.map((n) => {
+      const { speed, devices } = planningSpeeds(n, pricedWith)
+      return {
         peerId: n.peerId,
         hostname: n.hostname,
         rpc: `${n.rpc.host}:${n.rpc.port}`,
         memoryBudget: n.memoryBudget,
-        secondsPerGiB: n.speed?.secondsPerGiB,
-        ...(n.speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: n.speed.fixedSecondsPerToken } : {}),
+        secondsPerGiB: speed?.secondsPerGiB,
+        ...(speed?.fixedSecondsPerToken !== undefined ? { fixedSecondsPerToken: speed.fixedSecondsPerToken } : {}),
+        ...(speed?.promptSecondsPerGiB !== undefined ? { promptSecondsPerGiB: speed.promptSecondsPerGiB } : {}),
         // the coordinator's own cost model; RTTs are its measurements, here the LAN default
         hopSeconds: hopSeconds(n.peerId === view.self, undefined),
         isHost: n.peerId === view.self,
-        devices: planDevicesOf(n.devices)
-      })),
+        accelerator: servesAccelerator(n.devices),
+        devices: planDevicesOf(devices)
+      }
+    }),
     ...(contextSize !== undefined ? { contextSize } : {})
   })
 }
