@@ -20,7 +20,7 @@ export interface ModelShape {
   readonly type: string
   /** All layers' weight bytes. */
   readonly layerBytes: number
-  /** How many layers (older agents omit it: then every node that measured counts). */
+  /** How many layers (informative: status and logs; older agents omit it). */
   readonly layers?: number | undefined
 }
 
@@ -70,8 +70,8 @@ const roundUp = (n: number, step: number): number => Math.max(step, Math.ceil(n 
 /**
  * The calibration models for a model of this shape on a device with `cacheBytes` of last-level cache and
  * `offerBytes` offered; null when the generic calibration stands for it (a model under
- * SHAPED_CALIBRATION_ABOVE_BYTES) or when not even one generated layer fits the offer (such a node holds
- * none of the model's layers either: see needsModelSpeed).
+ * SHAPED_CALIBRATION_ABOVE_BYTES) or when not even one generated layer fits three quarters of the offer
+ * (such a node holds a layer or two at most: see needsModelSpeed).
  */
 export function calibrationShapeOf(model: ModelShape, device: { cacheBytes: number; offerBytes: number }): CalibrationShape | null {
   if (!(model.layerBytes > SHAPED_CALIBRATION_ABOVE_BYTES)) return null
@@ -129,13 +129,12 @@ interface Candidate {
 }
 
 /**
- * Whether a node's price in the model's shape is needed to plan with it: one that cannot hold a single
- * layer gets none (it can only host llama-server), and its own calibration would have been as small
- * (calibrationShapeOf). Pure.
+ * Whether a node's price in the model's shape is needed to plan with it: exactly when the node measures
+ * one (calibrationShapeOf with its offer: a generated layer fits three quarters of it). One that cannot
+ * holds at most a layer or two, and is priced with its generic measurement. Pure.
  */
 export function needsModelSpeed(model: ModelShape, node: { readonly memoryBudget: number }): boolean {
-  if (model.layers === undefined || !(model.layers > 0)) return true
-  return node.memoryBudget >= model.layerBytes / model.layers
+  return calibrationShapeOf(model, { cacheBytes: 0, offerBytes: node.memoryBudget }) !== null
 }
 
 /** A node's speed and its devices' on that basis (shapedPricing). Pure. */

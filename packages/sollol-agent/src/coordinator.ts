@@ -735,7 +735,11 @@ export class Coordination {
     const now = this.o.now()
     this.shapeWaitSince ??= now
     if (now - this.shapeWaitSince >= this.o.timings.shapeWaitMs) return null
-    const missing = live.filter((a) => exclusionReason(a, self, term) === null && needsModelSpeed(shape!, a) && a.modelSpeed?.shape !== key)
+    const needed = live.filter((a) => exclusionReason(a, self, term) === null && needsModelSpeed(shape!, a))
+    // a bare rpc-server (--rpc-backend) or an external one (--rpc-endpoint) is measured with the generic
+    // models only: the plan will be priced with those, and waiting would gain nothing
+    if (needed.some((a) => isStaticPeer(a.peerId) || a.rpc.state === 'external')) return null
+    const missing = needed.filter((a) => a.modelSpeed?.shape !== key)
     if (missing.length === 0) return null
     return `waiting for ${missing.length} node(s) to measure their speed in the model's shape (${key}), at most ${Math.round(this.o.timings.shapeWaitMs / 1000)} s`
   }

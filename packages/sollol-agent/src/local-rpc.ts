@@ -156,7 +156,7 @@ export class LocalRpc {
 
   /** Whether the server has been measured (the generic models) and no other measurement is under way. */
   get canMeasureAgain(): boolean {
-    return this.measured && !this.shapedBusy && !this.stopped && this.supervisor !== undefined && this.o.givenSpeed === undefined
+    return this.measured && !this.shapedBusy && !this.stopped && (this.supervisor !== undefined || this.o.givenSpeed !== undefined)
   }
 
   /**
@@ -166,6 +166,12 @@ export class LocalRpc {
    */
   async measureInShape(shape: CalibrationShape): Promise<boolean> {
     if (!this.canMeasureAgain) return false
+    if (this.o.givenSpeed !== undefined && this.measuredSpeed !== null) {
+      // --rpc-speed steers the planner whatever the model: it stands for the model's shape too
+      this.shapedSpeed = { shape: shape.key, speed: this.measuredSpeed, devices: this.served.map(() => this.measuredSpeed) }
+      this.o.onChange()
+      return true
+    }
     this.shapedBusy = true
     try {
       const speeds = await this.measureSpeeds(shape)
