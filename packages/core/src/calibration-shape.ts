@@ -74,12 +74,11 @@ const roundUp = (n: number, step: number): number => Math.max(step, Math.ceil(n 
  * (such a node holds a layer or two at most: see needsModelSpeed).
  */
 export function calibrationShapeOf(model: ModelShape, device: { cacheBytes: number; offerBytes: number }): CalibrationShape | null {
-  if (!(model.layerBytes > SHAPED_CALIBRATION_ABOVE_BYTES)) return null
+  const key = calibrationKeyOf(model) // null: a model under SHAPED_CALIBRATION_ABOVE_BYTES
+  if (key === null) return null
   const type = calibrationTypeOf(model.type)
   const embd = roundUp(model.embd, WIDTH_STEP)
   const ff = roundUp(model.ff, WIDTH_STEP)
-  const key = calibrationKeyOf(model)
-  if (key === null) return null
   // q, k, v, output and three feed-forward matrices (no grouped KV heads: the price is per byte anyway)
   const layerBytes = (ggmlTypeBytes(type, embd * embd) ?? 0) * 4 + (ggmlTypeBytes(type, embd * ff) ?? 0) * 3 + embd * 8
   const fits = Math.floor(Math.min(LARGE_MODEL_MAX_BYTES, device.offerBytes * OFFER_SHARE) / layerBytes)

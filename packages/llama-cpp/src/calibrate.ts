@@ -193,15 +193,16 @@ export async function calibrateRpcServer(o: CalibrationOptions): Promise<Calibra
 
 async function measure(o: CalibrationOptions): Promise<CalibrationResult> {
   const shaped = o.shape !== undefined ? shapedCalibrationModels(o.shape) : undefined
-  const small = await calibrationModel(o.cacheDir, shaped?.small ?? CALIBRATION_MODEL)
+  const smallOptions = shaped?.small ?? CALIBRATION_MODEL
+  const largeOptions = shaped?.large ?? CALIBRATION_MODEL_LARGE
+  const small = await calibrationModel(o.cacheDir, smallOptions)
   const smallSample = { layerBytes: await layerBytesOf(small), secondsPerToken: await decodeSecondsPerToken(o, small, SMALL_RUN_TOKENS, 3) }
   // one size (the fit's own case of two equal samples): its average price, no fixed part
   let fit = fitTokenCost(smallSample, smallSample)
   let promptSample = undefined as { layerBytes: number; secondsPerToken: number } | undefined
-  const largeOptions = shaped?.large ?? CALIBRATION_MODEL_LARGE
-  if (largeOptions.layers > (shaped?.small ?? CALIBRATION_MODEL).layers && smallSample.secondsPerToken < TWO_SIZES_BELOW_SECONDS) {
+  if (largeOptions.layers > smallOptions.layers && smallSample.secondsPerToken < TWO_SIZES_BELOW_SECONDS) {
     const large = await calibrationModel(o.cacheDir, largeOptions)
-    const ratio = largeOptions.layers / (shaped?.small ?? CALIBRATION_MODEL).layers
+    const ratio = largeOptions.layers / smallOptions.layers
     // the large model's token takes up to `ratio` times as long: fewer tokens on a slower device
     const largeTokens = Math.max(4, Math.min(SMALL_RUN_TOKENS, Math.round(LARGE_RUNS_SECONDS / (3 * ratio * smallSample.secondsPerToken))))
     const timings = await runTimings(o, large, largeTokens, 3, shaped !== undefined)

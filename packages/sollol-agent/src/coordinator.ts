@@ -730,12 +730,13 @@ export class Coordination {
     if (this.running !== undefined || this.generation > 0 || this.seenPlan !== undefined || this.pricedWith !== null) return null
     const self = this.o.mesh.announcement()
     const shape = self.models[0]?.shape
-    const key = shape === undefined ? null : calibrationKeyOf(shape)
+    if (shape === undefined) return null
+    const key = calibrationKeyOf(shape)
     if (key === null) return null
     const now = this.o.now()
     this.shapeWaitSince ??= now
     if (now - this.shapeWaitSince >= this.o.timings.shapeWaitMs) return null
-    const needed = live.filter((a) => exclusionReason(a, self, term) === null && needsModelSpeed(shape!, a))
+    const needed = live.filter((a) => exclusionReason(a, self, term) === null && needsModelSpeed(shape, a))
     // a bare rpc-server (--rpc-backend) or an external one (--rpc-endpoint) is measured with the generic
     // models only: the plan will be priced with those, and waiting would gain nothing
     if (needed.some((a) => isStaticPeer(a.peerId) || a.rpc.state === 'external')) return null

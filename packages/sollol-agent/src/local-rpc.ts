@@ -92,14 +92,8 @@ export async function calibrateSpeed(
   }
 }
 
-/** This node's speed measured in the shape of the cluster's model (announced as `modelSpeed`). */
-export interface ModelSpeed {
-  /** The calibration shape's key (calibration-shape.ts): what the coordinator matches with its model's. */
-  readonly shape: string
-  readonly speed: Speed
-  /** Per device of the rpc-server, in its order, when it serves several. */
-  readonly devices: Array<Speed | null>
-}
+/** This node's speed measured in the shape of the cluster's model, as announced (`modelSpeed`). */
+export type ModelSpeed = NonNullable<Announcement['modelSpeed']>
 
 /** How long a device's measurement waits for an rpc-server that a measurement before it crashed. */
 const READY_AFTER_CRASH_MS = 30_000
